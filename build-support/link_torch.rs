@@ -1,0 +1,47 @@
+// Shared build-script logic (included by the engine's and the CLI's `build.rs`): keep
+// `libtorch_cuda` linked and put libtorch's folder on the binary's runpath.
+//
+// Why: the default `--as-needed` link drops `libtorch_cuda.so`, because no symbol of ours
+// refers to it directly; libtorch then silently reports "no CUDA" at run time. Linking it
+// with `--no-as-needed` keeps it in the `NEEDED` list (check with `readelf -d`).
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// Finds libtorch's `lib` folder the same way torch-sys does: `LIBTORCH`, else the
+/// `torch` package of the `python3` on `PATH` (with `LIBTORCH_USE_PYTORCH=1`).
+fn libtorch_lib_dir() -> Option<PathBuf> {
+    if let Ok(dir) = std::env::var("LIBTORCH_LIB") {
+        return Some(PathBuf::from(dir));
+    }
+    if let Ok(dir) = std::env::var("LIBTORCH") {
+        return Some(PathBuf::from(dir).join("lib"));
+    }
+    let python = std::env::var("PYTHON_SYS_EXECUTABLE").unwrap_or_else(|_| "python3".into());
+    let out = Command::new(python)
+        .args(["-c", "import torch, os; print(os.path.dirname(torch.__file__))"])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let dir = String::from_utf8(out.stdout).ok()?;
+    Some(PathBuf::from(dir.trim()).join("lib"))
+}
+
+fn link_torch() {
+    println!("cargo:rerun-if-env-changed=LIBTORCH");
+    println!("cargo:rerun-if-env-changed=LIBTORCH_LIB");
+    println!("cargo:rerun-if-env-changed=LIBTORCH_USE_PYTORCH");
+    let Some(lib) = libtorch_lib_dir() else {
+        println!("cargo:warning=libtorch not found; CUDA will not be linked explicitly");
+        return;
+    };
+    println!("cargo:rustc-link-search=native={}", lib.display());
+    println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
+    if lib.join("libtorch_cuda.so").exists() {
+        println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
+        println!("cargo:rustc-link-arg=-ltorch_cuda");
+        println!("cargo:rustc-link-arg=-Wl,--as-needed");
+    }
+}

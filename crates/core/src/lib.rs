@@ -1,0 +1,18 @@
+//! Light shared types for imagelab: generation parameters, sampler and scheduler names,
+//! settings, and the validation that turns bad user input into errors naming the field.
+//!
+//! This crate depends on serde only, so the CLI client and the GUI compile fast and never
+//! link libtorch.
+
+pub mod config;
+pub mod names;
+pub mod params;
+pub mod paths;
+
+pub use config::{Config, ConfigError, Folders};
+pub use names::{parse_sampler_label, SamplerName, SchedulerName, UnknownName};
+pub use params::{DType, DeviceSpec, GenerationParams, ValidationError};
+pub use paths::{resolve_model_file, resolve_in_folder, PathError};
+
+/// The engine version recorded in every image's metadata.
+pub const ENGINE_VERSION: &str = concat!("imagelab ", env!("CARGO_PKG_VERSION"));
