@@ -1,1 +1,37 @@
-fn main(){}
+//! The `imagelab` command line. Today: `generate` (the engine in-process, no daemon).
+//! Every flag of `generate` can also come from an `IMAGELAB_*` environment variable, which
+//! is the headless mode for cron jobs and containers.
+
+mod generate;
+mod logging;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(name = "imagelab", version, about = "Local Stable Diffusion on your own NVIDIA GPUs")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Generate images now, in this process (no daemon needed).
+    Generate(Box<generate::GenerateArgs>),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Generate(args) => generate::run(*args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            log::error!("{err:#}");
+            eprintln!("error: {err:#}");
+            ExitCode::from(1)
+        }
+    }
+}

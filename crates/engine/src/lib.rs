@@ -3,8 +3,13 @@
 //! It never touches tokio, actix or the queue: the CLI's `generate` and the daemon's worker
 //! processes call it directly.
 
+pub mod checkpoint;
+pub mod diffusers_folder;
 pub mod error;
 pub mod layers;
+pub mod model_hash;
+pub mod pipeline;
+pub mod png_out;
 pub mod weights;
 
 pub use error::{EngineError, Result};

@@ -1,0 +1,63 @@
+//! The short model hash A1111 shows ("Model hash": first 10 hex digits of the file's
+//! sha256), cached by path, size and modification time so a 7 GB checkpoint is hashed once.
+
+use crate::error::{EngineError, Result};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+fn cache_path() -> PathBuf {
+    imagelab_core::config::settings_dir().join("model-hashes.json")
+}
+
+fn cache_key(path: &Path) -> Option<String> {
+    let meta = std::fs::metadata(path).ok()?;
+    let modified = meta.modified().ok()?.duration_since(std::time::UNIX_EPOCH).ok()?.as_nanos();
+    let real = path.canonicalize().ok()?;
+    Some(format!("{}|{}|{modified}", real.display(), meta.len()))
+}
+
+/// The full sha256 of a file (or, for a diffusers folder, of its UNet weights).
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let io = |source| EngineError::Io { path: path.to_path_buf(), source };
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 8 << 20];
+    loop {
+        let n = file.read(&mut buf).map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// First 10 hex digits of the sha256, from the cache when the file is unchanged.
+pub fn short_sha256(path: &Path) -> Result<String> {
+    let target = if path.is_dir() { crate::diffusers_folder::unet_file(path)? } else { path.to_path_buf() };
+    let key = cache_key(&target);
+    let cache_file = cache_path();
+    let mut cache: BTreeMap<String, String> = std::fs::read_to_string(&cache_file)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    if let Some(hit) = key.as_ref().and_then(|k| cache.get(k)) {
+        return Ok(hit.clone());
+    }
+    let short = sha256_file(&target)?[..10].to_string();
+    if let Some(k) = key {
+        cache.insert(k, short.clone());
+        // The cache is an optimisation: failing to save it must not fail the generation.
+        if let Ok(text) = serde_json::to_string_pretty(&cache) {
+            let tmp = cache_file.with_extension("json.tmp");
+            if std::fs::create_dir_all(cache_file.parent().unwrap_or(Path::new("."))).is_ok()
+                && std::fs::write(&tmp, text).is_ok()
+            {
+                let _ = std::fs::rename(&tmp, &cache_file);
+            }
+        }
+    }
+    Ok(short)
+}

@@ -1,0 +1,96 @@
+//! The model as the samplers see it: `denoised = D(x, σ)`, with the UNet's input scaling,
+//! eps- or v-prediction, and classifier-free guidance applied on the denoised images as
+//! ComfyUI does (`uncond + (cond − uncond)·cfg`, skipping the uncond pass when cfg is 1).
+
+use crate::checkpoint::Prediction;
+use crate::error::Result;
+use crate::sampling::ModelSchedule;
+use crate::unet::UNet;
+use tch::{Kind, Tensor};
+
+/// One side of guidance: a context and, for SDXL, the vector input.
+#[derive(Debug)]
+pub struct GuidanceInput {
+    pub context: Tensor,
+    pub vector: Option<Tensor>,
+}
+
+/// Repeats token sequences so two contexts of different chunk counts can share one batch
+/// (ComfyUI uses the least common multiple the same way).
+fn match_lengths(a: &Tensor, b: &Tensor) -> (Tensor, Tensor) {
+    let (la, lb) = (a.size()[1], b.size()[1]);
+    if la == lb {
+        return (a.shallow_clone(), b.shallow_clone());
+    }
+    let gcd = |mut x: i64, mut y: i64| {
+        while y != 0 {
+            (x, y) = (y, x % y);
+        }
+        x
+    };
+    let lcm = la / gcd(la, lb) * lb;
+    (a.repeat([1, lcm / la, 1]), b.repeat([1, lcm / lb, 1]))
+}
+
+pub struct Denoiser<'a> {
+    pub unet: &'a UNet,
+    pub schedule: &'a ModelSchedule,
+    pub prediction: Prediction,
+    pub cond: &'a GuidanceInput,
+    pub uncond: &'a GuidanceInput,
+    pub cfg: f64,
+    /// The UNet's precision; latents stay in fp32 between steps.
+    pub kind: Kind,
+}
+
+impl Denoiser<'_> {
+    /// `D(x, σ)` for a batch of latents `x` (fp32), returning fp32 denoised latents.
+    pub fn denoise(&self, x: &Tensor, sigma: f64) -> Result<Tensor> {
+        let batch = x.size()[0];
+        let guided = (self.cfg - 1.0).abs() > f64::EPSILON;
+        let c_in = 1.0 / (sigma * sigma + 1.0).sqrt();
+        let timestep = self.schedule.sigma_to_t(sigma);
+        let (contexts, vectors, copies) = if guided {
+            let (c, u) = match_lengths(&self.cond.context, &self.uncond.context);
+            let ctx = Tensor::cat(&[u.expand([batch, -1, -1], false), c.expand([batch, -1, -1], false)], 0);
+            let vec = match (&self.cond.vector, &self.uncond.vector) {
+                (Some(c), Some(u)) => {
+                    Some(Tensor::cat(&[u.expand([batch, -1], false), c.expand([batch, -1], false)], 0))
+                }
+                _ => None,
+            };
+            (ctx, vec, 2)
+        } else {
+            let ctx = self.cond.context.expand([batch, -1, -1], false);
+            let vec = self.cond.vector.as_ref().map(|v| v.expand([batch, -1], false));
+            (ctx, vec, 1)
+        };
+        let x_in = Tensor::cat(&vec![x.shallow_clone(); copies], 0);
+        let device = x.device();
+        // Timesteps stay fp32: near t = 999 fp16 resolves only steps of 0.5.
+        let t = Tensor::full([batch * copies as i64], timestep, (Kind::Float, device));
+        let out = self
+            .unet
+            .forward(
+                &(&x_in * c_in).to_kind(self.kind),
+                &t,
+                &contexts.to_kind(self.kind),
+                vectors.map(|v| v.to_kind(self.kind)).as_ref(),
+            )
+            .to_kind(Kind::Float);
+        let denoised = match self.prediction {
+            Prediction::Eps => &x_in - out * sigma,
+            Prediction::V => {
+                let s2 = sigma * sigma + 1.0;
+                &x_in / s2 - out * (sigma / s2.sqrt())
+            }
+        };
+        if guided {
+            let parts = denoised.chunk(2, 0);
+            let (uncond, cond) = (&parts[0], &parts[1]);
+            Ok(uncond + (cond - uncond) * self.cfg)
+        } else {
+            Ok(denoised)
+        }
+    }
+}

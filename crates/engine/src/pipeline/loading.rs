@@ -1,0 +1,214 @@
+//! Assembling a [`Pipeline`]: classify the checkpoint, apply the VAE / text-encoder
+//! overrides (checking they fit), load every part to the device, and describe results.
+
+use super::{torch_device, torch_kind, ModelChoice, Pipeline, RgbImage};
+use crate::checkpoint::{self, Family};
+use crate::clip::{self, ClipConfig, ClipTextEncoder};
+use crate::error::{EngineError, Result};
+use crate::tokenizer::ClipTokenizer;
+use crate::unet::{UNet, UNetConfig};
+use crate::vae::{self, AutoencoderKl, VaeConfig};
+use crate::weights::Weights;
+use imagelab_core::{GenerationParams, ENGINE_VERSION};
+use std::path::{Path, PathBuf};
+use tch::Kind;
+
+/// Names and hashes recorded in every image.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ModelInfo {
+    pub model_name: String,
+    pub model_path: PathBuf,
+    /// First 10 hex digits of the file's sha256, as A1111's "Model hash".
+    pub model_hash: String,
+    pub vae_name: Option<String>,
+    pub clip_name: Option<String>,
+    pub family: Family,
+}
+
+fn file_label(path: &Path) -> String {
+    path.file_stem().or(path.file_name()).map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+/// The text-encoder roots in a standalone CLIP file, keyed by hidden width.
+fn clip_roots_in(w: &Weights) -> Vec<(i64, Weights)> {
+    let mut roots = Vec::new();
+    for name in w.names_with_prefix("") {
+        let root = if let Some(r) = name.strip_suffix("text_model.embeddings.token_embedding.weight") {
+            r
+        } else if let Some(r) = name.strip_suffix("token_embedding.weight") {
+            if name.ends_with("embeddings.token_embedding.weight") {
+                continue;
+            }
+            r
+        } else {
+            continue;
+        };
+        if let Some(width) = w.shape(&name).and_then(|s| s.get(1).copied()) {
+            let root = root.trim_end_matches('.');
+            roots.push((width, if root.is_empty() { w.clone() } else { w.at(root) }));
+        }
+    }
+    roots
+}
+
+fn load_encoder(w: &Weights) -> Result<ClipTextEncoder> {
+    let layout = clip::detect_layout(w).ok_or_else(|| EngineError::UnknownArchitecture {
+        path: PathBuf::from(w.label()),
+        reason: "no CLIP text encoder tensors found".into(),
+    })?;
+    let cfg = ClipConfig::detect(w, layout)?;
+    ClipTextEncoder::load(w, &cfg)
+}
+
+/// The hidden widths each family's encoders have (CLIP-L 768, OpenCLIP-H 1024, -G 1280).
+fn encoder_widths(family: Family) -> &'static [i64] {
+    match family {
+        Family::Sd1 => &[768],
+        Family::Sd2 => &[1024],
+        Family::Sdxl => &[768, 1280],
+    }
+}
+
+pub(super) fn load(choice: &ModelChoice) -> Result<Pipeline> {
+    let device = torch_device(choice.device);
+    let kind = torch_kind(choice.dtype);
+    let source = checkpoint::open_model(&choice.checkpoint)?;
+    let family = source.family;
+
+    let unet_weights = source.unet.to(device, kind);
+    let unet = UNet::load(&unet_weights, &UNetConfig::detect(&unet_weights)?)?;
+
+    // The SDXL VAE overflows in fp16 (NaNs); bf16 has fp32's range, so use it there.
+    let vae_kind = if kind == Kind::Half && family == Family::Sdxl { Kind::BFloat16 } else { kind };
+    let vae_weights = match &choice.vae {
+        Some(path) => vae::vae_weights_from_file(checkpoint::open_component(path)?).map_err(|e| {
+            EngineError::Incompatible { what: "VAE", path: path.clone(), reason: e.to_string() }
+        })?,
+        None => source.vae.clone().ok_or_else(|| EngineError::Incompatible {
+            what: "checkpoint",
+            path: choice.checkpoint.clone(),
+            reason: "it has no VAE (first_stage_model.*); pick one with --vae".into(),
+        })?,
+    }
+    .to(device, vae_kind);
+    let vae_cfg = VaeConfig::detect(&vae_weights).map_err(|e| match &choice.vae {
+        Some(path) => EngineError::Incompatible { what: "VAE", path: path.clone(), reason: e.to_string() },
+        None => e,
+    })?;
+    let vae = AutoencoderKl::load(&vae_weights, &vae_cfg)?;
+
+    let mut encoder_weights = source.text_encoders.clone();
+    if let Some(path) = &choice.clip {
+        let file = Weights::from_file(checkpoint::open_component(path)?);
+        let roots = clip_roots_in(&file);
+        let wanted = encoder_widths(family);
+        let mut replaced = 0;
+        for (width, root) in roots {
+            if let Some(slot) = wanted.iter().position(|&w| w == width) {
+                if encoder_weights.len() <= slot {
+                    encoder_weights.resize(slot + 1, root.clone());
+                }
+                encoder_weights[slot] = root;
+                replaced += 1;
+            }
+        }
+        if replaced == 0 {
+            return Err(EngineError::Incompatible {
+                what: "text encoder",
+                path: path.clone(),
+                reason: format!(
+                    "it holds no text encoder of width {wanted:?}, which a {} model needs",
+                    family.as_str()
+                ),
+            });
+        }
+    }
+    if encoder_weights.len() != encoder_widths(family).len() {
+        return Err(EngineError::Incompatible {
+            what: "checkpoint",
+            path: choice.checkpoint.clone(),
+            reason: "it lacks its text encoder(s); pick them with --clip".into(),
+        });
+    }
+    let encoders = encoder_weights
+        .iter()
+        .map(|w| load_encoder(&w.to(device, kind)))
+        .collect::<Result<Vec<_>>>()?;
+
+    let info = ModelInfo {
+        model_name: file_label(&choice.checkpoint),
+        model_path: choice.checkpoint.clone(),
+        model_hash: crate::model_hash::short_sha256(&choice.checkpoint)?,
+        vae_name: choice.vae.as_deref().map(file_label),
+        clip_name: choice.clip.as_deref().map(file_label),
+        family,
+    };
+    Ok(Pipeline {
+        family,
+        prediction: source.prediction,
+        info,
+        unet,
+        vae,
+        encoders,
+        tokenizer: ClipTokenizer::shared()?,
+        schedule: crate::sampling::ModelSchedule::stable_diffusion(),
+        device,
+        kind,
+        vae_kind,
+    })
+}
+
+/// Reads an init image, refusing one whose size differs from the requested size (resizing
+/// silently would change the composition the user asked for).
+pub(super) fn read_init_image(path: &str, width: u32, height: u32) -> Result<tch::Tensor> {
+    let path_buf = PathBuf::from(path);
+    let img = image::open(&path_buf)
+        .map_err(|e| EngineError::Invalid { field: "init_image", value: path.to_string(), expected: e.to_string() })?
+        .to_rgb8();
+    if img.width() != width || img.height() != height {
+        return Err(EngineError::Invalid {
+            field: "init_image",
+            value: format!("{path} ({}x{})", img.width(), img.height()),
+            expected: format!("an image of the requested size {width}x{height}"),
+        });
+    }
+    Ok(vae::rgb8_to_tensor(width, height, img.as_raw()))
+}
+
+/// The A1111 `parameters` text and our JSON spec for one image.
+pub(super) fn describe(p: &Pipeline, params: &GenerationParams, image: &RgbImage) -> (String, String) {
+    let mut fields = vec![
+        ("Steps", params.steps.to_string()),
+        ("Sampler", params.sampler.a1111_label().to_string()),
+        ("Schedule type", params.scheduler.a1111_label().to_string()),
+        ("CFG scale", format!("{}", params.cfg)),
+        ("Seed", image.seed.to_string()),
+        ("Size", format!("{}x{}", image.width, image.height)),
+        ("Model hash", p.info.model_hash.clone()),
+        ("Model", p.info.model_name.clone()),
+    ];
+    if params.batch > 1 {
+        fields.push(("Batch size", params.batch.to_string()));
+        fields.push(("Batch pos", image.batch_index.to_string()));
+    }
+    if let Some(vae) = &p.info.vae_name {
+        fields.push(("VAE", vae.clone()));
+    }
+    if let Some(skip) = params.clip_skip {
+        fields.push(("Clip skip", skip.to_string()));
+    }
+    if params.init_image.is_some() {
+        fields.push(("Denoising strength", format!("{}", params.strength)));
+    }
+    fields.push(("Version", ENGINE_VERSION.to_string()));
+    let parameters = crate::png_out::a1111_parameters(&params.prompt, &params.negative, &fields);
+    let spec = serde_json::json!({
+        "params": params,
+        "seed": image.seed,
+        "batch_index": image.batch_index,
+        "model": p.info,
+        "prediction": p.prediction,
+        "engine": ENGINE_VERSION,
+    });
+    (parameters, spec.to_string())
+}
