@@ -127,11 +127,19 @@ fn explain_missing_checkpoint(checkpoints: &Path) {
 fn pick_device(args: &GenerateArgs, config: &Config) -> Result<(DeviceSpec, DType)> {
     let device = match &args.device {
         Some(d) => d.parse::<DeviceSpec>()?,
-        None => config.device.unwrap_or(if tch::Cuda::is_available() { DeviceSpec::Cuda(0) } else { DeviceSpec::Cpu }),
+        None => config.device.unwrap_or(if tch::Cuda::is_available() {
+            DeviceSpec::Cuda(0)
+        } else {
+            DeviceSpec::Cpu
+        }),
     };
     let dtype = match &args.dtype {
         Some(d) => d.parse::<DType>()?,
-        None => config.dtype.unwrap_or(if device == DeviceSpec::Cpu { DType::Fp32 } else { DType::Fp16 }),
+        None => config.dtype.unwrap_or(if device == DeviceSpec::Cpu {
+            DType::Fp32
+        } else {
+            DType::Fp16
+        }),
     };
     if device == DeviceSpec::Cpu && dtype != DType::Fp32 {
         bail!("invalid dtype {dtype} on the CPU: the CPU runs in fp32 (use --dtype fp32, or --device cuda)");
@@ -175,7 +183,11 @@ pub fn run(args: GenerateArgs) -> Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             [only] => only.clone(),
-            several => bail!("several checkpoints in {}; pick one with --model: {}", checkpoints.display(), several.join(", ")),
+            several => bail!(
+                "several checkpoints in {}; pick one with --model: {}",
+                checkpoints.display(),
+                several.join(", ")
+            ),
         },
     };
     params.model = model_name.clone();
@@ -184,28 +196,53 @@ pub fn run(args: GenerateArgs) -> Result<ExitCode> {
         params.seed = random_seed();
     }
     let checkpoint = paths::resolve_model_file(&checkpoints, &model_name, "model", true)?;
-    let vae = args.vae.as_deref().map(|n| paths::resolve_model_file(&folders.vae(), n, "vae", false)).transpose()?;
-    let clip = args.clip.as_deref().map(|n| paths::resolve_model_file(&folders.clip(), n, "clip", false)).transpose()?;
+    let vae = args
+        .vae
+        .as_deref()
+        .map(|n| paths::resolve_model_file(&folders.vae(), n, "vae", false))
+        .transpose()?;
+    let clip = args
+        .clip
+        .as_deref()
+        .map(|n| paths::resolve_model_file(&folders.clip(), n, "clip", false))
+        .transpose()?;
     if let Some(out) = &args.out {
         if out.exists() {
-            bail!("{} already exists; imagelab never overwrites an image", out.display());
+            bail!(
+                "{} already exists; imagelab never overwrites an image",
+                out.display()
+            );
         }
     }
     let (device, dtype) = pick_device(&args, &config)?;
-    log::info!("generate: model={} device={device} dtype={dtype} params={}", checkpoint.display(), serde_json::to_string(&params)?);
+    log::info!(
+        "generate: model={} device={device} dtype={dtype} params={}",
+        checkpoint.display(),
+        serde_json::to_string(&params)?
+    );
     eprintln!("seed {}", params.seed);
 
-    let spinner = ProgressBar::new_spinner().with_message(format!("loading {}", checkpoint.display()));
+    let spinner =
+        ProgressBar::new_spinner().with_message(format!("loading {}", checkpoint.display()));
     spinner.enable_steady_tick(std::time::Duration::from_millis(120));
-    let choice = ModelChoice { checkpoint, vae, clip, device, dtype };
-    let pipeline = Pipeline::load(&choice).with_context(|| format!("cannot load model {model_name}"))?;
+    let choice = ModelChoice {
+        checkpoint,
+        vae,
+        clip,
+        device,
+        dtype,
+    };
+    let pipeline =
+        Pipeline::load(&choice).with_context(|| format!("cannot load model {model_name}"))?;
     spinner.finish_and_clear();
 
     let bar = ProgressBar::new(params.steps as u64);
     bar.set_style(
-        ProgressStyle::with_template("{spinner} {msg} [{bar:40}] {pos}/{len} steps {per_sec} eta {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{spinner} {msg} [{bar:40}] {pos}/{len} steps {per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
     );
     bar.set_message("sampling");
     let images = pipeline.generate(&params, &mut |event| match event {
@@ -238,7 +275,10 @@ pub fn run(args: GenerateArgs) -> Result<ExitCode> {
     }
     if args.json {
         let paths: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
-        println!("{}", serde_json::json!({ "seed": params.seed, "images": paths, "log": log_path }));
+        println!(
+            "{}",
+            serde_json::json!({ "seed": params.seed, "images": paths, "log": log_path })
+        );
     } else {
         for p in &written {
             println!("{}", p.display());

@@ -9,7 +9,11 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser, Debug)]
-#[command(name = "imagelab", version, about = "Local Stable Diffusion on your own NVIDIA GPUs")]
+#[command(
+    name = "imagelab",
+    version,
+    about = "Local Stable Diffusion on your own NVIDIA GPUs"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -10,13 +10,23 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read settings file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("settings file {path} is not valid: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("cannot write settings file {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("environment variable {name}={value:?} is not valid: {message}")]
-    Env { name: String, value: String, message: String },
+    Env {
+        name: String,
+        value: String,
+        message: String,
+    },
 }
 
 /// Defaults for new generations, saved from the GUI or edited by hand.
@@ -105,7 +115,9 @@ pub fn settings_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("AIIMAGEGEN_HOME") {
         return PathBuf::from(dir);
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
     home.join(".aiimagegen")
 }
 
@@ -131,16 +143,24 @@ impl Config {
     pub fn load_from(path: &Path) -> Result<Config, ConfigError> {
         match std::fs::read_to_string(path) {
             Ok(text) if text.trim().is_empty() => Ok(Config::default()),
-            Ok(text) => serde_yaml::from_str(&text)
-                .map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() }),
+            Ok(text) => serde_yaml::from_str(&text).map_err(|e| ConfigError::Parse {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
-            Err(source) => Err(ConfigError::Read { path: path.to_path_buf(), source }),
+            Err(source) => Err(ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            }),
         }
     }
 
     /// Writes the settings atomically (temporary file, then rename).
     pub fn save_to(&self, path: &Path) -> Result<(), ConfigError> {
-        let write_err = |source| ConfigError::Write { path: path.to_path_buf(), source };
+        let write_err = |source| ConfigError::Write {
+            path: path.to_path_buf(),
+            source,
+        };
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(write_err)?;
         }
@@ -158,7 +178,9 @@ impl Config {
     pub fn folders(&self) -> Folders {
         let base = app_dir();
         let pick = |var: &str, configured: &Path| -> PathBuf {
-            let chosen = std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| configured.to_path_buf());
+            let chosen = std::env::var_os(var)
+                .map(PathBuf::from)
+                .unwrap_or_else(|| configured.to_path_buf());
             if chosen.is_absolute() {
                 chosen
             } else {
@@ -212,7 +234,10 @@ mod tests {
         let path = dir.path().join("config.yaml");
         std::fs::write(&path, "defaults:\n  sampler: eulerr\n").unwrap();
         let err = Config::load_from(&path).unwrap_err().to_string();
-        assert!(err.contains("config.yaml") && err.contains("eulerr"), "{err}");
+        assert!(
+            err.contains("config.yaml") && err.contains("eulerr"),
+            "{err}"
+        );
         std::fs::write(&path, "output_dirr: x\n").unwrap();
         let err = Config::load_from(&path).unwrap_err().to_string();
         assert!(err.contains("output_dirr"), "{err}");

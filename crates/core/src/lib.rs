@@ -12,7 +12,7 @@ pub mod paths;
 pub use config::{Config, ConfigError, Folders};
 pub use names::{parse_sampler_label, SamplerName, SchedulerName, UnknownName};
 pub use params::{DType, DeviceSpec, GenerationParams, ValidationError};
-pub use paths::{resolve_model_file, resolve_in_folder, PathError};
+pub use paths::{resolve_in_folder, resolve_model_file, PathError};
 
 /// The engine version recorded in every image's metadata.
 pub const ENGINE_VERSION: &str = concat!("imagelab ", env!("CARGO_PKG_VERSION"));

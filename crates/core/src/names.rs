@@ -89,7 +89,10 @@ impl SamplerName {
     /// Samplers whose ComfyUI schedule drops the second-to-last sigma (they would
     /// otherwise spend a whole second-order step on a tiny interval).
     pub fn discards_penultimate_sigma(self) -> bool {
-        matches!(self, SamplerName::Dpm2 | SamplerName::Dpm2Ancestral | SamplerName::UniPc)
+        matches!(
+            self,
+            SamplerName::Dpm2 | SamplerName::Dpm2Ancestral | SamplerName::UniPc
+        )
     }
 
     /// Samplers that draw fresh noise at every step (so the seed matters past the start).
@@ -144,7 +147,9 @@ impl SchedulerName {
 
 /// Parses a sampler given either as a ComfyUI name (`dpmpp_2m`) or an A1111 label
 /// (`DPM++ 2M Karras`, `Euler a`). A label that names a schedule returns it too.
-pub fn parse_sampler_label(text: &str) -> Result<(SamplerName, Option<SchedulerName>), UnknownName> {
+pub fn parse_sampler_label(
+    text: &str,
+) -> Result<(SamplerName, Option<SchedulerName>), UnknownName> {
     if let Ok(name) = text.parse::<SamplerName>() {
         return Ok((name, None));
     }
@@ -199,8 +204,14 @@ mod tests {
             parse_sampler_label("DPM++ 2M Karras"),
             Ok((SamplerName::Dpmpp2m, Some(SchedulerName::Karras)))
         );
-        assert_eq!(parse_sampler_label("Euler a"), Ok((SamplerName::EulerAncestral, None)));
-        assert_eq!(parse_sampler_label("DPM++ 2M SDE"), Ok((SamplerName::Dpmpp2mSde, None)));
+        assert_eq!(
+            parse_sampler_label("Euler a"),
+            Ok((SamplerName::EulerAncestral, None))
+        );
+        assert_eq!(
+            parse_sampler_label("DPM++ 2M SDE"),
+            Ok((SamplerName::Dpmpp2mSde, None))
+        );
         assert_eq!(parse_sampler_label("DDIM"), Ok((SamplerName::Ddim, None)));
         assert_eq!(parse_sampler_label("UniPC"), Ok((SamplerName::UniPc, None)));
         assert_eq!(parse_sampler_label("euler"), Ok((SamplerName::Euler, None)));

@@ -27,7 +27,11 @@ pub struct ValidationError {
 
 impl ValidationError {
     pub fn new(field: &'static str, value: impl fmt::Display, expected: impl Into<String>) -> Self {
-        ValidationError { field, value: value.to_string(), expected: expected.into() }
+        ValidationError {
+            field,
+            value: value.to_string(),
+            expected: expected.into(),
+        }
     }
 }
 
@@ -51,7 +55,8 @@ impl fmt::Display for DeviceSpec {
 impl FromStr for DeviceSpec {
     type Err = ValidationError;
     fn from_str(s: &str) -> Result<Self, ValidationError> {
-        let bad = || ValidationError::new("device", format!("{s:?}"), "expected cpu, cuda or cuda:N");
+        let bad =
+            || ValidationError::new("device", format!("{s:?}"), "expected cpu, cuda or cuda:N");
         match s.trim() {
             "cpu" => Ok(DeviceSpec::Cpu),
             "cuda" => Ok(DeviceSpec::Cuda(0)),
@@ -110,7 +115,11 @@ impl FromStr for DType {
             "fp32" | "float32" | "f32" => Ok(DType::Fp32),
             "fp16" | "float16" | "f16" | "half" => Ok(DType::Fp16),
             "bf16" | "bfloat16" => Ok(DType::Bf16),
-            _ => Err(ValidationError::new("dtype", format!("{s:?}"), "expected fp32, fp16 or bf16")),
+            _ => Err(ValidationError::new(
+                "dtype",
+                format!("{s:?}"),
+                "expected fp32, fp16 or bf16",
+            )),
         }
     }
 }
@@ -182,27 +191,55 @@ impl GenerationParams {
             }
         }
         if self.steps == 0 || self.steps > MAX_STEPS {
-            return Err(ValidationError::new("steps", self.steps, format!("expected 1 to {MAX_STEPS}")));
+            return Err(ValidationError::new(
+                "steps",
+                self.steps,
+                format!("expected 1 to {MAX_STEPS}"),
+            ));
         }
         if !self.cfg.is_finite() || !(0.0..=100.0).contains(&self.cfg) {
-            return Err(ValidationError::new("cfg", self.cfg, "expected a number from 0 to 100"));
+            return Err(ValidationError::new(
+                "cfg",
+                self.cfg,
+                "expected a number from 0 to 100",
+            ));
         }
         if self.batch == 0 || self.batch > MAX_BATCH {
-            return Err(ValidationError::new("batch", self.batch, format!("expected 1 to {MAX_BATCH}")));
+            return Err(ValidationError::new(
+                "batch",
+                self.batch,
+                format!("expected 1 to {MAX_BATCH}"),
+            ));
         }
         if self.seed < -1 {
-            return Err(ValidationError::new("seed", self.seed, "expected -1 (random) or a seed ≥ 0"));
+            return Err(ValidationError::new(
+                "seed",
+                self.seed,
+                "expected -1 (random) or a seed ≥ 0",
+            ));
         }
         if let Some(skip) = self.clip_skip {
             if !(1..=12).contains(&skip) {
-                return Err(ValidationError::new("clip_skip", skip, "expected 1 (last layer) to 12"));
+                return Err(ValidationError::new(
+                    "clip_skip",
+                    skip,
+                    "expected 1 (last layer) to 12",
+                ));
             }
         }
         if self.init_image.is_some() && !(self.strength > 0.0 && self.strength <= 1.0) {
-            return Err(ValidationError::new("strength", self.strength, "expected a number in (0, 1]"));
+            return Err(ValidationError::new(
+                "strength",
+                self.strength,
+                "expected a number in (0, 1]",
+            ));
         }
         if self.model.trim().is_empty() {
-            return Err(ValidationError::new("model", "\"\"", "expected a checkpoint name or path"));
+            return Err(ValidationError::new(
+                "model",
+                "\"\"",
+                "expected a checkpoint name or path",
+            ));
         }
         Ok(())
     }
@@ -213,35 +250,99 @@ mod tests {
     use super::*;
 
     fn valid() -> GenerationParams {
-        GenerationParams { model: "sdxl.safetensors".into(), ..Default::default() }
+        GenerationParams {
+            model: "sdxl.safetensors".into(),
+            ..Default::default()
+        }
     }
 
     #[test]
     fn defaults_match_the_design_card() {
         let p = GenerationParams::default();
-        assert_eq!((p.width, p.height, p.steps, p.cfg, p.seed), (1024, 1024, 20, 7.0, -1));
-        assert_eq!((p.sampler, p.scheduler), (SamplerName::Euler, SchedulerName::Normal));
+        assert_eq!(
+            (p.width, p.height, p.steps, p.cfg, p.seed),
+            (1024, 1024, 20, 7.0, -1)
+        );
+        assert_eq!(
+            (p.sampler, p.scheduler),
+            (SamplerName::Euler, SchedulerName::Normal)
+        );
         assert!(valid().validate().is_ok());
     }
 
     #[test]
     fn bad_sizes_name_the_field_and_value() {
-        let err = GenerationParams { width: 7, ..valid() }.validate().unwrap_err();
+        let err = GenerationParams {
+            width: 7,
+            ..valid()
+        }
+        .validate()
+        .unwrap_err();
         assert_eq!((err.field, err.value.as_str()), ("width", "7"));
-        let err = GenerationParams { height: 1020, ..valid() }.validate().unwrap_err();
+        let err = GenerationParams {
+            height: 1020,
+            ..valid()
+        }
+        .validate()
+        .unwrap_err();
         assert_eq!(err.field, "height");
         assert!(err.to_string().contains("multiple of 8"), "{err}");
-        let err = GenerationParams { width: 8192, ..valid() }.validate().unwrap_err();
+        let err = GenerationParams {
+            width: 8192,
+            ..valid()
+        }
+        .validate()
+        .unwrap_err();
         assert_eq!(err.field, "width");
     }
 
     #[test]
     fn other_fields_are_checked() {
-        assert_eq!(GenerationParams { batch: 10_000, ..valid() }.validate().unwrap_err().field, "batch");
-        assert_eq!(GenerationParams { steps: 0, ..valid() }.validate().unwrap_err().field, "steps");
-        assert_eq!(GenerationParams { cfg: f64::NAN, ..valid() }.validate().unwrap_err().field, "cfg");
-        assert_eq!(GenerationParams { seed: -5, ..valid() }.validate().unwrap_err().field, "seed");
-        let img2img = GenerationParams { init_image: Some("a.png".into()), strength: 0.0, ..valid() };
+        assert_eq!(
+            GenerationParams {
+                batch: 10_000,
+                ..valid()
+            }
+            .validate()
+            .unwrap_err()
+            .field,
+            "batch"
+        );
+        assert_eq!(
+            GenerationParams {
+                steps: 0,
+                ..valid()
+            }
+            .validate()
+            .unwrap_err()
+            .field,
+            "steps"
+        );
+        assert_eq!(
+            GenerationParams {
+                cfg: f64::NAN,
+                ..valid()
+            }
+            .validate()
+            .unwrap_err()
+            .field,
+            "cfg"
+        );
+        assert_eq!(
+            GenerationParams {
+                seed: -5,
+                ..valid()
+            }
+            .validate()
+            .unwrap_err()
+            .field,
+            "seed"
+        );
+        let img2img = GenerationParams {
+            init_image: Some("a.png".into()),
+            strength: 0.0,
+            ..valid()
+        };
         assert_eq!(img2img.validate().unwrap_err().field, "strength");
     }
 
@@ -249,14 +350,19 @@ mod tests {
     fn device_and_dtype_parse() {
         assert_eq!("cuda:1".parse::<DeviceSpec>(), Ok(DeviceSpec::Cuda(1)));
         assert_eq!("cuda".parse::<DeviceSpec>(), Ok(DeviceSpec::Cuda(0)));
-        assert!("gpu".parse::<DeviceSpec>().unwrap_err().to_string().contains("\"gpu\""));
+        assert!("gpu"
+            .parse::<DeviceSpec>()
+            .unwrap_err()
+            .to_string()
+            .contains("\"gpu\""));
         assert_eq!("bf16".parse::<DType>(), Ok(DType::Bf16));
         assert!("int8".parse::<DType>().is_err());
     }
 
     #[test]
     fn unknown_json_fields_are_refused() {
-        let err = serde_json::from_str::<GenerationParams>(r#"{"model":"a","widht":512}"#).unwrap_err();
+        let err =
+            serde_json::from_str::<GenerationParams>(r#"{"model":"a","widht":512}"#).unwrap_err();
         assert!(err.to_string().contains("widht"), "{err}");
     }
 }

@@ -7,22 +7,42 @@ use std::path::{Component, Path, PathBuf};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PathError {
     #[error("{what} name {name:?} may not contain '..' or start at the root; give a name inside {folder}")]
-    Escapes { what: &'static str, name: String, folder: String },
+    Escapes {
+        what: &'static str,
+        name: String,
+        folder: String,
+    },
     #[error("{what} {name:?} not found in {folder}{hint}")]
-    NotFound { what: &'static str, name: String, folder: String, hint: String },
+    NotFound {
+        what: &'static str,
+        name: String,
+        folder: String,
+        hint: String,
+    },
     #[error("{what} name is empty")]
     Empty { what: &'static str },
 }
 
 /// Joins `name` onto `folder` and refuses anything that would leave the folder, including
 /// through a symbolic link. `what` names the kind of file for the message ("model", "vae").
-pub fn resolve_in_folder(folder: &Path, name: &str, what: &'static str) -> Result<PathBuf, PathError> {
-    let escapes = || PathError::Escapes { what, name: name.to_string(), folder: folder.display().to_string() };
+pub fn resolve_in_folder(
+    folder: &Path,
+    name: &str,
+    what: &'static str,
+) -> Result<PathBuf, PathError> {
+    let escapes = || PathError::Escapes {
+        what,
+        name: name.to_string(),
+        folder: folder.display().to_string(),
+    };
     if name.trim().is_empty() {
         return Err(PathError::Empty { what });
     }
     let rel = Path::new(name);
-    if rel.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) {
+    if rel
+        .components()
+        .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+    {
         return Err(escapes());
     }
     let joined = folder.join(rel);
@@ -44,8 +64,15 @@ pub fn resolve_model_file(
     allow_paths: bool,
 ) -> Result<PathBuf, PathError> {
     let as_path = Path::new(name);
-    if as_path.components().any(|c| matches!(c, Component::ParentDir)) {
-        return Err(PathError::Escapes { what, name: name.to_string(), folder: folder.display().to_string() });
+    if as_path
+        .components()
+        .any(|c| matches!(c, Component::ParentDir))
+    {
+        return Err(PathError::Escapes {
+            what,
+            name: name.to_string(),
+            folder: folder.display().to_string(),
+        });
     }
     if allow_paths && (as_path.is_absolute() || name.contains('/')) && as_path.exists() {
         return Ok(as_path.to_path_buf());
@@ -60,16 +87,26 @@ pub fn resolve_model_file(
     }
     let available = list_model_names(folder);
     let hint = if available.is_empty() {
-        format!(" (the folder holds no .safetensors files; put one in {})", folder.display())
+        format!(
+            " (the folder holds no .safetensors files; put one in {})",
+            folder.display()
+        )
     } else {
         format!(" (available: {})", available.join(", "))
     };
-    Err(PathError::NotFound { what, name: name.to_string(), folder: folder.display().to_string(), hint })
+    Err(PathError::NotFound {
+        what,
+        name: name.to_string(),
+        folder: folder.display().to_string(),
+        hint,
+    })
 }
 
 /// The model files and diffusers folders directly inside `folder`, sorted by name.
 pub fn list_model_names(folder: &Path) -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir(folder) else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir(folder) else {
+        return Vec::new();
+    };
     let mut names: Vec<String> = entries
         .filter_map(Result::ok)
         .filter(|e| {
@@ -95,7 +132,10 @@ mod tests {
         assert!(resolve_in_folder(dir.path(), "../etc/passwd", "model").is_err());
         assert!(resolve_in_folder(dir.path(), "/etc/passwd", "model").is_err());
         assert!(resolve_in_folder(dir.path(), "sub/../../x", "model").is_err());
-        assert_eq!(resolve_in_folder(dir.path(), "a.safetensors", "model").unwrap(), dir.path().join("a.safetensors"));
+        assert_eq!(
+            resolve_in_folder(dir.path(), "a.safetensors", "model").unwrap(),
+            dir.path().join("a.safetensors")
+        );
     }
 
     #[test]
@@ -113,8 +153,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("sdxl.safetensors"), b"x").unwrap();
         assert!(resolve_model_file(dir.path(), "sdxl", "model", false).is_ok());
-        let err = resolve_model_file(dir.path(), "nope", "model", false).unwrap_err().to_string();
-        assert!(err.contains("\"nope\"") && err.contains("sdxl.safetensors"), "{err}");
+        let err = resolve_model_file(dir.path(), "nope", "model", false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("\"nope\"") && err.contains("sdxl.safetensors"),
+            "{err}"
+        );
         let err = resolve_model_file(dir.path(), "../sdxl", "model", true).unwrap_err();
         assert!(matches!(err, PathError::Escapes { .. }));
     }

@@ -69,7 +69,10 @@ pub struct ModelSource {
 }
 
 fn unknown(path: &Path, reason: impl Into<String>) -> EngineError {
-    EngineError::UnknownArchitecture { path: path.to_path_buf(), reason: reason.into() }
+    EngineError::UnknownArchitecture {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
 }
 
 /// The context width of a UNet (the input width of its cross-attention keys).
@@ -100,7 +103,9 @@ pub fn classify(path: &Path, all: Weights) -> Result<ModelSource> {
     let in_channels = first_conv.get(1).copied().unwrap_or(0);
     let context = context_width(&unet)
         .ok_or_else(|| unknown(path, "the UNet has no cross-attention (attn2.to_k) layers"))?;
-    let adm = unet.shape("label_emb.0.0.weight").and_then(|s| s.get(1).copied());
+    let adm = unet
+        .shape("label_emb.0.0.weight")
+        .and_then(|s| s.get(1).copied());
     let family = match (context, adm) {
         (768, None) => Family::Sd1,
         (1024, None) => Family::Sd2,
@@ -127,7 +132,15 @@ pub fn classify(path: &Path, all: Weights) -> Result<ModelSource> {
         }
     };
     let prediction = detect_prediction(&all, family)?;
-    Ok(ModelSource { path: path.to_path_buf(), family, prediction, unet, vae, text_encoders, in_channels })
+    Ok(ModelSource {
+        path: path.to_path_buf(),
+        family,
+        prediction,
+        unet,
+        vae,
+        text_encoders,
+        in_channels,
+    })
 }
 
 /// v-prediction is marked by a `v_pred` key in some files; for SD 2.x ComfyUI's rule is

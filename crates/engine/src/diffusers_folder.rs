@@ -12,10 +12,15 @@ use std::sync::Arc;
 /// The weights file of one diffusers component, preferring full precision.
 fn component_file(folder: &Path, component: &str) -> Option<PathBuf> {
     let dir = folder.join(component);
-    ["diffusion_pytorch_model.safetensors", "model.safetensors", "diffusion_pytorch_model.fp16.safetensors", "model.fp16.safetensors"]
-        .iter()
-        .map(|name| dir.join(name))
-        .find(|p| p.exists())
+    [
+        "diffusion_pytorch_model.safetensors",
+        "model.safetensors",
+        "diffusion_pytorch_model.fp16.safetensors",
+        "model.fp16.safetensors",
+    ]
+    .iter()
+    .map(|name| dir.join(name))
+    .find(|p| p.exists())
 }
 
 /// The UNet weights file of a diffusers folder (what the model hash is computed over).
@@ -43,9 +48,19 @@ fn add_mapped(
 pub fn open_diffusers_folder(folder: &Path) -> Result<ModelSource> {
     let mut index = HashMap::new();
     let unet = WeightFile::open(&unet_file(folder)?)?;
-    add_mapped(&mut index, &unet, UNET_PREFIX, crate::unet::diffusers_to_ldm_key);
+    add_mapped(
+        &mut index,
+        &unet,
+        UNET_PREFIX,
+        crate::unet::diffusers_to_ldm_key,
+    );
     if let Some(path) = component_file(folder, "vae") {
-        add_mapped(&mut index, &WeightFile::open(&path)?, VAE_PREFIX, crate::vae::diffusers_to_ldm_key);
+        add_mapped(
+            &mut index,
+            &WeightFile::open(&path)?,
+            VAE_PREFIX,
+            crate::vae::diffusers_to_ldm_key,
+        );
     }
     // Text encoders stay in the Hugging Face layout; they go under the prefixes the
     // single-file layout uses for each family, and the CLIP loader detects the layout.
@@ -55,16 +70,24 @@ pub fn open_diffusers_folder(folder: &Path) -> Result<ModelSource> {
         .find(|(name, _)| name.ends_with("attn2.to_k.weight"))
         .and_then(|(_, shape)| shape.get(1).copied());
     let encoder_prefixes: &[(&str, &str)] = match context_width {
-        Some(2048) => &[("text_encoder", "conditioner.embedders.0.transformer"), ("text_encoder_2", "conditioner.embedders.1.model")],
+        Some(2048) => &[
+            ("text_encoder", "conditioner.embedders.0.transformer"),
+            ("text_encoder_2", "conditioner.embedders.1.model"),
+        ],
         Some(1024) => &[("text_encoder", "cond_stage_model.model")],
         _ => &[("text_encoder", "cond_stage_model.transformer")],
     };
     for (component, prefix) in encoder_prefixes {
         if let Some(path) = component_file(folder, component) {
-            add_mapped(&mut index, &WeightFile::open(&path)?, prefix, |k| Some(k.to_string()));
+            add_mapped(&mut index, &WeightFile::open(&path)?, prefix, |k| {
+                Some(k.to_string())
+            });
         }
     }
-    let mut source = classify(folder, Weights::from_mapping(folder.display().to_string(), index))?;
+    let mut source = classify(
+        folder,
+        Weights::from_mapping(folder.display().to_string(), index),
+    )?;
     if scheduler_says_v_prediction(folder) {
         source.prediction = Prediction::V;
     }
@@ -75,6 +98,9 @@ fn scheduler_says_v_prediction(folder: &Path) -> bool {
     std::fs::read_to_string(folder.join("scheduler/scheduler_config.json"))
         .ok()
         .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .and_then(|v| v.get("prediction_type").and_then(|p| p.as_str().map(|s| s == "v_prediction")))
+        .and_then(|v| {
+            v.get("prediction_type")
+                .and_then(|p| p.as_str().map(|s| s == "v_prediction"))
+        })
         .unwrap_or(false)
 }

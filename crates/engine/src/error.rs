@@ -6,7 +6,10 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error("cannot read {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path} is not a valid safetensors file: {reason}")]
     CorruptSafetensors { path: PathBuf, reason: String },
     #[error("{path} is a pickle checkpoint ({ext}); imagelab never unpickles files because they can run code. Convert it to .safetensors first (for example with the `safetensors` convert tool or ComfyUI's checkpoint save node)")]
@@ -16,13 +19,30 @@ pub enum EngineError {
     #[error("{source_name}: tensor {name} is missing")]
     MissingTensor { source_name: String, name: String },
     #[error("{source_name}: tensor {name} has shape {actual:?}, expected {expected:?}")]
-    ShapeMismatch { source_name: String, name: String, actual: Vec<i64>, expected: Vec<i64> },
+    ShapeMismatch {
+        source_name: String,
+        name: String,
+        actual: Vec<i64>,
+        expected: Vec<i64>,
+    },
     #[error("{source_name}: tensor {name} has unsupported dtype {dtype}")]
-    UnsupportedDtype { source_name: String, name: String, dtype: String },
+    UnsupportedDtype {
+        source_name: String,
+        name: String,
+        dtype: String,
+    },
     #[error("{what} {path} does not fit the model: {reason}")]
-    Incompatible { what: &'static str, path: PathBuf, reason: String },
+    Incompatible {
+        what: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
     #[error("invalid {field} {value}: {expected}")]
-    Invalid { field: &'static str, value: String, expected: String },
+    Invalid {
+        field: &'static str,
+        value: String,
+        expected: String,
+    },
     #[error("cannot write {path}: {reason}")]
     Output { path: PathBuf, reason: String },
     #[error("torch: {0}")]
@@ -31,7 +51,11 @@ pub enum EngineError {
 
 impl From<imagelab_core::ValidationError> for EngineError {
     fn from(e: imagelab_core::ValidationError) -> Self {
-        EngineError::Invalid { field: e.field, value: e.value, expected: e.expected }
+        EngineError::Invalid {
+            field: e.field,
+            value: e.value,
+            expected: e.expected,
+        }
     }
 }
 

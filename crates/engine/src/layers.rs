@@ -45,14 +45,34 @@ pub struct Conv2d {
 }
 
 impl Conv2d {
-    pub fn load(w: &Weights, name: &str, in_ch: i64, out_ch: i64, kernel: i64, stride: i64, padding: i64) -> Result<Conv2d> {
+    pub fn load(
+        w: &Weights,
+        name: &str,
+        in_ch: i64,
+        out_ch: i64,
+        kernel: i64,
+        stride: i64,
+        padding: i64,
+    ) -> Result<Conv2d> {
         let weight = w.get_shaped(&format!("{name}.weight"), &[out_ch, in_ch, kernel, kernel])?;
         let bias = w.get_opt(&format!("{name}.bias"))?;
-        Ok(Conv2d { weight, bias, stride, padding })
+        Ok(Conv2d {
+            weight,
+            bias,
+            stride,
+            padding,
+        })
     }
 
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        x.conv2d(&self.weight, self.bias.as_ref(), [self.stride], [self.padding], [1], 1)
+        x.conv2d(
+            &self.weight,
+            self.bias.as_ref(),
+            [self.stride],
+            [self.padding],
+            [1],
+            1,
+        )
     }
 }
 
@@ -66,7 +86,13 @@ pub struct GroupNorm {
 }
 
 impl GroupNorm {
-    pub fn load(w: &Weights, name: &str, channels: i64, groups: i64, eps: f64) -> Result<GroupNorm> {
+    pub fn load(
+        w: &Weights,
+        name: &str,
+        channels: i64,
+        groups: i64,
+        eps: f64,
+    ) -> Result<GroupNorm> {
         Ok(GroupNorm {
             weight: w.get_shaped(&format!("{name}.weight"), &[channels])?,
             bias: w.get_shaped(&format!("{name}.bias"), &[channels])?,
@@ -76,7 +102,13 @@ impl GroupNorm {
     }
 
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        x.group_norm(self.groups, Some(&self.weight), Some(&self.bias), self.eps, true)
+        x.group_norm(
+            self.groups,
+            Some(&self.weight),
+            Some(&self.bias),
+            self.eps,
+            true,
+        )
     }
 }
 
@@ -105,8 +137,16 @@ impl LayerNorm {
 
 /// Multi-head attention core on `[batch, tokens, heads*head_dim]` inputs, through
 /// `scaled_dot_product_attention` (flash / memory-efficient kernels on CUDA).
-pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: i64, causal_mask: Option<&Tensor>) -> Tensor {
-    let (b, tq, inner) = q.size3().expect("attention expects [batch, tokens, channels]");
+pub fn attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    heads: i64,
+    causal_mask: Option<&Tensor>,
+) -> Tensor {
+    let (b, tq, inner) = q
+        .size3()
+        .expect("attention expects [batch, tokens, channels]");
     let tk = k.size()[1];
     let head_dim = inner / heads;
     let split = |t: &Tensor, tokens: i64| t.view([b, tokens, heads, head_dim]).transpose(1, 2);

@@ -13,14 +13,22 @@ fn cache_path() -> PathBuf {
 
 fn cache_key(path: &Path) -> Option<String> {
     let meta = std::fs::metadata(path).ok()?;
-    let modified = meta.modified().ok()?.duration_since(std::time::UNIX_EPOCH).ok()?.as_nanos();
+    let modified = meta
+        .modified()
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_nanos();
     let real = path.canonicalize().ok()?;
     Some(format!("{}|{}|{modified}", real.display(), meta.len()))
 }
 
 /// The full sha256 of a file (or, for a diffusers folder, of its UNet weights).
 pub fn sha256_file(path: &Path) -> Result<String> {
-    let io = |source| EngineError::Io { path: path.to_path_buf(), source };
+    let io = |source| EngineError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     let mut file = std::fs::File::open(path).map_err(io)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 8 << 20];
@@ -36,7 +44,11 @@ pub fn sha256_file(path: &Path) -> Result<String> {
 
 /// First 10 hex digits of the sha256, from the cache when the file is unchanged.
 pub fn short_sha256(path: &Path) -> Result<String> {
-    let target = if path.is_dir() { crate::diffusers_folder::unet_file(path)? } else { path.to_path_buf() };
+    let target = if path.is_dir() {
+        crate::diffusers_folder::unet_file(path)?
+    } else {
+        path.to_path_buf()
+    };
     let key = cache_key(&target);
     let cache_file = cache_path();
     let mut cache: BTreeMap<String, String> = std::fs::read_to_string(&cache_file)

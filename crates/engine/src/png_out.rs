@@ -30,7 +30,10 @@ pub fn a1111_parameters(prompt: &str, negative: &str, fields: &[(&str, String)])
         text.push_str("\nNegative prompt: ");
         text.push_str(negative);
     }
-    let line: Vec<String> = fields.iter().map(|(k, v)| format!("{k}: {}", a1111_value(v))).collect();
+    let line: Vec<String> = fields
+        .iter()
+        .map(|(k, v)| format!("{k}: {}", a1111_value(v)))
+        .collect();
     text.push('\n');
     text.push_str(&line.join(", "));
     text
@@ -38,10 +41,21 @@ pub fn a1111_parameters(prompt: &str, negative: &str, fields: &[(&str, String)])
 
 /// Encodes an 8-bit RGB image with text chunks into bytes. Latin-1 text goes into tEXt
 /// chunks (what old readers expect), anything else into UTF-8 iTXt chunks.
-pub fn encode_png(width: u32, height: u32, rgb: &[u8], texts: &[(&str, String)]) -> Result<Vec<u8>> {
-    let bad = |reason: String| EngineError::Output { path: PathBuf::from("<png>"), reason };
+pub fn encode_png(
+    width: u32,
+    height: u32,
+    rgb: &[u8],
+    texts: &[(&str, String)],
+) -> Result<Vec<u8>> {
+    let bad = |reason: String| EngineError::Output {
+        path: PathBuf::from("<png>"),
+        reason,
+    };
     if rgb.len() != (width as usize) * (height as usize) * 3 {
-        return Err(bad(format!("{} bytes for a {width}x{height} RGB image", rgb.len())));
+        return Err(bad(format!(
+            "{} bytes for a {width}x{height} RGB image",
+            rgb.len()
+        )));
     }
     let mut bytes = Vec::new();
     {
@@ -58,7 +72,9 @@ pub fn encode_png(width: u32, height: u32, rgb: &[u8], texts: &[(&str, String)])
             added.map_err(|e| bad(e.to_string()))?;
         }
         let mut writer = encoder.write_header().map_err(|e| bad(e.to_string()))?;
-        writer.write_image_data(rgb).map_err(|e| bad(e.to_string()))?;
+        writer
+            .write_image_data(rgb)
+            .map_err(|e| bad(e.to_string()))?;
         writer.finish().map_err(|e| bad(e.to_string()))?;
     }
     Ok(bytes)
@@ -68,8 +84,14 @@ pub fn encode_png(width: u32, height: u32, rgb: &[u8], texts: &[(&str, String)])
 /// file being visible: a temporary name in the same folder, fsync, then a hard link (which
 /// fails if `path` exists) and removal of the temporary name.
 pub fn write_new_file(path: &Path, bytes: &[u8]) -> Result<()> {
-    let out = |reason: String| EngineError::Output { path: path.to_path_buf(), reason };
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let out = |reason: String| EngineError::Output {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| out(e.to_string()))?;
     let mut tmp = tempfile::Builder::new()
         .prefix(".imagelab-")
@@ -108,7 +130,12 @@ fn next_free_index(dir: &Path, stem: &str) -> u32 {
         .map(|entries| {
             entries
                 .filter_map(|e| e.ok()?.file_name().into_string().ok())
-                .filter_map(|name| name.strip_prefix(&prefix)?.strip_suffix(".png")?.parse::<u32>().ok())
+                .filter_map(|name| {
+                    name.strip_prefix(&prefix)?
+                        .strip_suffix(".png")?
+                        .parse::<u32>()
+                        .ok()
+                })
                 .max()
                 .map_or(1, |m| m + 1)
         })
@@ -117,9 +144,15 @@ fn next_free_index(dir: &Path, stem: &str) -> u32 {
 
 /// Reads the text chunks (tEXt, zTXt and iTXt) of a PNG file.
 pub fn read_png_texts(path: &Path) -> Result<BTreeMap<String, String>> {
-    let io = |e: std::io::Error| EngineError::Io { path: path.to_path_buf(), source: e };
+    let io = |e: std::io::Error| EngineError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    };
     let file = std::fs::File::open(path).map_err(io)?;
-    let bad = |reason: String| EngineError::Output { path: path.to_path_buf(), reason };
+    let bad = |reason: String| EngineError::Output {
+        path: path.to_path_buf(),
+        reason,
+    };
     let mut decoder = png::Decoder::new(std::io::BufReader::new(file));
     decoder.set_ignore_text_chunk(false);
     let reader = decoder.read_info().map_err(|e| bad(e.to_string()))?;
@@ -153,7 +186,10 @@ mod tests {
             "blurry",
             &[("Steps", "20".into()), ("Model", "my, model".into())],
         );
-        assert_eq!(text, "a cat\nNegative prompt: blurry\nSteps: 20, Model: \"my, model\"");
+        assert_eq!(
+            text,
+            "a cat\nNegative prompt: blurry\nSteps: 20, Model: \"my, model\""
+        );
         let no_negative = a1111_parameters("a cat", "", &[("Seed", "1".into())]);
         assert_eq!(no_negative, "a cat\nSeed: 1");
     }
@@ -165,7 +201,10 @@ mod tests {
             2,
             1,
             &[255, 0, 0, 0, 255, 0],
-            &[("parameters", "a café ☕".into()), ("imagelab", "{\"seed\":1}".into())],
+            &[
+                ("parameters", "a café ☕".into()),
+                ("imagelab", "{\"seed\":1}".into()),
+            ],
         )
         .unwrap();
         let path = dir.path().join("x.png");
@@ -183,7 +222,10 @@ mod tests {
         let err = write_new_file(&path, b"second").unwrap_err().to_string();
         assert!(err.contains("already exists"), "{err}");
         assert_eq!(std::fs::read(&path).unwrap(), b"first");
-        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names.len(), 1, "{names:?}");
         let a = write_numbered(dir.path(), "img", b"a").unwrap();
         let b = write_numbered(dir.path(), "img", b"b").unwrap();

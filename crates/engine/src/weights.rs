@@ -23,15 +23,24 @@ pub struct WeightFile {
 
 impl std::fmt::Debug for WeightFile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WeightFile").field("path", &self.path).finish()
+        f.debug_struct("WeightFile")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
 /// Refuses pickle checkpoints by name and by content, before anything else looks at them.
 pub fn refuse_pickle(path: &Path) -> Result<()> {
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
     if matches!(ext.as_str(), "ckpt" | "pt" | "pth" | "bin" | "pkl") {
-        return Err(EngineError::PickleRefused { path: path.to_path_buf(), ext: format!(".{ext}") });
+        return Err(EngineError::PickleRefused {
+            path: path.to_path_buf(),
+            ext: format!(".{ext}"),
+        });
     }
     Ok(())
 }
@@ -40,27 +49,43 @@ impl WeightFile {
     /// Maps `path` and validates its header and every tensor's byte range.
     pub fn open(path: &Path) -> Result<Arc<WeightFile>> {
         refuse_pickle(path)?;
-        let io = |source| EngineError::Io { path: path.to_path_buf(), source };
+        let io = |source| EngineError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
         let file = std::fs::File::open(path).map_err(io)?;
         // SAFETY: the map is read-only; a file truncated underneath us by another process
         // would fault, which is the same contract every mmap-based loader (torch, ComfyUI)
         // accepts. We validate the header against the length we mapped.
         let mmap = unsafe { Mmap::map(&file) }.map_err(io)?;
-        let corrupt = |reason: String| EngineError::CorruptSafetensors { path: path.to_path_buf(), reason };
+        let corrupt = |reason: String| EngineError::CorruptSafetensors {
+            path: path.to_path_buf(),
+            reason,
+        };
         if mmap.len() >= 2 && (mmap[0] == 0x80 || &mmap[..2] == b"PK") {
-            return Err(EngineError::PickleRefused { path: path.to_path_buf(), ext: "pickle content".into() });
+            return Err(EngineError::PickleRefused {
+                path: path.to_path_buf(),
+                ext: "pickle content".into(),
+            });
         }
-        let (header_len, metadata) =
-            safetensors::SafeTensors::read_metadata(&mmap[..]).map_err(|e| corrupt(e.to_string()))?;
+        let (header_len, metadata) = safetensors::SafeTensors::read_metadata(&mmap[..])
+            .map_err(|e| corrupt(e.to_string()))?;
         let data_start = 8 + header_len;
         let data_len = mmap.len() - data_start;
         for (name, info) in metadata.tensors() {
             let (start, end) = info.data_offsets;
             if end > data_len || start > end {
-                return Err(corrupt(format!("tensor {name} lies past the end of the file (truncated?)")));
+                return Err(corrupt(format!(
+                    "tensor {name} lies past the end of the file (truncated?)"
+                )));
             }
         }
-        Ok(Arc::new(WeightFile { path: path.to_path_buf(), mmap, data_start, metadata }))
+        Ok(Arc::new(WeightFile {
+            path: path.to_path_buf(),
+            mmap,
+            data_start,
+            metadata,
+        }))
     }
 
     pub fn path(&self) -> &Path {
@@ -86,7 +111,10 @@ impl WeightFile {
         let info = self
             .metadata
             .info(name)
-            .ok_or_else(|| EngineError::MissingTensor { source_name: source_name.clone(), name: name.into() })?;
+            .ok_or_else(|| EngineError::MissingTensor {
+                source_name: source_name.clone(),
+                name: name.into(),
+            })?;
         let file_kind = match info.dtype {
             Dtype::F32 => Kind::Float,
             Dtype::F16 => Kind::Half,
@@ -109,12 +137,18 @@ impl WeightFile {
         if bytes.len() as i64 != numel * file_kind.elt_size_in_bytes() as i64 {
             return Err(EngineError::CorruptSafetensors {
                 path: self.path.clone(),
-                reason: format!("tensor {name} has {} bytes for shape {shape:?}", bytes.len()),
+                reason: format!(
+                    "tensor {name} has {} bytes for shape {shape:?}",
+                    bytes.len()
+                ),
             });
         }
         let host = Tensor::f_from_data_size(bytes, &shape, file_kind)?;
         // Integer tensors (position ids) keep their kind; floats take the target precision.
-        let is_float = matches!(file_kind, Kind::Float | Kind::Half | Kind::BFloat16 | Kind::Double);
+        let is_float = matches!(
+            file_kind,
+            Kind::Float | Kind::Half | Kind::BFloat16 | Kind::Double
+        );
         let target = if is_float { kind } else { file_kind };
         Ok(host.f_to_device(device)?.f_to_kind(target)?)
     }
@@ -133,7 +167,10 @@ pub struct Weights {
 
 impl std::fmt::Debug for Weights {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Weights").field("label", &self.label).field("prefix", &self.prefix).finish()
+        f.debug_struct("Weights")
+            .field("label", &self.label)
+            .field("prefix", &self.prefix)
+            .finish()
     }
 }
 
@@ -141,25 +178,56 @@ impl Weights {
     /// All tensors of one file under their own names.
     pub fn from_file(file: Arc<WeightFile>) -> Weights {
         let label = file.path.display().to_string();
-        let index = file.metadata.tensors().into_keys().map(|k| (k.clone(), (file.clone(), k))).collect();
-        Weights { label, index: Arc::new(index), prefix: String::new(), device: Device::Cpu, kind: Kind::Float }
+        let index = file
+            .metadata
+            .tensors()
+            .into_keys()
+            .map(|k| (k.clone(), (file.clone(), k)))
+            .collect();
+        Weights {
+            label,
+            index: Arc::new(index),
+            prefix: String::new(),
+            device: Device::Cpu,
+            kind: Kind::Float,
+        }
     }
 
     /// Builds a namespace from explicit `logical name → (file, stored name)` entries; used
     /// to present diffusers-layout files under single-file names.
-    pub fn from_mapping(label: String, index: HashMap<String, (Arc<WeightFile>, String)>) -> Weights {
-        Weights { label, index: Arc::new(index), prefix: String::new(), device: Device::Cpu, kind: Kind::Float }
+    pub fn from_mapping(
+        label: String,
+        index: HashMap<String, (Arc<WeightFile>, String)>,
+    ) -> Weights {
+        Weights {
+            label,
+            index: Arc::new(index),
+            prefix: String::new(),
+            device: Device::Cpu,
+            kind: Kind::Float,
+        }
     }
 
     /// The same tensors, loaded to another device and precision.
     pub fn to(&self, device: Device, kind: Kind) -> Weights {
-        Weights { device, kind, ..self.clone() }
+        Weights {
+            device,
+            kind,
+            ..self.clone()
+        }
     }
 
     /// A view whose names are relative to `prefix` (joined with a `.`).
     pub fn at(&self, prefix: &str) -> Weights {
-        let prefix = if self.prefix.is_empty() { prefix.to_string() } else { format!("{}.{prefix}", self.prefix) };
-        Weights { prefix, ..self.clone() }
+        let prefix = if self.prefix.is_empty() {
+            prefix.to_string()
+        } else {
+            format!("{}.{prefix}", self.prefix)
+        };
+        Weights {
+            prefix,
+            ..self.clone()
+        }
     }
 
     pub fn device(&self) -> Device {
@@ -189,15 +257,25 @@ impl Weights {
     /// The shape of `name` without loading it.
     pub fn shape(&self, name: &str) -> Option<Vec<i64>> {
         let (file, stored) = self.index.get(&self.full(name))?;
-        file.metadata.info(stored).map(|i| i.shape.iter().map(|&d| d as i64).collect())
+        file.metadata
+            .info(stored)
+            .map(|i| i.shape.iter().map(|&d| d as i64).collect())
     }
 
     /// Logical names (relative to this view) that start with `prefix`.
     pub fn names_with_prefix(&self, prefix: &str) -> Vec<String> {
         let full = self.full(prefix);
-        let strip = if self.prefix.is_empty() { 0 } else { self.prefix.len() + 1 };
-        let mut names: Vec<String> =
-            self.index.keys().filter(|k| k.starts_with(&full)).map(|k| k[strip..].to_string()).collect();
+        let strip = if self.prefix.is_empty() {
+            0
+        } else {
+            self.prefix.len() + 1
+        };
+        let mut names: Vec<String> = self
+            .index
+            .keys()
+            .filter(|k| k.starts_with(&full))
+            .map(|k| k[strip..].to_string())
+            .collect();
         names.sort();
         names
     }
@@ -208,7 +286,10 @@ impl Weights {
         let (file, stored) = self
             .index
             .get(&full)
-            .ok_or_else(|| EngineError::MissingTensor { source_name: self.label.clone(), name: full.clone() })?;
+            .ok_or_else(|| EngineError::MissingTensor {
+                source_name: self.label.clone(),
+                name: full.clone(),
+            })?;
         file.load(stored, self.device, self.kind)
     }
 

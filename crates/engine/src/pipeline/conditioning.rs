@@ -30,13 +30,29 @@ pub fn readouts(family: Family, clip_skip: Option<u32>) -> Vec<EncoderReadout> {
         None => default,
     };
     match family {
-        Family::Sd1 => vec![EncoderReadout { pad_token: CLIP_L_PAD, layer: layer(LayerChoice::Last), final_norm: true }],
+        Family::Sd1 => vec![EncoderReadout {
+            pad_token: CLIP_L_PAD,
+            layer: layer(LayerChoice::Last),
+            final_norm: true,
+        }],
         Family::Sd2 => {
-            vec![EncoderReadout { pad_token: OPEN_CLIP_PAD, layer: layer(LayerChoice::FromEnd(2)), final_norm: true }]
+            vec![EncoderReadout {
+                pad_token: OPEN_CLIP_PAD,
+                layer: layer(LayerChoice::FromEnd(2)),
+                final_norm: true,
+            }]
         }
         Family::Sdxl => vec![
-            EncoderReadout { pad_token: CLIP_L_PAD, layer: layer(LayerChoice::FromEnd(2)), final_norm: false },
-            EncoderReadout { pad_token: OPEN_CLIP_PAD, layer: layer(LayerChoice::FromEnd(2)), final_norm: false },
+            EncoderReadout {
+                pad_token: CLIP_L_PAD,
+                layer: layer(LayerChoice::FromEnd(2)),
+                final_norm: false,
+            },
+            EncoderReadout {
+                pad_token: OPEN_CLIP_PAD,
+                layer: layer(LayerChoice::FromEnd(2)),
+                final_norm: false,
+            },
         ],
     }
 }
@@ -51,7 +67,9 @@ pub struct Conditioning {
 }
 
 fn chunk_tensor(chunk: &TokenChunk, device: Device) -> Tensor {
-    Tensor::from_slice(&chunk.tokens).view([1, -1]).to_device(device)
+    Tensor::from_slice(&chunk.tokens)
+        .view([1, -1])
+        .to_device(device)
 }
 
 /// Encodes one encoder's chunks and applies token weights: `z = (z − z_empty)·w + z_empty`.
@@ -66,15 +84,26 @@ fn encode_weighted(
     let mut first: Option<ClipOutput> = None;
     let mut empty_hidden: Option<Tensor> = None;
     for chunk in chunks {
-        let out = encoder.encode(&chunk_tensor(chunk, device), readout.layer, readout.final_norm)?;
+        let out = encoder.encode(
+            &chunk_tensor(chunk, device),
+            readout.layer,
+            readout.final_norm,
+        )?;
         let mut z = out.hidden.shallow_clone();
         if chunk.weights.iter().any(|&w| w != 1.0) {
             if empty_hidden.is_none() {
-                let e = encoder.encode(&chunk_tensor(empty, device), readout.layer, readout.final_norm)?;
+                let e = encoder.encode(
+                    &chunk_tensor(empty, device),
+                    readout.layer,
+                    readout.final_norm,
+                )?;
                 empty_hidden = Some(e.hidden);
             }
             if let Some(zero) = &empty_hidden {
-                let w = Tensor::from_slice(&chunk.weights).to_device(device).to_kind(z.kind()).view([1, -1, 1]);
+                let w = Tensor::from_slice(&chunk.weights)
+                    .to_device(device)
+                    .to_kind(z.kind())
+                    .view([1, -1, 1]);
                 z = (&z - zero) * w + zero;
             }
         }
@@ -105,8 +134,10 @@ pub fn encode_prompt(
     let readouts = readouts(family, clip_skip);
     let mut contexts = Vec::new();
     let mut pooled = None;
-    let chunk_lists: Vec<Vec<TokenChunk>> =
-        readouts.iter().map(|r| tokenizer.tokenize_weighted(prompt, r.pad_token)).collect();
+    let chunk_lists: Vec<Vec<TokenChunk>> = readouts
+        .iter()
+        .map(|r| tokenizer.tokenize_weighted(prompt, r.pad_token))
+        .collect();
     let most = chunk_lists.iter().map(Vec::len).max().unwrap_or(1);
     for ((encoder, readout), mut chunks) in encoders.iter().zip(&readouts).zip(chunk_lists) {
         let empty = tokenizer.tokenize_weighted("", readout.pad_token).remove(0);
@@ -120,6 +151,10 @@ pub fn encode_prompt(
             pooled = Some(first.projected.unwrap_or(first.pooled));
         }
     }
-    let context = if contexts.len() == 1 { contexts.remove(0) } else { Tensor::cat(&contexts, 2) };
+    let context = if contexts.len() == 1 {
+        contexts.remove(0)
+    } else {
+        Tensor::cat(&contexts, 2)
+    };
     Ok(Conditioning { context, pooled })
 }

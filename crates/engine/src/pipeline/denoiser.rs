@@ -52,17 +52,28 @@ impl Denoiser<'_> {
         let timestep = self.schedule.sigma_to_t(sigma);
         let (contexts, vectors, copies) = if guided {
             let (c, u) = match_lengths(&self.cond.context, &self.uncond.context);
-            let ctx = Tensor::cat(&[u.expand([batch, -1, -1], false), c.expand([batch, -1, -1], false)], 0);
+            let ctx = Tensor::cat(
+                &[
+                    u.expand([batch, -1, -1], false),
+                    c.expand([batch, -1, -1], false),
+                ],
+                0,
+            );
             let vec = match (&self.cond.vector, &self.uncond.vector) {
-                (Some(c), Some(u)) => {
-                    Some(Tensor::cat(&[u.expand([batch, -1], false), c.expand([batch, -1], false)], 0))
-                }
+                (Some(c), Some(u)) => Some(Tensor::cat(
+                    &[u.expand([batch, -1], false), c.expand([batch, -1], false)],
+                    0,
+                )),
                 _ => None,
             };
             (ctx, vec, 2)
         } else {
             let ctx = self.cond.context.expand([batch, -1, -1], false);
-            let vec = self.cond.vector.as_ref().map(|v| v.expand([batch, -1], false));
+            let vec = self
+                .cond
+                .vector
+                .as_ref()
+                .map(|v| v.expand([batch, -1], false));
             (ctx, vec, 1)
         };
         let x_in = Tensor::cat(&vec![x.shallow_clone(); copies], 0);

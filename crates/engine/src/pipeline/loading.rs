@@ -26,26 +26,37 @@ pub struct ModelInfo {
 }
 
 fn file_label(path: &Path) -> String {
-    path.file_stem().or(path.file_name()).map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+    path.file_stem()
+        .or(path.file_name())
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// The text-encoder roots in a standalone CLIP file, keyed by hidden width.
 fn clip_roots_in(w: &Weights) -> Vec<(i64, Weights)> {
     let mut roots = Vec::new();
     for name in w.names_with_prefix("") {
-        let root = if let Some(r) = name.strip_suffix("text_model.embeddings.token_embedding.weight") {
-            r
-        } else if let Some(r) = name.strip_suffix("token_embedding.weight") {
-            if name.ends_with("embeddings.token_embedding.weight") {
+        let root =
+            if let Some(r) = name.strip_suffix("text_model.embeddings.token_embedding.weight") {
+                r
+            } else if let Some(r) = name.strip_suffix("token_embedding.weight") {
+                if name.ends_with("embeddings.token_embedding.weight") {
+                    continue;
+                }
+                r
+            } else {
                 continue;
-            }
-            r
-        } else {
-            continue;
-        };
+            };
         if let Some(width) = w.shape(&name).and_then(|s| s.get(1).copied()) {
             let root = root.trim_end_matches('.');
-            roots.push((width, if root.is_empty() { w.clone() } else { w.at(root) }));
+            roots.push((
+                width,
+                if root.is_empty() {
+                    w.clone()
+                } else {
+                    w.at(root)
+                },
+            ));
         }
     }
     roots
@@ -79,20 +90,37 @@ pub(super) fn load(choice: &ModelChoice) -> Result<Pipeline> {
     let unet = UNet::load(&unet_weights, &UNetConfig::detect(&unet_weights)?)?;
 
     // The SDXL VAE overflows in fp16 (NaNs); bf16 has fp32's range, so use it there.
-    let vae_kind = if kind == Kind::Half && family == Family::Sdxl { Kind::BFloat16 } else { kind };
+    let vae_kind = if kind == Kind::Half && family == Family::Sdxl {
+        Kind::BFloat16
+    } else {
+        kind
+    };
     let vae_weights = match &choice.vae {
-        Some(path) => vae::vae_weights_from_file(checkpoint::open_component(path)?).map_err(|e| {
-            EngineError::Incompatible { what: "VAE", path: path.clone(), reason: e.to_string() }
-        })?,
-        None => source.vae.clone().ok_or_else(|| EngineError::Incompatible {
-            what: "checkpoint",
-            path: choice.checkpoint.clone(),
-            reason: "it has no VAE (first_stage_model.*); pick one with --vae".into(),
-        })?,
+        Some(path) => {
+            vae::vae_weights_from_file(checkpoint::open_component(path)?).map_err(|e| {
+                EngineError::Incompatible {
+                    what: "VAE",
+                    path: path.clone(),
+                    reason: e.to_string(),
+                }
+            })?
+        }
+        None => source
+            .vae
+            .clone()
+            .ok_or_else(|| EngineError::Incompatible {
+                what: "checkpoint",
+                path: choice.checkpoint.clone(),
+                reason: "it has no VAE (first_stage_model.*); pick one with --vae".into(),
+            })?,
     }
     .to(device, vae_kind);
     let vae_cfg = VaeConfig::detect(&vae_weights).map_err(|e| match &choice.vae {
-        Some(path) => EngineError::Incompatible { what: "VAE", path: path.clone(), reason: e.to_string() },
+        Some(path) => EngineError::Incompatible {
+            what: "VAE",
+            path: path.clone(),
+            reason: e.to_string(),
+        },
         None => e,
     })?;
     let vae = AutoencoderKl::load(&vae_weights, &vae_cfg)?;
@@ -163,7 +191,11 @@ pub(super) fn load(choice: &ModelChoice) -> Result<Pipeline> {
 pub(super) fn read_init_image(path: &str, width: u32, height: u32) -> Result<tch::Tensor> {
     let path_buf = PathBuf::from(path);
     let img = image::open(&path_buf)
-        .map_err(|e| EngineError::Invalid { field: "init_image", value: path.to_string(), expected: e.to_string() })?
+        .map_err(|e| EngineError::Invalid {
+            field: "init_image",
+            value: path.to_string(),
+            expected: e.to_string(),
+        })?
         .to_rgb8();
     if img.width() != width || img.height() != height {
         return Err(EngineError::Invalid {
@@ -176,7 +208,11 @@ pub(super) fn read_init_image(path: &str, width: u32, height: u32) -> Result<tch
 }
 
 /// The A1111 `parameters` text and our JSON spec for one image.
-pub(super) fn describe(p: &Pipeline, params: &GenerationParams, image: &RgbImage) -> (String, String) {
+pub(super) fn describe(
+    p: &Pipeline,
+    params: &GenerationParams,
+    image: &RgbImage,
+) -> (String, String) {
     let mut fields = vec![
         ("Steps", params.steps.to_string()),
         ("Sampler", params.sampler.a1111_label().to_string()),

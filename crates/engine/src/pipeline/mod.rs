@@ -66,7 +66,10 @@ pub struct Pipeline {
 
 impl std::fmt::Debug for Pipeline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pipeline").field("family", &self.family).field("info", &self.info).finish()
+        f.debug_struct("Pipeline")
+            .field("family", &self.family)
+            .field("info", &self.info)
+            .finish()
     }
 }
 
@@ -92,21 +95,46 @@ impl Pipeline {
     }
 
     fn guidance(&self, prompt: &str, params: &GenerationParams) -> Result<GuidanceInput> {
-        let cond = encode_prompt(self.family, &self.encoders, self.tokenizer, prompt, params.clip_skip, self.device)?;
+        let cond = encode_prompt(
+            self.family,
+            &self.encoders,
+            self.tokenizer,
+            prompt,
+            params.clip_skip,
+            self.device,
+        )?;
         let vector = match (&self.family, cond.pooled) {
             (Family::Sdxl, Some(pooled)) => {
                 let (h, w) = (params.height as i64, params.width as i64);
-                Some(crate::unet::sdxl_vector(&pooled.to_kind(Kind::Float), (h, w), (0, 0), (h, w)))
+                Some(crate::unet::sdxl_vector(
+                    &pooled.to_kind(Kind::Float),
+                    (h, w),
+                    (0, 0),
+                    (h, w),
+                ))
             }
             _ => None,
         };
-        Ok(GuidanceInput { context: cond.context, vector })
+        Ok(GuidanceInput {
+            context: cond.context,
+            vector,
+        })
     }
 
     /// The starting latents: pure noise for text-to-image, the encoded init image plus
     /// noise at the first sigma for image-to-image.
-    fn initial_latents(&self, params: &GenerationParams, sigmas: &[f64], init: Option<&Tensor>) -> Result<Tensor> {
-        let shape = [params.batch as i64, 4, params.height as i64 / 8, params.width as i64 / 8];
+    fn initial_latents(
+        &self,
+        params: &GenerationParams,
+        sigmas: &[f64],
+        init: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let shape = [
+            params.batch as i64,
+            4,
+            params.height as i64 / 8,
+            params.width as i64 / 8,
+        ];
         // ComfyUI's noise: the CPU generator seeded with the seed, float32, in the latent's shape.
         let noise = sampling::initial_noise(params.seed as u64, &shape).to_device(self.device);
         let sigma0 = sigmas.first().copied().unwrap_or(0.0);
@@ -118,12 +146,19 @@ impl Pipeline {
 
     /// Encodes an init image `[1,3,H,W]` in [-1,1] to scaled latents.
     fn encode_init(&self, image: &Tensor) -> Result<Tensor> {
-        let latent = tch::no_grad(|| self.vae.encode(&image.to_device(self.device).to_kind(self.vae_kind)));
+        let latent = tch::no_grad(|| {
+            self.vae
+                .encode(&image.to_device(self.device).to_kind(self.vae_kind))
+        });
         Ok(latent.to_kind(Kind::Float) * self.family.latent_scale())
     }
 
     /// Generates `params.batch` images; `params.seed` must already be resolved (≥ 0).
-    pub fn generate(&self, params: &GenerationParams, on_step: &mut dyn FnMut(StepEvent)) -> Result<Vec<RgbImage>> {
+    pub fn generate(
+        &self,
+        params: &GenerationParams,
+        on_step: &mut dyn FnMut(StepEvent),
+    ) -> Result<Vec<RgbImage>> {
         params.validate()?;
         if params.seed < 0 {
             return Err(EngineError::Invalid {
@@ -134,11 +169,21 @@ impl Pipeline {
         }
         let _guard = tch::no_grad_guard();
         let init = match &params.init_image {
-            Some(path) => Some(self.encode_init(&loading::read_init_image(path, params.width, params.height)?)?),
+            Some(path) => Some(self.encode_init(&loading::read_init_image(
+                path,
+                params.width,
+                params.height,
+            )?)?),
             None => None,
         };
         let denoise = if init.is_some() { params.strength } else { 1.0 };
-        let sigmas = sampling::sigmas_for(params.sampler, params.scheduler, &self.schedule, params.steps as usize, denoise);
+        let sigmas = sampling::sigmas_for(
+            params.sampler,
+            params.scheduler,
+            &self.schedule,
+            params.steps as usize,
+            denoise,
+        );
         let cond = self.guidance(&params.prompt, params)?;
         let uncond = self.guidance(&params.negative, params)?;
         let x = self.initial_latents(params, &sigmas, init.as_ref())?;
@@ -174,7 +219,13 @@ impl Pipeline {
         Ok(rgb
             .into_iter()
             .enumerate()
-            .map(|(i, (width, height, pixels))| RgbImage { width, height, pixels, seed, batch_index: i as u32 })
+            .map(|(i, (width, height, pixels))| RgbImage {
+                width,
+                height,
+                pixels,
+                seed,
+                batch_index: i as u32,
+            })
             .collect())
     }
 
@@ -185,7 +236,10 @@ impl Pipeline {
             image.width,
             image.height,
             &image.pixels,
-            &[(crate::png_out::PARAMETERS_CHUNK, parameters), (crate::png_out::SPEC_CHUNK, spec)],
+            &[
+                (crate::png_out::PARAMETERS_CHUNK, parameters),
+                (crate::png_out::SPEC_CHUNK, spec),
+            ],
         )
     }
 }
