@@ -62,7 +62,13 @@ impl WeightFile {
             path: path.to_path_buf(),
             reason,
         };
-        if mmap.len() >= 2 && (mmap[0] == 0x80 || &mmap[..2] == b"PK") {
+        // A safetensors file starts with an 8-byte header length, then '{'. Pickles start
+        // with 0x80 and a protocol byte; torch's zip format with "PK". The '{' test comes
+        // first because a header length can itself begin with the byte 0x80.
+        let looks_like_safetensors = mmap.len() > 8 && mmap[8] == b'{';
+        let looks_like_pickle =
+            mmap.len() >= 2 && ((mmap[0] == 0x80 && (2..=5).contains(&mmap[1])) || &mmap[..2] == b"PK");
+        if !looks_like_safetensors && looks_like_pickle {
             return Err(EngineError::PickleRefused {
                 path: path.to_path_buf(),
                 ext: "pickle content".into(),

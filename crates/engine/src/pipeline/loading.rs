@@ -72,12 +72,20 @@ fn load_encoder(w: &Weights) -> Result<ClipTextEncoder> {
 }
 
 /// The hidden widths each family's encoders have (CLIP-L 768, OpenCLIP-H 1024, -G 1280).
-fn encoder_widths(family: Family) -> &'static [i64] {
+fn family_encoder_widths(family: Family) -> Vec<i64> {
     match family {
-        Family::Sd1 => &[768],
-        Family::Sd2 => &[1024],
-        Family::Sdxl => &[768, 1280],
+        Family::Sd1 => vec![768],
+        Family::Sd2 => vec![1024],
+        Family::Sdxl => vec![768, 1280],
     }
+}
+
+/// The hidden width of a text encoder, from its token embedding in either layout.
+fn encoder_width(w: &Weights) -> Option<i64> {
+    ["text_model.embeddings.token_embedding.weight", "token_embedding.weight"]
+        .iter()
+        .find_map(|name| w.shape(name))
+        .and_then(|shape| shape.get(1).copied())
 }
 
 pub(super) fn load(choice: &ModelChoice) -> Result<Pipeline> {
@@ -129,7 +137,10 @@ pub(super) fn load(choice: &ModelChoice) -> Result<Pipeline> {
     if let Some(path) = &choice.clip {
         let file = Weights::from_file(checkpoint::open_component(path)?);
         let roots = clip_roots_in(&file);
-        let wanted = encoder_widths(family);
+        // Replacements must match the widths of the checkpoint's own encoders (any model
+        // size), or the family's real widths when the checkpoint carries none.
+        let own: Option<Vec<i64>> = encoder_weights.iter().map(encoder_width).collect();
+        let wanted = own.filter(|w| !w.is_empty()).unwrap_or_else(|| family_encoder_widths(family));
         let mut replaced = 0;
         for (width, root) in roots {
             if let Some(slot) = wanted.iter().position(|&w| w == width) {
@@ -151,7 +162,7 @@ pub(super) fn load(choice: &ModelChoice) -> Result<Pipeline> {
             });
         }
     }
-    if encoder_weights.len() != encoder_widths(family).len() {
+    if encoder_weights.len() != family_encoder_widths(family).len() {
         return Err(EngineError::Incompatible {
             what: "checkpoint",
             path: choice.checkpoint.clone(),

@@ -4,6 +4,7 @@
 pub mod conditioning;
 pub mod denoiser;
 mod loading;
+pub mod noise;
 
 use crate::checkpoint::{Family, Prediction};
 use crate::clip::ClipTextEncoder;
@@ -136,7 +137,7 @@ impl Pipeline {
             params.width as i64 / 8,
         ];
         // ComfyUI's noise: the CPU generator seeded with the seed, float32, in the latent's shape.
-        let noise = sampling::initial_noise(params.seed as u64, &shape).to_device(self.device);
+        let noise = noise::initial_noise(params.seed as u64, &shape).to_device(self.device);
         let sigma0 = sigmas.first().copied().unwrap_or(0.0);
         match init {
             None => Ok(noise * (1.0 + sigma0 * sigma0).sqrt()),
