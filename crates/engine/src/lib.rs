@@ -3,6 +3,7 @@
 //! It never touches tokio, actix or the queue: the CLI's `generate` and the daemon's worker
 //! processes call it directly.
 
+pub mod clip;
 pub mod error;
 pub mod layers;
 pub mod weights;
