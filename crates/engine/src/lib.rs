@@ -4,6 +4,7 @@
 //! processes call it directly.
 
 pub mod checkpoint;
+pub mod clip;
 pub mod diffusers_folder;
 pub mod error;
 pub mod layers;
