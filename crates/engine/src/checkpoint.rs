@@ -111,7 +111,8 @@ pub fn classify(path: &Path, all: Weights) -> Result<ModelSource> {
     // models laid out like the real ones); the real context widths decide for a bare UNet.
     let family = if adm.is_some() && (has("conditioner.embedders") || context == 2048) {
         Family::Sdxl
-    } else if adm.is_none() && (has(SD2_CLIP_PREFIX) || (context == 1024 && !has(SD1_CLIP_PREFIX))) {
+    } else if adm.is_none() && (has(SD2_CLIP_PREFIX) || (context == 1024 && !has(SD1_CLIP_PREFIX)))
+    {
         Family::Sd2
     } else if adm.is_none() && (has(SD1_CLIP_PREFIX) || context == 768) {
         Family::Sd1

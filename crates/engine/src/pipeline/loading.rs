@@ -82,10 +82,13 @@ fn family_encoder_widths(family: Family) -> Vec<i64> {
 
 /// The hidden width of a text encoder, from its token embedding in either layout.
 fn encoder_width(w: &Weights) -> Option<i64> {
-    ["text_model.embeddings.token_embedding.weight", "token_embedding.weight"]
-        .iter()
-        .find_map(|name| w.shape(name))
-        .and_then(|shape| shape.get(1).copied())
+    [
+        "text_model.embeddings.token_embedding.weight",
+        "token_embedding.weight",
+    ]
+    .iter()
+    .find_map(|name| w.shape(name))
+    .and_then(|shape| shape.get(1).copied())
 }
 
 pub(super) fn load(choice: &ModelChoice) -> Result<Pipeline> {
@@ -140,7 +143,9 @@ pub(super) fn load(choice: &ModelChoice) -> Result<Pipeline> {
         // Replacements must match the widths of the checkpoint's own encoders (any model
         // size), or the family's real widths when the checkpoint carries none.
         let own: Option<Vec<i64>> = encoder_weights.iter().map(encoder_width).collect();
-        let wanted = own.filter(|w| !w.is_empty()).unwrap_or_else(|| family_encoder_widths(family));
+        let wanted = own
+            .filter(|w| !w.is_empty())
+            .unwrap_or_else(|| family_encoder_widths(family));
         let mut replaced = 0;
         for (width, root) in roots {
             if let Some(slot) = wanted.iter().position(|&w| w == width) {

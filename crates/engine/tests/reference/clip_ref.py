@@ -93,25 +93,6 @@ def check_inverse(model, open_clip, prefix):
         assert torch.equal(back[k], v), k
 
 
-def avoid_pickle_lookalike(path):
-    """Workaround for a bug in weights.rs (WeightFile::open): it refuses any file whose
-    first byte is 0x80 as a pickle, but that byte is the low byte of the safetensors header
-    length, so 1 valid file in 256 is refused (g_hf's header is 0x1780 bytes). Until that
-    check is fixed, re-save such a file with one metadata entry that shifts the length."""
-    with open(path, "rb") as f:
-        first = f.read(1)
-    if first == b"\x80":
-        from safetensors import safe_open
-
-        with safe_open(path, "pt") as f:
-            metadata = dict(f.metadata() or {})
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-        metadata["imagelab_fixture"] = "header length shifted off 0x80"
-        save_file(tensors, path, metadata=metadata)
-        with open(path, "rb") as f:
-            assert f.read(1) != b"\x80"
-
-
 def final_norm_of(model):
     """transformers 5 flattens CLIPTextModel; the projection model keeps `text_model`."""
     inner = getattr(model, "text_model", model)
@@ -178,7 +159,6 @@ def main():
 
     for name, model in (("g_hf", g_model), ("l_hf", l_model)):
         model.save_pretrained(os.path.join(out, name))
-        avoid_pickle_lookalike(os.path.join(out, name, "model.safetensors"))
 
     expected = {}
     for pad_name, pad in (("eos", EOS), ("zero", 0)):
