@@ -79,9 +79,10 @@ impl AutoencoderKl {
     /// `[B, latent, H/f, W/f]`, unscaled.
     ///
     /// Returns the mean (= mode) of the latent distribution, never a sample: ComfyUI's
-    /// `VAE.encode` does the same (its `DiagonalGaussianRegularizer` now takes the mode;
-    /// older releases sampled), and so does diffusers' `latent_dist.mean`. That makes
-    /// img2img reproducible from the seed alone.
+    /// `VAE.encode` does the same since ComfyUI PR #8705 (June 2025, "Don't add tiny bit
+    /// of random noise when VAE encoding": its `DiagonalGaussianRegularizer` takes the
+    /// mode; before, it sampled with the VAE's very small variance), and so does diffusers'
+    /// `latent_dist.mean`. That keeps img2img reproducible from the seed alone.
     pub fn encode(&self, images: &Tensor) -> Result<Tensor> {
         let factor = self.config.downscale_factor();
         self.check_input("images", images, self.config.in_channels, factor)?;
