@@ -87,6 +87,39 @@ fn all_layouts_give_bit_identical_outputs() {
 }
 
 #[test]
+fn later_vae_shape_matches_diffusers_in_every_layout() {
+    // 16 latent channels, no quant convs, no mid attention, 2 layers per block.
+    let io = load_tensors(&reference_dir().join("vae16_io.safetensors"));
+    let (_, vae) = load_vae("vae16_vae_checkpoint.safetensors").unwrap();
+    let cfg = vae.config();
+    assert_eq!((cfg.latent_channels, cfg.layers_per_block), (16, 2));
+    assert!(!cfg.mid_attention && !cfg.quant_convs);
+    let mean = vae.encode(&io["images"]).unwrap();
+    assert_close(
+        "16-channel encoder latent mean",
+        &mean,
+        &io["latent_mean"],
+        1e-4,
+    );
+    let decoded = vae.decode(&io["latents"]).unwrap();
+    assert_close("16-channel decoder output", &decoded, &io["decoded"], 1e-4);
+    for file in [
+        "vae16_vae_diffusers.safetensors",
+        "vae16_vae_bare_ldm.safetensors",
+    ] {
+        let (_, other) = load_vae(file).unwrap();
+        assert!(
+            other.encode(&io["images"]).unwrap().equal(&mean),
+            "{file}: encode differs"
+        );
+        assert!(
+            other.decode(&io["latents"]).unwrap().equal(&decoded),
+            "{file}: decode differs"
+        );
+    }
+}
+
+#[test]
 fn wrong_shapes_are_named() {
     for (file, tensor) in [
         (

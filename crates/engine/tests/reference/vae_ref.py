@@ -13,7 +13,21 @@ from safetensors.torch import save_file
 PREFIX = "first_stage_model."
 
 
-def build_model(seed):
+# The SD-shaped model, and one shaped like later VAEs: 16 latent channels, no quant convs,
+# no mid attention, and 2 layers per block so block indices past 0 are exercised.
+VARIANTS = {
+    "": dict(latent_channels=4, layers_per_block=1),
+    "vae16_": dict(
+        latent_channels=16,
+        layers_per_block=2,
+        use_quant_conv=False,
+        use_post_quant_conv=False,
+        mid_block_add_attention=False,
+    ),
+}
+
+
+def build_model(seed, variant):
     torch.manual_seed(seed)
     vae = AutoencoderKL(
         in_channels=3,
@@ -21,10 +35,9 @@ def build_model(seed):
         down_block_types=("DownEncoderBlock2D",) * 2,
         up_block_types=("UpDecoderBlock2D",) * 2,
         block_out_channels=(32, 64),
-        layers_per_block=1,
-        latent_channels=4,
         norm_num_groups=32,
         sample_size=32,
+        **variant,
     ).eval()
     # Default init leaves norms at 1/0; randomize every parameter so every path counts.
     # Attention q/k are scaled up so the softmax is far from uniform.
@@ -101,9 +114,26 @@ def main():
     ap.add_argument("--seed", type=int, default=1234)
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
-    path = lambda name: os.path.join(args.out, name)
+    for prefix, variant in VARIANTS.items():
+        write_variant(args, prefix, variant)
 
-    vae = build_model(args.seed)
+
+def write_bad_shapes(checkpoint, path):
+    """Two copies of the checkpoint with one wrong-shaped tensor each."""
+    bad_attention = dict(checkpoint)
+    k_name = PREFIX + "decoder.mid.attn_1.k.weight"
+    bad_attention[k_name] = bad_attention[k_name][:, :32].contiguous()
+    save_file(bad_attention, path("vae_bad_attention.safetensors"))
+    bad_conv = dict(checkpoint)
+    conv_name = PREFIX + "decoder.up.0.block.1.conv2.weight"
+    bad_conv[conv_name] = bad_conv[conv_name][:16].contiguous()
+    save_file(bad_conv, path("vae_bad_conv.safetensors"))
+
+
+def write_variant(args, prefix, variant):
+    path = lambda name: os.path.join(args.out, prefix + name)
+
+    vae = build_model(args.seed, variant)
     state = {k: v.detach().contiguous() for k, v in vae.state_dict().items()}
     num_up = len(vae.config.up_block_types)
 
@@ -130,19 +160,13 @@ def main():
     save_file(checkpoint, path("vae_checkpoint.safetensors"))
     save_file(ldm_linear, path("vae_bare_ldm.safetensors"))
 
-    bad_attention = dict(checkpoint)
-    k_name = PREFIX + "decoder.mid.attn_1.k.weight"
-    bad_attention[k_name] = bad_attention[k_name][:, :32].contiguous()
-    save_file(bad_attention, path("vae_bad_attention.safetensors"))
-    bad_conv = dict(checkpoint)
-    conv_name = PREFIX + "decoder.up.0.block.1.conv2.weight"
-    bad_conv[conv_name] = bad_conv[conv_name][:16].contiguous()
-    save_file(bad_conv, path("vae_bad_conv.safetensors"))
+    if not prefix:
+        write_bad_shapes(checkpoint, path)
 
     # Non-square inputs so a height/width mix-up cannot pass.
     gen = torch.Generator().manual_seed(args.seed + 1)
     images = torch.rand(2, 3, 32, 24, generator=gen) * 2 - 1
-    latents = torch.randn(2, 4, 12, 16, generator=gen)
+    latents = torch.randn(2, vae.config.latent_channels, 12, 16, generator=gen)
     with torch.no_grad():
         mean = vae.encode(images).latent_dist.mean
         decoded = vae.decode(latents).sample
@@ -150,7 +174,7 @@ def main():
         {"images": images, "latent_mean": mean.contiguous(), "latents": latents, "decoded": decoded.contiguous()},
         path("io.safetensors"),
     )
-    print("mean std", mean.std().item(), "decoded std", decoded.std().item())
+    print(prefix or "sd", "mean std", mean.std().item(), "decoded std", decoded.std().item())
 
 
 if __name__ == "__main__":
