@@ -55,12 +55,11 @@ pub fn open_diffusers_folder(folder: &Path) -> Result<ModelSource> {
         crate::unet::diffusers_to_ldm_key,
     );
     if let Some(path) = component_file(folder, "vae") {
-        add_mapped(
-            &mut index,
-            &WeightFile::open(&path)?,
-            VAE_PREFIX,
-            crate::vae::diffusers_to_ldm_key,
-        );
+        let vae = WeightFile::open(&path)?;
+        let up_blocks = count_indices(&vae, "decoder.up_blocks.");
+        add_mapped(&mut index, &vae, VAE_PREFIX, |k| {
+            crate::vae::diffusers_to_ldm_key(k, up_blocks)
+        });
     }
     // Text encoders stay in the Hugging Face layout; they go under the prefixes the
     // single-file layout uses for each family, and the CLIP loader detects the layout.
@@ -92,6 +91,16 @@ pub fn open_diffusers_folder(folder: &Path) -> Result<ModelSource> {
         source.prediction = Prediction::V;
     }
     Ok(source)
+}
+
+/// How many distinct `N` follow `prefix` in the file's names (`decoder.up_blocks.N.…`).
+fn count_indices(file: &WeightFile, prefix: &str) -> usize {
+    let indices: std::collections::BTreeSet<usize> = file
+        .shapes()
+        .into_keys()
+        .filter_map(|k| k.strip_prefix(prefix)?.split('.').next()?.parse().ok())
+        .collect();
+    indices.len()
 }
 
 fn scheduler_says_v_prediction(folder: &Path) -> bool {

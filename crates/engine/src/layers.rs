@@ -5,6 +5,16 @@ use crate::error::Result;
 use crate::weights::Weights;
 use tch::Tensor;
 
+/// Loads `{name}.bias` if the file has one, checking it has `len` elements.
+fn optional_bias(w: &Weights, name: &str, len: i64) -> Result<Option<Tensor>> {
+    let bias_name = format!("{name}.bias");
+    if w.contains(&bias_name) {
+        w.get_shaped(&bias_name, &[len]).map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
 /// `y = x Wᵀ + b`.
 #[derive(Debug)]
 pub struct Linear {
@@ -16,17 +26,7 @@ impl Linear {
     /// Loads `{name}.weight` (shape `[out, in]`) and `{name}.bias` if present.
     pub fn load(w: &Weights, name: &str, in_dim: i64, out_dim: i64) -> Result<Linear> {
         let weight = w.get_shaped(&format!("{name}.weight"), &[out_dim, in_dim])?;
-        let bias = match w.get_opt(&format!("{name}.bias"))? {
-            Some(b) if b.size() != [out_dim] => {
-                return Err(crate::error::EngineError::ShapeMismatch {
-                    source_name: w.label().to_string(),
-                    name: format!("{name}.bias"),
-                    actual: b.size(),
-                    expected: vec![out_dim],
-                })
-            }
-            other => other,
-        };
+        let bias = optional_bias(w, name, out_dim)?;
         Ok(Linear { weight, bias })
     }
 
@@ -55,7 +55,7 @@ impl Conv2d {
         padding: i64,
     ) -> Result<Conv2d> {
         let weight = w.get_shaped(&format!("{name}.weight"), &[out_ch, in_ch, kernel, kernel])?;
-        let bias = w.get_opt(&format!("{name}.bias"))?;
+        let bias = optional_bias(w, name, out_ch)?;
         Ok(Conv2d {
             weight,
             bias,

@@ -3,12 +3,13 @@
 //! applied as a push away from the empty prompt's encoding.
 
 use crate::checkpoint::Family;
-use crate::clip::{ClipOutput, ClipTextEncoder, LayerChoice};
+use crate::clip::{ClipOutput, ClipRole, ClipTextEncoder, LayerChoice};
 use crate::error::Result;
 use crate::tokenizer::{ClipTokenizer, TokenChunk};
 use tch::{Device, Kind, Tensor};
 
-/// CLIP-L pads with its end token; OpenCLIP (H and G) pads with token 0.
+/// CLIP-L pads with its end token; OpenCLIP (H and G) pads with token 0 (ComfyUI's
+/// `pad_with_end` is false for them).
 const CLIP_L_PAD: u32 = 49407;
 const OPEN_CLIP_PAD: u32 = 0;
 
@@ -21,40 +22,29 @@ pub struct EncoderReadout {
     pub final_norm: bool,
 }
 
-/// The per-family readouts (ComfyUI's SD1/SD2/SDXL clip models), with clip skip applied:
-/// `clip_skip` 1 is the last layer, 2 the penultimate; `None` keeps the family's default.
-pub fn readouts(family: Family, clip_skip: Option<u32>) -> Vec<EncoderReadout> {
-    let layer = |default: LayerChoice| match clip_skip {
-        Some(1) => LayerChoice::Last,
-        Some(n) => LayerChoice::FromEnd(n as usize),
-        None => default,
-    };
+/// The roles of a family's encoders, in checkpoint order.
+pub fn roles(family: Family) -> &'static [ClipRole] {
     match family {
-        Family::Sd1 => vec![EncoderReadout {
-            pad_token: CLIP_L_PAD,
-            layer: layer(LayerChoice::Last),
-            final_norm: true,
-        }],
-        Family::Sd2 => {
-            vec![EncoderReadout {
-                pad_token: OPEN_CLIP_PAD,
-                layer: layer(LayerChoice::FromEnd(2)),
-                final_norm: true,
-            }]
-        }
-        Family::Sdxl => vec![
-            EncoderReadout {
-                pad_token: CLIP_L_PAD,
-                layer: layer(LayerChoice::FromEnd(2)),
-                final_norm: false,
-            },
-            EncoderReadout {
-                pad_token: OPEN_CLIP_PAD,
-                layer: layer(LayerChoice::FromEnd(2)),
-                final_norm: false,
-            },
-        ],
+        Family::Sd1 => &[ClipRole::Sd1ClipL],
+        Family::Sd2 => &[ClipRole::Sd2OpenClipH],
+        Family::Sdxl => &[ClipRole::SdxlClipL, ClipRole::SdxlOpenClipG],
     }
+}
+
+/// The readout of one encoder: the family's default (see `clip::families`), or the user's
+/// clip skip (1 = last layer, 2 = penultimate, …), which keeps the family's final-norm rule.
+pub fn readout(role: ClipRole, encoder: &ClipTextEncoder, clip_skip: Option<u32>) -> EncoderReadout {
+    let defaults = role.settings(encoder.config());
+    let layer = match clip_skip {
+        None => defaults.layer,
+        Some(0 | 1) => LayerChoice::Last,
+        Some(n) => LayerChoice::FromEnd(n as usize),
+    };
+    let pad_token = match role {
+        ClipRole::Sd1ClipL | ClipRole::SdxlClipL => CLIP_L_PAD,
+        _ => OPEN_CLIP_PAD,
+    };
+    EncoderReadout { pad_token, layer, final_norm: defaults.final_norm_on_hidden }
 }
 
 /// A prompt's conditioning: the cross-attention context and the pooled vector (SDXL).
@@ -131,7 +121,11 @@ pub fn encode_prompt(
     clip_skip: Option<u32>,
     device: Device,
 ) -> Result<Conditioning> {
-    let readouts = readouts(family, clip_skip);
+    let readouts: Vec<EncoderReadout> = roles(family)
+        .iter()
+        .zip(encoders)
+        .map(|(role, encoder)| readout(*role, encoder, clip_skip))
+        .collect();
     let mut contexts = Vec::new();
     let mut pooled = None;
     let chunk_lists: Vec<Vec<TokenChunk>> = readouts

@@ -220,7 +220,7 @@ pub(super) fn read_init_image(path: &str, width: u32, height: u32) -> Result<tch
             expected: format!("an image of the requested size {width}x{height}"),
         });
     }
-    Ok(vae::rgb8_to_tensor(width, height, img.as_raw()))
+    vae::rgb8_to_tensor(width, height, img.as_raw())
 }
 
 /// The A1111 `parameters` text and our JSON spec for one image.

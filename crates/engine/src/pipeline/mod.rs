@@ -215,7 +215,7 @@ impl Pipeline {
     pub fn decode(&self, latents: &Tensor, seed: i64) -> Result<Vec<RgbImage>> {
         let _guard = tch::no_grad_guard();
         let scaled = (latents / self.family.latent_scale()).to_kind(self.vae_kind);
-        let images = self.vae.decode(&scaled).to_kind(Kind::Float);
+        let images = self.vae.decode(&scaled)?.to_kind(Kind::Float);
         let rgb = crate::vae::tensor_to_rgb8(&images)?;
         Ok(rgb
             .into_iter()
