@@ -5,6 +5,7 @@
 
 pub mod error;
 pub mod layers;
+pub mod unet;
 pub mod weights;
 
 pub use error::{EngineError, Result};
