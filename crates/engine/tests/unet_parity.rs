@@ -12,6 +12,7 @@ use imagelab_engine::unet::{
 };
 use imagelab_engine::weights::{WeightFile, Weights};
 use imagelab_engine::EngineError;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use tch::Tensor;
@@ -228,4 +229,90 @@ fn non_unet_is_unknown_architecture() {
         }
         other => panic!("expected UnknownArchitecture, got {other:?}"),
     }
+}
+
+/// Detection on the shapes of the full-size models (built on the meta device by the
+/// reference script, so no weights are needed).
+#[test]
+fn full_size_families_are_detected() {
+    let text = std::fs::read_to_string(reference_dir().join("real_shapes.json")).unwrap();
+    let all: BTreeMap<String, BTreeMap<String, Vec<i64>>> = serde_json::from_str(&text).unwrap();
+    let detect = |name: &str| UNetConfig::detect_from_shapes(name, &all[name]).unwrap();
+
+    let sd15 = detect("sd15");
+    let expected = UNetConfig {
+        family: UNetFamily::Sd1,
+        in_channels: 4,
+        out_channels: 4,
+        model_channels: 320,
+        time_embed_dim: 1280,
+        channel_mult: vec![1, 2, 4, 4],
+        num_res_blocks: vec![2, 2, 2, 2],
+        input_depth: vec![1, 1, 1, 1, 1, 1, 0, 0],
+        middle_depth: 1,
+        output_depth: vec![0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1],
+        context_dim: 768,
+        linear_projection: false,
+        heads: HeadRule::Count(8),
+        adm_in_channels: None,
+    };
+    assert_eq!(sd15, expected);
+    let inpaint = detect("sd15_inpaint");
+    assert_eq!(
+        inpaint,
+        UNetConfig {
+            in_channels: 9,
+            ..expected.clone()
+        }
+    );
+    let sd21 = detect("sd21");
+    assert_eq!(
+        sd21,
+        UNetConfig {
+            family: UNetFamily::Sd2,
+            context_dim: 1024,
+            linear_projection: true,
+            heads: HeadRule::Width(64),
+            ..expected
+        }
+    );
+
+    let sdxl = detect("sdxl_base");
+    let expected = UNetConfig {
+        family: UNetFamily::Sdxl,
+        in_channels: 4,
+        out_channels: 4,
+        model_channels: 320,
+        time_embed_dim: 1280,
+        channel_mult: vec![1, 2, 4],
+        num_res_blocks: vec![2, 2, 2],
+        input_depth: vec![0, 0, 2, 2, 10, 10],
+        middle_depth: 10,
+        output_depth: vec![10, 10, 10, 2, 2, 2, 0, 0, 0],
+        context_dim: 2048,
+        linear_projection: true,
+        heads: HeadRule::Width(64),
+        adm_in_channels: Some(2816),
+    };
+    assert_eq!(sdxl, expected);
+    let refiner = detect("sdxl_refiner");
+    assert_eq!(
+        refiner,
+        UNetConfig {
+            family: UNetFamily::SdxlRefiner,
+            model_channels: 384,
+            time_embed_dim: 1536,
+            channel_mult: vec![1, 2, 4, 4],
+            num_res_blocks: vec![2, 2, 2, 2],
+            input_depth: vec![0, 0, 4, 4, 4, 4, 0, 0],
+            middle_depth: 4,
+            output_depth: vec![0, 0, 0, 4, 4, 4, 4, 4, 4, 0, 0, 0],
+            context_dim: 1280,
+            adm_in_channels: Some(2560),
+            ..expected
+        }
+    );
+    // Heads as the real models were trained: SD 1.5 has 8 everywhere, SDXL 5/10/20.
+    assert_eq!(HeadRule::Width(64).heads(1280), Some(20));
+    assert_eq!(HeadRule::Count(8).heads(1280), Some(8));
 }

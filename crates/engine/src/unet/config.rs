@@ -3,6 +3,7 @@
 
 use crate::error::{EngineError, Result};
 use crate::weights::Weights;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 /// How many attention heads a transformer of a given width has.
@@ -75,7 +76,40 @@ pub struct UNetConfig {
     pub adm_in_channels: Option<i64>,
 }
 
-fn unknown(w: &Weights, reason: String) -> EngineError {
+/// Where detection reads tensor names and shapes: a [`Weights`] view, or a bare name → shape
+/// map (a file header, or a test's description of a full-size model).
+trait ShapeSource {
+    fn label(&self) -> &str;
+    fn shape(&self, name: &str) -> Option<Vec<i64>>;
+    fn contains(&self, name: &str) -> bool {
+        self.shape(name).is_some()
+    }
+}
+
+impl ShapeSource for Weights {
+    fn label(&self) -> &str {
+        Weights::label(self)
+    }
+    fn shape(&self, name: &str) -> Option<Vec<i64>> {
+        Weights::shape(self, name)
+    }
+}
+
+struct ShapeMap<'a> {
+    label: &'a str,
+    shapes: &'a BTreeMap<String, Vec<i64>>,
+}
+
+impl ShapeSource for ShapeMap<'_> {
+    fn label(&self) -> &str {
+        self.label
+    }
+    fn shape(&self, name: &str) -> Option<Vec<i64>> {
+        self.shapes.get(name).cloned()
+    }
+}
+
+fn unknown(w: &impl ShapeSource, reason: String) -> EngineError {
     EngineError::UnknownArchitecture {
         path: PathBuf::from(w.label()),
         reason,
@@ -90,7 +124,7 @@ struct TransformerShape {
     linear: bool,
 }
 
-fn transformer_at(w: &Weights, prefix: &str) -> Result<Option<TransformerShape>> {
+fn transformer_at(w: &impl ShapeSource, prefix: &str) -> Result<Option<TransformerShape>> {
     let Some(proj_in) = w.shape(&format!("{prefix}.proj_in.weight")) else {
         return Ok(None);
     };
@@ -114,7 +148,7 @@ fn transformer_at(w: &Weights, prefix: &str) -> Result<Option<TransformerShape>>
 }
 
 /// Output width of the residual block at `prefix`, if there is one.
-fn resblock_width(w: &Weights, prefix: &str) -> Option<i64> {
+fn resblock_width(w: &impl ShapeSource, prefix: &str) -> Option<i64> {
     w.shape(&format!("{prefix}.out_layers.3.weight"))
         .and_then(|s| s.first().copied())
 }
@@ -122,6 +156,20 @@ fn resblock_width(w: &Weights, prefix: &str) -> Option<i64> {
 impl UNetConfig {
     /// Reads the configuration from `w`, a view at `model.diffusion_model`.
     pub fn detect(w: &Weights) -> Result<UNetConfig> {
+        UNetConfig::detect_in(w)
+    }
+
+    /// The same from bare shapes, named relative to `model.diffusion_model.` (for example
+    /// from [`crate::weights::WeightFile::shapes`] with the prefix stripped); `label` names
+    /// the source in errors.
+    pub fn detect_from_shapes(
+        label: &str,
+        shapes: &BTreeMap<String, Vec<i64>>,
+    ) -> Result<UNetConfig> {
+        UNetConfig::detect_in(&ShapeMap { label, shapes })
+    }
+
+    fn detect_in(w: &impl ShapeSource) -> Result<UNetConfig> {
         let conv_in = w
             .shape("input_blocks.0.0.weight")
             .filter(|s| s.len() == 4)

@@ -8,10 +8,13 @@ back identical under its diffusers name, and no name may be missing or extra.
 
 Files per flavour F in --out: F_diffusers.safetensors, F_ldm.safetensors, F_io.safetensors
 (x, t, context, out; SDXL also pooled, add_embeds, time_ids), plus sd1_missing.safetensors
-(one tensor dropped) and sd1_badshape.safetensors (one tensor with a wrong shape).
+(one tensor dropped), sd1_badshape.safetensors (one tensor with a wrong shape), and
+real_shapes.json: the single-file tensor shapes of full-size SD 1.5, SD 1.5 inpainting, SD 2.1,
+SDXL base and SDXL refiner UNets (built on the meta device, so no weights), for detection.
 """
 
 import argparse
+import json
 import os
 
 import torch
@@ -66,6 +69,48 @@ FLAVOURS = {
     ),
 }
 POOLED_WIDTH = 32
+
+CA_DOWN, DOWN, CA_UP, UP = "CrossAttnDownBlock2D", "DownBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"
+SD1_LAYOUT = dict(
+    block_out_channels=(320, 640, 1280, 1280),
+    layers_per_block=2,
+    down_block_types=(CA_DOWN, CA_DOWN, CA_DOWN, DOWN),
+    up_block_types=(UP, CA_UP, CA_UP, CA_UP),
+)
+# The published diffusers configs of the real models, reduced to what shapes depend on.
+REAL = {
+    "sd15": dict(SD1_LAYOUT, in_channels=4, cross_attention_dim=768, attention_head_dim=8),
+    "sd15_inpaint": dict(SD1_LAYOUT, in_channels=9, cross_attention_dim=768, attention_head_dim=8),
+    "sd21": dict(
+        SD1_LAYOUT, in_channels=4, cross_attention_dim=1024, attention_head_dim=(5, 10, 20, 20), use_linear_projection=True
+    ),
+    "sdxl_base": dict(
+        block_out_channels=(320, 640, 1280),
+        layers_per_block=2,
+        down_block_types=(DOWN, CA_DOWN, CA_DOWN),
+        up_block_types=(CA_UP, CA_UP, UP),
+        transformer_layers_per_block=(1, 2, 10),
+        cross_attention_dim=2048,
+        attention_head_dim=(5, 10, 20),
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=256,
+        projection_class_embeddings_input_dim=2816,
+    ),
+    "sdxl_refiner": dict(
+        block_out_channels=(384, 768, 1536, 1536),
+        layers_per_block=2,
+        down_block_types=(DOWN, CA_DOWN, CA_DOWN, DOWN),
+        up_block_types=(UP, CA_UP, CA_UP, UP),
+        transformer_layers_per_block=4,
+        cross_attention_dim=1280,
+        attention_head_dim=(6, 12, 24, 24),
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=256,
+        projection_class_embeddings_input_dim=2560,
+    ),
+}
 SIZES = ((1024, 768), (16, 32), (1024, 1024))  # original (h, w), crop (top, left), target (h, w)
 
 RESNET = {
@@ -195,6 +240,15 @@ def main():
             bad = dict(ldm)
             bad[PREFIX + BADSHAPE] = bad[PREFIX + BADSHAPE][:, :-1].contiguous()
             save_file(bad, os.path.join(args.out, "sd1_badshape.safetensors"))
+
+    real = {}
+    for flavour, cfg in REAL.items():
+        with torch.device("meta"):
+            model = UNet2DConditionModel(**cfg)
+        ldm = to_ldm(model.state_dict(), cfg)
+        real[flavour] = {k[len(PREFIX) :]: list(v.shape) for k, v in ldm.items()}
+    with open(os.path.join(args.out, "real_shapes.json"), "w") as f:
+        json.dump(real, f)
 
 
 if __name__ == "__main__":
