@@ -103,14 +103,26 @@ fn sd1_like_matches_diffusers() {
     assert_eq!(cfg.heads, HeadRule::Count(8));
     assert_eq!(cfg.adm_in_channels, None);
 
-    // The head split is not in the file; a wrong one must show (and the override must work).
     let w = single_file("sd1_ldm.safetensors");
+    let io = io("sd1");
+    let unet = UNet::load(&w, &cfg).unwrap();
+    let out = tch::no_grad(|| {
+        unet.forward(&io["x_odd"], &io["t_odd"], &io["context_odd"], None)
+            .unwrap()
+    });
+    assert_close(
+        "sd1 UNet on an 18x14 latent vs diffusers",
+        &out,
+        &io["out_odd"],
+        TOLERANCE,
+    );
+
+    // The head split is not in the file; a wrong one must show (and the override must work).
     let four_heads = UNetConfig {
         heads: HeadRule::Count(4),
         ..cfg
     };
     let unet = UNet::load(&w, &four_heads).unwrap();
-    let io = io("sd1");
     let out = tch::no_grad(|| {
         unet.forward(&io["x"], &io["t"], &io["context"], None)
             .unwrap()

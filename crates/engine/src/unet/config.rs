@@ -180,6 +180,12 @@ impl UNetConfig {
                 )
             })?;
         let (model_channels, in_channels) = (conv_in[0], conv_in[1]);
+        if model_channels <= 0 || in_channels <= 0 {
+            return Err(unknown(
+                w,
+                format!("input_blocks.0.0.weight has shape {conv_in:?}"),
+            ));
+        }
         let conv_out = w
             .shape("out.2.weight")
             .filter(|s| s.len() == 4)
@@ -243,10 +249,7 @@ impl UNetConfig {
         if blocks_in_level == 0 {
             return Err(unknown(
                 w,
-                format!(
-                    "input_blocks.{} has no residual block after the last downsampler",
-                    n
-                ),
+                format!("input_blocks.{n} should be a residual block (no input_blocks.{n}.0.out_layers.3.weight)"),
             ));
         }
         levels.push((width, blocks_in_level));

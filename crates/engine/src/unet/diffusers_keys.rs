@@ -123,7 +123,7 @@ pub fn diffusers_to_ldm_key(name: &str, layout: &DiffusersLayout) -> Option<Stri
             "attentions" if index < resnets => {
                 Some(format!("input_blocks.{}.1.{rest}", first + index))
             }
-            "downsamplers" if index == 0 => {
+            "downsamplers" if index == 0 && block + 1 < layout.down_resnets.len() => {
                 let param = rest.strip_prefix("conv.")?;
                 Some(format!("input_blocks.{}.0.op.{param}", first + resnets))
             }
@@ -152,7 +152,7 @@ pub fn diffusers_to_ldm_key(name: &str, layout: &DiffusersLayout) -> Option<Stri
             "attentions" if index < resnets => {
                 Some(format!("output_blocks.{}.1.{rest}", first + index))
             }
-            "upsamplers" if index == 0 && resnets > 0 => {
+            "upsamplers" if index == 0 && resnets > 0 && block + 1 < layout.up_resnets.len() => {
                 let param = rest.strip_prefix("conv.")?;
                 let slot = if layout.up_attentions.get(block) == Some(&true) {
                     2
@@ -200,4 +200,78 @@ pub fn diffusers_unet_index(
         }
     }
     Ok(index)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SD 1.5's layout: 4 down blocks of 2 resnets, 4 up blocks of 3, no attention in the
+    /// first up block; the expected names are those of the published single-file checkpoint.
+    #[test]
+    fn sd15_names_map_to_the_single_file_ones() {
+        let layout = DiffusersLayout {
+            down_resnets: vec![2, 2, 2, 2],
+            up_resnets: vec![3, 3, 3, 3],
+            up_attentions: vec![false, true, true, true],
+        };
+        let cases = [
+            ("conv_in.weight", "input_blocks.0.0.weight"),
+            (
+                "down_blocks.0.attentions.1.proj_in.weight",
+                "input_blocks.2.1.proj_in.weight",
+            ),
+            (
+                "down_blocks.0.downsamplers.0.conv.bias",
+                "input_blocks.3.0.op.bias",
+            ),
+            (
+                "down_blocks.1.resnets.0.conv_shortcut.weight",
+                "input_blocks.4.0.skip_connection.weight",
+            ),
+            (
+                "down_blocks.3.resnets.1.conv2.weight",
+                "input_blocks.11.0.out_layers.3.weight",
+            ),
+            (
+                "mid_block.resnets.1.time_emb_proj.bias",
+                "middle_block.2.emb_layers.1.bias",
+            ),
+            (
+                "mid_block.attentions.0.transformer_blocks.0.ff.net.0.proj.weight",
+                "middle_block.1.transformer_blocks.0.ff.net.0.proj.weight",
+            ),
+            (
+                "up_blocks.0.upsamplers.0.conv.weight",
+                "output_blocks.2.1.conv.weight",
+            ),
+            (
+                "up_blocks.1.upsamplers.0.conv.weight",
+                "output_blocks.5.2.conv.weight",
+            ),
+            (
+                "up_blocks.3.resnets.2.norm1.weight",
+                "output_blocks.11.0.in_layers.0.weight",
+            ),
+            (
+                "up_blocks.3.attentions.2.proj_out.bias",
+                "output_blocks.11.1.proj_out.bias",
+            ),
+            ("conv_norm_out.weight", "out.0.weight"),
+        ];
+        for (diffusers, ldm) in cases {
+            assert_eq!(
+                diffusers_to_ldm_key(diffusers, &layout).as_deref(),
+                Some(ldm),
+                "{diffusers}"
+            );
+        }
+        for unknown in [
+            "up_blocks.3.upsamplers.0.conv.weight",
+            "down_blocks.4.resnets.0.conv1.weight",
+            "encoder_hid_proj.weight",
+        ] {
+            assert_eq!(diffusers_to_ldm_key(unknown, &layout), None, "{unknown}");
+        }
+    }
 }

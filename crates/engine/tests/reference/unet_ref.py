@@ -7,7 +7,7 @@ converting it back with diffusers' own `convert_ldm_unet_checkpoint`: every tens
 back identical under its diffusers name, and no name may be missing or extra.
 
 Files per flavour F in --out: F_diffusers.safetensors, F_ldm.safetensors, F_io.safetensors
-(x, t, context, out; SDXL also pooled, add_embeds, time_ids), plus sd1_missing.safetensors
+(x, t, context, out; SDXL also pooled, add_embeds, time_ids; SD1 also an odd-sized *_odd set), plus sd1_missing.safetensors
 (one tensor dropped), sd1_badshape.safetensors (one tensor with a wrong shape), and
 real_shapes.json: the single-file tensor shapes of full-size SD 1.5, SD 1.5 inpainting, SD 2.1,
 SDXL base and SDXL refiner UNets (built on the meta device, so no weights), for detection.
@@ -227,6 +227,14 @@ def main():
             io.update(pooled=pooled, time_ids=time_ids, add_embeds=torch.cat([pooled, time_embeds], dim=-1))
         with torch.no_grad():
             io["out"] = model(x, t, encoder_hidden_states=context, **kwargs).sample
+            if flavour == "sd1":
+                # A latent size that is not a multiple of the total downscale (18x14 -> 9x7 ->
+                # 5x4): the upsamplers must aim for the skip sizes, not just double.
+                x_odd = torch.randn(1, 4, 18, 14, generator=gen)
+                context_odd = torch.randn(1, 5, cfg["cross_attention_dim"], generator=gen)
+                t_odd = torch.tensor([250.5])
+                out_odd = model(x_odd, t_odd, encoder_hidden_states=context_odd).sample
+                io.update(x_odd=x_odd, t_odd=t_odd, context_odd=context_odd, out_odd=out_odd)
 
         save_file(state, os.path.join(args.out, f"{flavour}_diffusers.safetensors"))
         save_file(ldm, os.path.join(args.out, f"{flavour}_ldm.safetensors"))
