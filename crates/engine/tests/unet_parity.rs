@@ -8,7 +8,7 @@ mod common;
 
 use common::{assert_close, load_tensors, run_reference};
 use imagelab_engine::unet::{
-    diffusers_unet_index, sdxl_vector, HeadRule, UNet, UNetConfig, UNetFamily,
+    diffusers_unet_index, sdxl_refiner_vector, sdxl_vector, HeadRule, UNet, UNetConfig, UNetFamily,
 };
 use imagelab_engine::weights::{WeightFile, Weights};
 use imagelab_engine::EngineError;
@@ -193,6 +193,14 @@ fn sdxl_vector_matches_diffusers_add_embedding_input() {
     // The order matters: swapping height and width must be caught.
     let swapped = sdxl_vector(&io["pooled"], (768, 1024), (16, 32), (1024, 1024));
     assert!(common::relative_error(&swapped, &io["add_embeds"]) > 1e-2);
+
+    let refiner = sdxl_refiner_vector(&io["pooled"], (1024, 768), (16, 32), 6.0);
+    assert_close(
+        "sdxl_refiner_vector vs diffusers",
+        &refiner,
+        &io["refiner_add_embeds"],
+        1e-6,
+    );
 }
 
 #[test]

@@ -32,10 +32,25 @@ pub fn timestep_embedding(t: &Tensor, dim: i64) -> Tensor {
     }
 }
 
+/// `pooled` followed by a 256-wide sinusoidal embedding of each number, the same for every
+/// batch row: the vector SDXL's `label_emb` takes.
+fn pooled_with_numbers(pooled: &Tensor, numbers: &[f32]) -> Tensor {
+    let count = numbers.len() as i64;
+    let ids = Tensor::from_slice(numbers).to_device(pooled.device());
+    let batch = pooled.size()[0];
+    let embedded = timestep_embedding(&ids, 256)
+        .reshape([1, count * 256])
+        .expand([batch, count * 256], false);
+    Tensor::cat(
+        &[pooled.shallow_clone(), embedded.to_kind(pooled.kind())],
+        1,
+    )
+}
+
 /// SDXL's conditioning vector `y`: the pooled text embedding followed by 256-wide
 /// embeddings of original height, original width, crop top, crop left, target height and
 /// target width (the order of diffusers' `add_time_ids` and ComfyUI's `encode_adm`).
-/// `pooled` may be any width (1280 for SDXL base and refiner's OpenCLIP-G).
+/// `pooled` may be any width (1280 for SDXL's OpenCLIP-G), giving `[B, width + 1536]`.
 pub fn sdxl_vector(
     pooled: &Tensor,
     original_hw: (i64, i64),
@@ -50,12 +65,26 @@ pub fn sdxl_vector(
         target_hw.0,
         target_hw.1,
     ];
-    let ids = Tensor::from_slice(&numbers.map(|v| v as f32)).to_device(pooled.device());
-    let batch = pooled.size()[0];
-    let sizes = timestep_embedding(&ids, 256)
-        .reshape([1, 6 * 256])
-        .expand([batch, 6 * 256], false);
-    Tensor::cat(&[pooled.shallow_clone(), sizes.to_kind(pooled.kind())], 1)
+    pooled_with_numbers(pooled, &numbers.map(|v| v as f32))
+}
+
+/// The SDXL refiner's `y`: pooled text, then original height, original width, crop top,
+/// crop left and the aesthetic score (diffusers' `requires_aesthetics_score` time ids;
+/// ComfyUI uses 6.0 for the positive prompt and 2.5 for the negative), `[B, width + 1280]`.
+pub fn sdxl_refiner_vector(
+    pooled: &Tensor,
+    original_hw: (i64, i64),
+    crop_tl: (i64, i64),
+    aesthetic_score: f64,
+) -> Tensor {
+    let numbers = [
+        original_hw.0 as f32,
+        original_hw.1 as f32,
+        crop_tl.0 as f32,
+        crop_tl.1 as f32,
+        aesthetic_score as f32,
+    ];
+    pooled_with_numbers(pooled, &numbers)
 }
 
 /// One step of a UNet block: the single-file layout's `input_blocks.N.M` entries.

@@ -7,7 +7,7 @@ converting it back with diffusers' own `convert_ldm_unet_checkpoint`: every tens
 back identical under its diffusers name, and no name may be missing or extra.
 
 Files per flavour F in --out: F_diffusers.safetensors, F_ldm.safetensors, F_io.safetensors
-(x, t, context, out; SDXL also pooled, add_embeds, time_ids; SD1 also an odd-sized *_odd set), plus sd1_missing.safetensors
+(x, t, context, out; SDXL also pooled, add_embeds, time_ids, refiner_add_embeds; SD1 also an odd-sized *_odd set), plus sd1_missing.safetensors
 (one tensor dropped), sd1_badshape.safetensors (one tensor with a wrong shape), and
 real_shapes.json: the single-file tensor shapes of full-size SD 1.5, SD 1.5 inpainting, SD 2.1,
 SDXL base and SDXL refiner UNets (built on the meta device, so no weights), for detection.
@@ -225,6 +225,10 @@ def main():
             # The vector diffusers feeds to add_embedding (the UNet's `get_aug_embed`).
             time_embeds = model.add_time_proj(time_ids.flatten()).reshape(batch, -1)
             io.update(pooled=pooled, time_ids=time_ids, add_embeds=torch.cat([pooled, time_embeds], dim=-1))
+            # The refiner's time ids: original size, crop, aesthetic score (same Timesteps module).
+            refiner_ids = torch.tensor([[oh, ow, ct, cl, 6.0]] * batch, dtype=torch.float32)
+            refiner_embeds = model.add_time_proj(refiner_ids.flatten()).reshape(batch, -1)
+            io["refiner_add_embeds"] = torch.cat([pooled, refiner_embeds], dim=-1)
         with torch.no_grad():
             io["out"] = model(x, t, encoder_hidden_states=context, **kwargs).sample
             if flavour == "sd1":
