@@ -5,6 +5,7 @@
 
 pub mod error;
 pub mod layers;
+pub mod tokenizer;
 pub mod weights;
 
 pub use error::{EngineError, Result};
