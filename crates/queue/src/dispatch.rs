@@ -52,7 +52,7 @@ pub(crate) fn choose(
         if !entry.placement.accepts(&worker.gpus) {
             continue;
         }
-        if worker.models_loaded.iter().any(|m| *m == entry.model) {
+        if worker.models_loaded.contains(&entry.model) {
             return Some(id);
         }
         if best.is_none() {

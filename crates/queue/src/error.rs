@@ -20,7 +20,9 @@ pub enum QueueError {
 
     /// A worker reported on a lease the job no longer holds: the job was recovered after a
     /// restart or re-leased, so the report is from an attempt that no longer counts.
-    #[error("job {id}: report for attempt {reported}, but the job's current lease is attempt {current}")]
+    #[error(
+        "job {id}: report for attempt {reported}, but the job's current lease is attempt {current}"
+    )]
     StaleLease {
         id: JobId,
         reported: u32,

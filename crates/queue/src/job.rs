@@ -96,9 +96,7 @@ impl Placement {
         match self {
             Placement::Any => !gpus.is_empty(),
             Placement::Gpu(uuid) => gpus.len() == 1 && gpus[0] == *uuid,
-            Placement::Split(unet, rest) => {
-                gpus.len() == 2 && gpus[0] == *unet && gpus[1] == *rest
-            }
+            Placement::Split(unet, rest) => gpus.len() == 2 && gpus[0] == *unet && gpus[1] == *rest,
         }
     }
 }
@@ -157,10 +155,18 @@ pub enum JobState {
         timings: Timings,
     },
     /// A failure that retrying cannot fix (a missing model, invalid input).
-    Failed { error: String, finished_at_ms: u64 },
+    Failed {
+        error: String,
+        finished_at_ms: u64,
+    },
     /// Failed on every allowed attempt.
-    Dead { error: String, finished_at_ms: u64 },
-    Cancelled { finished_at_ms: u64 },
+    Dead {
+        error: String,
+        finished_at_ms: u64,
+    },
+    Cancelled {
+        finished_at_ms: u64,
+    },
 }
 
 impl JobState {

@@ -37,10 +37,17 @@ pub enum Event {
     },
     /// The worker gives the job back unrun (a foreign process appeared and the policy says
     /// yield): no attempt is used up.
-    Release { attempt: u32, now_ms: u64 },
-    Cancel { now_ms: u64 },
+    Release {
+        attempt: u32,
+        now_ms: u64,
+    },
+    Cancel {
+        now_ms: u64,
+    },
     /// The daemon restarted while the job was leased: the attempt counts as used.
-    Recover { now_ms: u64 },
+    Recover {
+        now_ms: u64,
+    },
 }
 
 impl Event {

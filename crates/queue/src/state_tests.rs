@@ -132,7 +132,14 @@ fn illegal_transitions_are_errors_naming_the_job() {
         },
     )
     .unwrap_err();
-    assert!(matches!(err, QueueError::IllegalTransition { action: "lease", state: "leased", .. }));
+    assert!(matches!(
+        err,
+        QueueError::IllegalTransition {
+            action: "lease",
+            state: "leased",
+            ..
+        }
+    ));
     let done = apply(
         &leased,
         Event::Complete {
@@ -151,7 +158,10 @@ fn illegal_transitions_are_errors_naming_the_job() {
         },
     ] {
         let err = apply(&done, event).unwrap_err();
-        assert!(matches!(err, QueueError::IllegalTransition { state: "done", .. }), "{err}");
+        assert!(
+            matches!(err, QueueError::IllegalTransition { state: "done", .. }),
+            "{err}"
+        );
     }
     assert!(apply(&q, Event::Recover { now_ms: 1 }).is_err());
 }

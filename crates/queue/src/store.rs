@@ -233,7 +233,9 @@ impl Queue {
                 placement: new.placement,
                 created_at_ms: now,
                 attempts: 0,
-                max_attempts: new.max_attempts.unwrap_or(self.options.default_max_attempts),
+                max_attempts: new
+                    .max_attempts
+                    .unwrap_or(self.options.default_max_attempts),
                 state: JobState::Queued,
                 cancel_requested: false,
                 last_error: None,
@@ -261,10 +263,8 @@ impl Queue {
         new: &Job,
         finished_delta: &mut isize,
     ) -> Result<()> {
-        let record = serde_json::to_vec(new).map_err(|source| QueueError::Corrupt {
-            id: new.id,
-            source,
-        })?;
+        let record =
+            serde_json::to_vec(new).map_err(|source| QueueError::Corrupt { id: new.id, source })?;
         batch.insert(&job_key(new.id), record);
         if let Some(old) = old {
             if old.state == JobState::Queued {
@@ -280,10 +280,8 @@ impl Queue {
                 model: new.spec.params.model.clone(),
                 placement: new.placement.clone(),
             };
-            let value = serde_json::to_vec(&entry).map_err(|source| QueueError::Corrupt {
-                id: new.id,
-                source,
-            })?;
+            let value = serde_json::to_vec(&entry)
+                .map_err(|source| QueueError::Corrupt { id: new.id, source })?;
             batch.insert(&queued_key(new.priority, new.id), value);
         }
         if let Some(at) = new.state.finished_at_ms() {
@@ -308,7 +306,7 @@ impl Queue {
         let mut jobs = Vec::new();
         for item in self.tree.scan_prefix(b"j") {
             let (key, bytes) = item.map_err(|e| self.storage("list jobs", e))?;
-            let id = JobId(be_u64(&key[1..]).unwrap_or(0));
+            let id = JobId(key.get(1..).and_then(be_u64).unwrap_or(0));
             jobs.push(
                 serde_json::from_slice(&bytes)
                     .map_err(|source| QueueError::Corrupt { id, source })?,
@@ -369,7 +367,7 @@ impl Queue {
         let mut trimmed = 0;
         for item in self.tree.scan_prefix(b"f").take(excess) {
             let (key, _) = item.map_err(|e| self.storage("trim history", e))?;
-            if let Some(id) = be_u64(&key[9..]) {
+            if let Some(id) = key.get(9..).and_then(be_u64) {
                 batch.remove(&job_key(JobId(id)));
             }
             batch.remove(key);
@@ -413,19 +411,24 @@ impl Queue {
         self.transition_locked(&mut inner, id, event).map(Some)
     }
 
+    /// Walks the queued index lazily, so a worker that finds an affinity match (or the only
+    /// eligible job of the top priority) early stops reading there.
     fn choose_for(&self, worker: &WorkerView) -> Result<Option<JobId>> {
-        let mut entries = Vec::new();
-        for item in self.tree.scan_prefix(b"q") {
-            let (key, value) = item.map_err(|e| self.storage("scan queued jobs", e))?;
-            let (Some(id), Ok(entry)) = (
-                be_u64(&key[2..]),
-                serde_json::from_slice::<IndexEntry>(&value),
-            ) else {
-                continue;
-            };
-            entries.push((key[1], JobId(id), entry));
+        let mut scan_error = None;
+        let entries = self
+            .tree
+            .scan_prefix(b"q")
+            .map_while(|item| item.map_err(|e| scan_error = Some(e)).ok())
+            .filter_map(|(key, value)| {
+                let id = be_u64(key.get(2..)?)?;
+                let entry = serde_json::from_slice::<IndexEntry>(&value).ok()?;
+                Some((key[1], JobId(id), entry))
+            });
+        let chosen = choose(entries, worker);
+        match scan_error {
+            Some(e) => Err(self.storage("scan queued jobs", e)),
+            None => Ok(chosen),
         }
-        Ok(choose(entries, worker))
     }
 
     /// Leases one given job (the supervisor chose it, e.g. from [`Queue::peek_for_worker`]).

@@ -58,7 +58,8 @@ fn crash_child() {
                 let JobState::Leased { attempt, .. } = leased.state else {
                     panic!("lease returned {:?}", leased.state)
                 };
-                q.complete(leased.id, attempt, Completion::default()).unwrap();
+                q.complete(leased.id, attempt, Completion::default())
+                    .unwrap();
                 writeln!(out, "DONE {} END", leased.id).unwrap();
                 out.flush().unwrap();
             }
@@ -101,7 +102,10 @@ fn run_and_kill(dir: &Path, round: u32, delay: Duration) -> Vec<String> {
     });
     // Wait for the first acknowledgement (the database is open), then kill at random.
     let first = rx.recv_timeout(Duration::from_secs(30));
-    assert!(first.is_ok(), "round {round}: the child acknowledged nothing");
+    assert!(
+        first.is_ok(),
+        "round {round}: the child acknowledged nothing"
+    );
     std::thread::sleep(delay);
     child.kill().unwrap(); // SIGKILL on Unix
     child.wait().unwrap();
@@ -151,12 +155,20 @@ fn acknowledged_jobs_survive_kill_9_at_random_moments() {
         let jobs = q.list().unwrap();
         let mut by_prompt: HashMap<&str, usize> = HashMap::new();
         for job in &jobs {
-            *by_prompt.entry(job.spec.params.prompt.as_str()).or_default() += 1;
+            *by_prompt
+                .entry(job.spec.params.prompt.as_str())
+                .or_default() += 1;
         }
         for (id, prompt) in &acked {
-            let job = q.get(*id).unwrap_or_else(|e| panic!("round {round}: acked {e}"));
+            let job = q
+                .get(*id)
+                .unwrap_or_else(|e| panic!("round {round}: acked {e}"));
             assert_eq!(&job.spec.params.prompt, prompt, "round {round}: job {id}");
-            assert_eq!(by_prompt.get(prompt.as_str()), Some(&1), "{prompt} not unique");
+            assert_eq!(
+                by_prompt.get(prompt.as_str()),
+                Some(&1),
+                "{prompt} not unique"
+            );
         }
         for id in &done {
             assert!(
@@ -165,7 +177,10 @@ fn acknowledged_jobs_survive_kill_9_at_random_moments() {
             );
         }
     }
-    assert!(acked.len() > ROUNDS as usize, "too few jobs to mean anything");
+    assert!(
+        acked.len() > ROUNDS as usize,
+        "too few jobs to mean anything"
+    );
 
     // Restart once more and drain: every acknowledged job finishes.
     let q = Queue::open(dir.path(), options()).unwrap();

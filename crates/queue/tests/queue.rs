@@ -53,7 +53,10 @@ fn enqueued_jobs_survive_reopening_and_ids_keep_increasing() {
     let c = q.enqueue(job("c")).unwrap();
     assert!(c.id > first.1, "ids are never reused after a reopen");
     assert_eq!(q.counts().unwrap().queued, 3);
-    assert!(matches!(q.get(JobId(999)), Err(QueueError::NotFound { id: JobId(999) })));
+    assert!(matches!(
+        q.get(JobId(999)),
+        Err(QueueError::NotFound { id: JobId(999) })
+    ));
 }
 
 #[test]
@@ -74,7 +77,8 @@ fn bad_specs_and_a_second_open_are_refused() {
 fn leases_are_never_granted_twice_across_threads() {
     let dir = tempfile::tempdir().unwrap();
     let q = Arc::new(open(dir.path()));
-    q.enqueue_batch((0..120).map(|_| job("m")).collect()).unwrap();
+    q.enqueue_batch((0..120).map(|_| job("m")).collect())
+        .unwrap();
     let threads: Vec<_> = (0..6)
         .map(|t| {
             let q = Arc::clone(&q);
@@ -106,10 +110,16 @@ fn retryable_failures_retry_then_the_job_is_dead_and_logged() {
     let w = worker("w", &[]);
     let first = q.next_for_worker(&w).unwrap().unwrap();
     assert_eq!(first.id, id);
-    assert_eq!(q.fail(id, 1, "CUDA out of memory", true).unwrap().state, JobState::Queued);
+    assert_eq!(
+        q.fail(id, 1, "CUDA out of memory", true).unwrap().state,
+        JobState::Queued
+    );
     q.next_for_worker(&w).unwrap().unwrap();
     // A late report from attempt 1 no longer counts.
-    assert!(matches!(q.fail(id, 1, "late", true), Err(QueueError::StaleLease { .. })));
+    assert!(matches!(
+        q.fail(id, 1, "late", true),
+        Err(QueueError::StaleLease { .. })
+    ));
     let dead = q.fail(id, 2, "CUDA out of memory", true).unwrap();
     assert_eq!((dead.state.name(), dead.attempts), ("dead", 2));
     assert!(q.next_for_worker(&w).unwrap().is_none());
@@ -130,10 +140,17 @@ fn cancel_a_queued_job_and_a_running_one() {
     assert_eq!(leased.id, a);
     let asked = q.cancel(a).unwrap();
     assert!(asked.cancel_requested && asked.state.name() == "leased");
-    assert_eq!(q.complete(a, 1, done(&["x.png"])).unwrap().state.name(), "cancelled");
+    assert_eq!(
+        q.complete(a, 1, done(&["x.png"])).unwrap().state.name(),
+        "cancelled"
+    );
     assert!(matches!(
         q.cancel(a),
-        Err(QueueError::IllegalTransition { action: "cancel", state: "cancelled", .. })
+        Err(QueueError::IllegalTransition {
+            action: "cancel",
+            state: "cancelled",
+            ..
+        })
     ));
     let states: Vec<_> = read_log(&dir.path().join("jobs.log"))
         .unwrap()
@@ -141,7 +158,10 @@ fn cancel_a_queued_job_and_a_running_one() {
         .into_iter()
         .map(|r| (r.id, r.state))
         .collect();
-    assert_eq!(states, vec![(b, "cancelled".into()), (a, "cancelled".into())]);
+    assert_eq!(
+        states,
+        vec![(b, "cancelled".into()), (a, "cancelled".into())]
+    );
 }
 
 #[test]
@@ -164,13 +184,23 @@ fn pause_is_persisted_and_stops_dispatch() {
 fn dispatch_goes_by_priority_then_model_affinity_then_fifo() {
     let dir = tempfile::tempdir().unwrap();
     let q = open(dir.path());
-    let bg = q.enqueue(job("x").priority(Priority::Background)).unwrap().id;
+    let bg = q
+        .enqueue(job("x").priority(Priority::Background))
+        .unwrap()
+        .id;
     let n1 = q.enqueue(job("x")).unwrap().id;
     let n2 = q.enqueue(job("y")).unwrap().id;
     let n3 = q.enqueue(job("x")).unwrap().id;
-    let hi = q.enqueue(job("x").priority(Priority::Interactive)).unwrap().id;
+    let hi = q
+        .enqueue(job("x").priority(Priority::Interactive))
+        .unwrap()
+        .id;
     let pinned = q
-        .enqueue(job("y").priority(Priority::Interactive).placement(Placement::Gpu("GPU-other".into())))
+        .enqueue(
+            job("y")
+                .priority(Priority::Interactive)
+                .placement(Placement::Gpu("GPU-other".into())),
+        )
         .unwrap()
         .id;
     let w = worker("w", &["y"]);
@@ -214,11 +244,17 @@ fn restart_recovery_requeues_leased_jobs_with_attempts_raised() {
     };
     let q = open(dir.path());
     let rec = q.recover_after_restart(RecoveryPolicy::Pause).unwrap();
-    assert_eq!((rec.requeued, rec.dead, rec.cancelled), (vec![a], vec![b], vec![c]));
+    assert_eq!(
+        (rec.requeued, rec.dead, rec.cancelled),
+        (vec![a], vec![b], vec![c])
+    );
     assert!(rec.paused && q.is_paused().unwrap());
     let requeued = q.get(a).unwrap();
     assert_eq!((requeued.state.name(), requeued.attempts), ("queued", 1));
-    assert!(matches!(q.complete(a, 1, done(&[])), Err(QueueError::IllegalTransition { .. })));
+    assert!(matches!(
+        q.complete(a, 1, done(&[])),
+        Err(QueueError::IllegalTransition { .. })
+    ));
     q.resume().unwrap();
     let again = q.next_for_worker(&worker("w", &[])).unwrap().unwrap();
     assert!(matches!(again.state, JobState::Leased { attempt: 2, .. }));
@@ -237,16 +273,26 @@ fn history_limit_keeps_the_newest_finished_jobs_and_clear_removes_them() {
     };
     let q = Queue::open(dir.path(), options).unwrap();
     let ids: Vec<JobId> = (0..5).map(|_| q.enqueue(job("m")).unwrap().id).collect();
-    let waiting = q.enqueue(job("m").priority(Priority::Background)).unwrap().id;
+    let waiting = q
+        .enqueue(job("m").priority(Priority::Background))
+        .unwrap()
+        .id;
     for id in &ids {
         let leased = q.next_for_worker(&worker("w", &[])).unwrap().unwrap();
         assert_eq!(leased.id, *id);
-        q.complete(*id, 1, done(&[&format!("{}.png", output_stem(*id, 0))])).unwrap();
+        q.complete(*id, 1, done(&[&format!("{}.png", output_stem(*id, 0))]))
+            .unwrap();
     }
     let kept: Vec<JobId> = q.list().unwrap().iter().map(|j| j.id).collect();
     assert_eq!(kept, vec![ids[2], ids[3], ids[4], waiting]);
     assert!(q.verify().unwrap().is_empty());
-    assert_eq!(read_log(&dir.path().join("jobs.log")).unwrap().records.len(), 5);
+    assert_eq!(
+        read_log(&dir.path().join("jobs.log"))
+            .unwrap()
+            .records
+            .len(),
+        5
+    );
     assert_eq!(q.clear_finished().unwrap(), 3);
     assert_eq!(q.list().unwrap().len(), 1);
     assert!(q.verify().unwrap().is_empty());
@@ -266,7 +312,10 @@ fn jobs_log_records_the_run_and_readers_skip_corrupt_lines() {
     assert_eq!((read.records.len(), read.skipped), (1, 2));
     let r = &read.records[0];
     assert_eq!((r.id, r.state.as_str()), (id, "done"));
-    assert_eq!((r.seeds.clone(), r.model_hash.as_deref()), (vec![1234], Some("cafe")));
+    assert_eq!(
+        (r.seeds.clone(), r.model_hash.as_deref()),
+        (vec![1234], Some("cafe"))
+    );
     assert_eq!(r.gpus, vec!["GPU-w".to_string()]);
     assert_eq!(r.outputs, vec!["output/a.png".to_string()]);
     assert_eq!(r.timings.step_time_ms, Some(40.0));

@@ -108,7 +108,7 @@ impl Queue {
         let mut removed = 0;
         for item in self.tree.scan_prefix(b"f") {
             let (key, _) = item.map_err(|e| self.storage("clear finished", e))?;
-            if let Some(id) = be_u64(&key[9..]) {
+            if let Some(id) = key.get(9..).and_then(be_u64) {
                 batch.remove(&job_key(JobId(id)));
             }
             batch.remove(key);
