@@ -12,10 +12,7 @@ pub const EXIT_NVML_UNAVAILABLE: i32 = 2;
 #[derive(Debug, Error)]
 pub enum GpuError {
     /// NVML could not be loaded or initialised; `reason` is NVML's own words.
-    #[error(
-        "NVML is unavailable: {reason}. Is the NVIDIA driver installed (libnvidia-ml.so.1)? \
-         Without it the daemon runs on the devices named in the config (which may be `cpu`)"
-    )]
+    #[error("NVML is unavailable, so GPUs cannot be listed or checked for idleness: {reason} (is the NVIDIA driver installed?)")]
     NvmlUnavailable { reason: String },
     /// NVML is loaded but a query about one GPU failed (for example the GPU fell off the bus).
     #[error("NVML query {what} failed for GPU {gpu}: {reason}")]

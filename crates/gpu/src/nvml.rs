@@ -110,7 +110,7 @@ fn query<'a>(gpu: &'a str, what: &'static str) -> impl Fn(NvmlError) -> GpuError
 fn init_reason(e: &NvmlError) -> String {
     match e {
         NvmlError::LibloadingError(inner) => {
-            format!("could not load libnvidia-ml.so.1 ({inner})")
+            format!("could not load the NVML library: {inner}")
         }
         NvmlError::DriverNotLoaded => "the NVIDIA kernel driver is not loaded".to_string(),
         NvmlError::NoPermission => "no permission to talk to the NVIDIA driver".to_string(),
@@ -121,6 +121,15 @@ fn init_reason(e: &NvmlError) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The daemon's supervisor owns a probe on its own thread.
+    #[test]
+    fn probes_can_move_between_threads() {
+        fn assert_send<T: Send>() {}
+        assert_send::<NvmlProbe>();
+        assert_send::<crate::ScriptedProbe>();
+        assert_send::<crate::IdlePolicy>();
+    }
 
     /// On a machine without the driver (CI), initialising must be an error, not a panic.
     /// Where a driver exists, a snapshot must succeed instead.
