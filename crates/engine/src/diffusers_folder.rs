@@ -48,12 +48,10 @@ fn add_mapped(
 pub fn open_diffusers_folder(folder: &Path) -> Result<ModelSource> {
     let mut index = HashMap::new();
     let unet = WeightFile::open(&unet_file(folder)?)?;
-    add_mapped(
-        &mut index,
+    index.extend(crate::unet::diffusers_unet_index(
         &unet,
-        UNET_PREFIX,
-        crate::unet::diffusers_to_ldm_key,
-    );
+        &format!("{UNET_PREFIX}."),
+    )?);
     if let Some(path) = component_file(folder, "vae") {
         let vae = WeightFile::open(&path)?;
         let up_blocks = count_indices(&vae, "decoder.up_blocks.");

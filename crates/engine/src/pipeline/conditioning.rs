@@ -6,7 +6,7 @@ use crate::checkpoint::Family;
 use crate::clip::{ClipOutput, ClipRole, ClipTextEncoder, LayerChoice};
 use crate::error::Result;
 use crate::tokenizer::{ClipTokenizer, TokenChunk};
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 /// CLIP-L pads with its end token; OpenCLIP (H and G) pads with token 0 (ComfyUI's
 /// `pad_with_end` is false for them).
@@ -33,7 +33,11 @@ pub fn roles(family: Family) -> &'static [ClipRole] {
 
 /// The readout of one encoder: the family's default (see `clip::families`), or the user's
 /// clip skip (1 = last layer, 2 = penultimate, …), which keeps the family's final-norm rule.
-pub fn readout(role: ClipRole, encoder: &ClipTextEncoder, clip_skip: Option<u32>) -> EncoderReadout {
+pub fn readout(
+    role: ClipRole,
+    encoder: &ClipTextEncoder,
+    clip_skip: Option<u32>,
+) -> EncoderReadout {
     let defaults = role.settings(encoder.config());
     let layer = match clip_skip {
         None => defaults.layer,
@@ -44,7 +48,11 @@ pub fn readout(role: ClipRole, encoder: &ClipTextEncoder, clip_skip: Option<u32>
         ClipRole::Sd1ClipL | ClipRole::SdxlClipL => CLIP_L_PAD,
         _ => OPEN_CLIP_PAD,
     };
-    EncoderReadout { pad_token, layer, final_norm: defaults.final_norm_on_hidden }
+    EncoderReadout {
+        pad_token,
+        layer,
+        final_norm: defaults.final_norm_on_hidden,
+    }
 }
 
 /// A prompt's conditioning: the cross-attention context and the pooled vector (SDXL).

@@ -76,7 +76,11 @@ impl Denoiser<'_> {
                 .map(|v| v.expand([batch, -1], false));
             (ctx, vec, 1)
         };
-        let x_in = Tensor::cat(&vec![x.shallow_clone(); copies], 0);
+        let x_in = if copies == 2 {
+            Tensor::cat(&[x, x], 0)
+        } else {
+            x.shallow_clone()
+        };
         let device = x.device();
         // Timesteps stay fp32: near t = 999 fp16 resolves only steps of 0.5.
         let t = Tensor::full([batch * copies as i64], timestep, (Kind::Float, device));
@@ -87,7 +91,7 @@ impl Denoiser<'_> {
                 &t,
                 &contexts.to_kind(self.kind),
                 vectors.map(|v| v.to_kind(self.kind)).as_ref(),
-            )
+            )?
             .to_kind(Kind::Float);
         let denoised = match self.prediction {
             Prediction::Eps => &x_in - out * sigma,

@@ -150,7 +150,7 @@ impl Pipeline {
         let latent = tch::no_grad(|| {
             self.vae
                 .encode(&image.to_device(self.device).to_kind(self.vae_kind))
-        });
+        })?;
         Ok(latent.to_kind(Kind::Float) * self.family.latent_scale())
     }
 
