@@ -3,6 +3,9 @@
 //! coordinates over the sigma list (the last σ = 0 replaced by 0.001), with a predictor and
 //! a corrector that reuses the next step's model evaluation.
 
+// Index loops mirror the published equations (row and step indices), so keep them.
+#![allow(clippy::needless_range_loop)]
+
 use super::samplers::{Denoise, StepCallback};
 use crate::error::{EngineError, Result};
 use tch::Tensor;
