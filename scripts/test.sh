@@ -8,4 +8,4 @@ bash "$repo/scripts/setup.sh"
 cd "$repo"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
-cargo test --workspace --locked 2>&1 | tee "$IMAGELAB_CACHE/last-test.log"
+cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$IMAGELAB_CACHE/last-test.log"

@@ -187,6 +187,7 @@ fn bad_parameters_name_the_field_and_value() {
 fn names_with_dotdot_and_missing_models_are_refused() {
     let sb = Sandbox::new();
     std::fs::write(sb.path("secret.safetensors"), b"x").unwrap();
+    std::fs::write(sb.path("models/checkpoints/m.safetensors"), b"x").unwrap();
     let out = sb.run(&["--model", "../../secret.safetensors", "--device", "cpu"]);
     assert_refused(&sb, &out, &["..", "secret"]);
     let out = sb.run(&["--model", "m", "--vae", "../secret", "--device", "cpu"]);

@@ -65,6 +65,9 @@ pub struct ModelSource {
     pub vae: Option<Weights>,
     /// The checkpoint's own text encoders (CLIP-L first), if it has them.
     pub text_encoders: Vec<Weights>,
+    /// For a diffusers folder, each text encoder's `config.json` (path), which settles
+    /// what shapes cannot: activation, heads, the end-token rule.
+    pub text_encoder_configs: Vec<Option<PathBuf>>,
     pub in_channels: i64,
 }
 
@@ -144,6 +147,7 @@ pub fn classify(path: &Path, all: Weights) -> Result<ModelSource> {
         unet,
         vae,
         text_encoders,
+        text_encoder_configs: Vec::new(),
         in_channels,
     })
 }

@@ -61,18 +61,17 @@ pub fn open_diffusers_folder(folder: &Path) -> Result<ModelSource> {
     }
     // Text encoders stay in the Hugging Face layout; they go under the prefixes the
     // single-file layout uses for each family, and the CLIP loader detects the layout.
-    let context_width = unet
-        .shapes()
-        .into_iter()
-        .find(|(name, _)| name.ends_with("attn2.to_k.weight"))
-        .and_then(|(_, shape)| shape.get(1).copied());
-    let encoder_prefixes: &[(&str, &str)] = match context_width {
-        Some(2048) => &[
+    // SDXL folders have a second text encoder; SD 2.x's single encoder is OpenCLIP (gelu),
+    // SD 1.x's is OpenAI CLIP-L (quick_gelu). This holds for any model size.
+    let encoder_prefixes: &[(&str, &str)] = if folder.join("text_encoder_2").is_dir() {
+        &[
             ("text_encoder", "conditioner.embedders.0.transformer"),
             ("text_encoder_2", "conditioner.embedders.1.model"),
-        ],
-        Some(1024) => &[("text_encoder", "cond_stage_model.model")],
-        _ => &[("text_encoder", "cond_stage_model.transformer")],
+        ]
+    } else if text_encoder_activation(folder).as_deref() == Some("gelu") {
+        &[("text_encoder", "cond_stage_model.model")]
+    } else {
+        &[("text_encoder", "cond_stage_model.transformer")]
     };
     for (component, prefix) in encoder_prefixes {
         if let Some(path) = component_file(folder, component) {
@@ -85,6 +84,12 @@ pub fn open_diffusers_folder(folder: &Path) -> Result<ModelSource> {
         folder,
         Weights::from_mapping(folder.display().to_string(), index),
     )?;
+    source.text_encoder_configs = encoder_prefixes
+        .iter()
+        .map(|(component, _)| {
+            Some(folder.join(component).join("config.json")).filter(|p| p.exists())
+        })
+        .collect();
     if scheduler_says_v_prediction(folder) {
         source.prediction = Prediction::V;
     }
@@ -99,6 +104,12 @@ fn count_indices(file: &WeightFile, prefix: &str) -> usize {
         .filter_map(|k| k.strip_prefix(prefix)?.split('.').next()?.parse().ok())
         .collect();
     indices.len()
+}
+
+fn text_encoder_activation(folder: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(folder.join("text_encoder/config.json")).ok()?;
+    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
+    json.get("hidden_act")?.as_str().map(str::to_string)
 }
 
 fn scheduler_says_v_prediction(folder: &Path) -> bool {

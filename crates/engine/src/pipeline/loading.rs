@@ -62,12 +62,19 @@ fn clip_roots_in(w: &Weights) -> Vec<(i64, Weights)> {
     roots
 }
 
-fn load_encoder(w: &Weights) -> Result<ClipTextEncoder> {
+fn load_encoder(w: &Weights, config_json: Option<&Path>) -> Result<ClipTextEncoder> {
     let layout = clip::detect_layout(w).ok_or_else(|| EngineError::UnknownArchitecture {
         path: PathBuf::from(w.label()),
         reason: "no CLIP text encoder tensors found".into(),
     })?;
-    let cfg = ClipConfig::detect(w, layout)?;
+    let mut cfg = ClipConfig::detect(w, layout)?;
+    if let Some(path) = config_json {
+        let text = std::fs::read_to_string(path).map_err(|source| EngineError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        cfg.apply_hf_config(&text, path)?;
+    }
     ClipTextEncoder::load(w, &cfg)
 }
 
@@ -176,7 +183,16 @@ pub(super) fn load(choice: &ModelChoice) -> Result<Pipeline> {
     }
     let encoders = encoder_weights
         .iter()
-        .map(|w| load_encoder(&w.to(device, kind)))
+        .enumerate()
+        .map(|(i, w)| {
+            // A replacement from --clip has no config.json; the folder's applies only to its own.
+            let config = source.text_encoder_configs.get(i).cloned().flatten();
+            let replaced = choice.clip.is_some();
+            load_encoder(
+                &w.to(device, kind),
+                if replaced { None } else { config.as_deref() },
+            )
+        })
         .collect::<Result<Vec<_>>>()?;
 
     let info = ModelInfo {

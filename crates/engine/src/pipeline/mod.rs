@@ -160,6 +160,17 @@ impl Pipeline {
         params: &GenerationParams,
         on_step: &mut dyn FnMut(StepEvent),
     ) -> Result<Vec<RgbImage>> {
+        let latents = self.sample_latents(params, on_step)?;
+        on_step(StepEvent::Decoding);
+        self.decode(&latents, params.seed)
+    }
+
+    /// Runs everything up to the final latents (in the UNet's latent space, fp32).
+    pub fn sample_latents(
+        &self,
+        params: &GenerationParams,
+        on_step: &mut dyn FnMut(StepEvent),
+    ) -> Result<Tensor> {
         params.validate()?;
         if params.seed < 0 {
             return Err(EngineError::Invalid {
@@ -199,23 +210,26 @@ impl Pipeline {
         };
         let mut noise = SeededNoise::new(params.seed as u64);
         let total = sigmas.len().saturating_sub(1);
-        let latents = sampling::sample(
+        sampling::sample(
             params.sampler,
             &mut |x, sigma| model.denoise(x, sigma),
             x,
             &sigmas,
             &mut noise,
             &mut |done, _total, _denoised| on_step(StepEvent::Sampling { done, total }),
-        )?;
-        on_step(StepEvent::Decoding);
-        self.decode(&latents, params.seed)
+        )
+    }
+
+    /// Decodes latents to images in [-1, 1] (fp32, `[B, 3, H, W]`).
+    pub fn decode_to_tensor(&self, latents: &Tensor) -> Result<Tensor> {
+        let _guard = tch::no_grad_guard();
+        let scaled = (latents / self.family.latent_scale()).to_kind(self.vae_kind);
+        Ok(self.vae.decode(&scaled)?.to_kind(Kind::Float))
     }
 
     /// Decodes final latents to 8-bit images.
     pub fn decode(&self, latents: &Tensor, seed: i64) -> Result<Vec<RgbImage>> {
-        let _guard = tch::no_grad_guard();
-        let scaled = (latents / self.family.latent_scale()).to_kind(self.vae_kind);
-        let images = self.vae.decode(&scaled)?.to_kind(Kind::Float);
+        let images = self.decode_to_tensor(latents)?;
         let rgb = crate::vae::tensor_to_rgb8(&images)?;
         Ok(rgb
             .into_iter()
