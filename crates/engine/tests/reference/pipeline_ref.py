@@ -8,6 +8,7 @@ For each family F it writes to --out:
                          sigmas (ComfyUI's `normal` schedule), latents (diffusers' final
                          latents with output_type="latent"), image (VAE decode of them)
   sdxl_diffusers/        pipe.save_pretrained() of the SDXL pipeline
+  sd1_vae.safetensors, sd1_clip_l.safetensors   SD 1.x's VAE and text encoder alone
 The key mappings come from the component scripts next to this one (unet_ref, vae_ref,
 clip_ref, tokenizer_ref), each already checked against diffusers' own converters there.
 """
@@ -138,6 +139,11 @@ def main():
         ckpt.update(vae_single_file(vae))
         ckpt.update({"cond_stage_model.transformer." + k: v for k, v in hf_layout(text).items()})
         save_file({k: v.contiguous() for k, v in ckpt.items()}, os.path.join(out, "sd1.safetensors"))
+        # Standalone parts, as users keep them in models/vae and models/clip.
+        save_file({k: v.contiguous() for k, v in vae_ref.to_ldm(vae.state_dict(), 4, True).items()},
+                  os.path.join(out, "sd1_vae.safetensors"))
+        save_file({k: v.contiguous() for k, v in hf_layout(text).items()},
+                  os.path.join(out, "sd1_clip_l.safetensors"))
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=tokenizer, unet=unet,
                                    scheduler=scheduler("epsilon"), safety_checker=None,
                                    feature_extractor=None, requires_safety_checker=False)

@@ -1,0 +1,238 @@
+//! `imagelab generate` end to end on tiny random checkpoints (made by the engine's
+//! reference script): PNGs with A1111 and JSON metadata, never overwritten, img2img, batches,
+//! overrides, headless mode with per-instance logs, and mismatched parts refused.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+/// Tiny checkpoints, built once per test binary by the engine's pipeline reference.
+fn fixtures() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../engine/tests/reference/pipeline_ref.py");
+        let python = std::env::var_os("IMAGELAB_PYTHON").map(PathBuf::from).unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/imagelab/venv/bin/python")
+        });
+        let out = Command::new(python).arg(&script).arg("--out").arg(dir.path()).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        dir
+    })
+    .path()
+}
+
+struct Sandbox {
+    dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    fn new() -> Sandbox {
+        let dir = tempfile::tempdir().unwrap();
+        for sub in ["models/checkpoints", "models/vae", "models/clip", "output", "home"] {
+            std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+        }
+        let f = fixtures();
+        for name in ["sd1", "sd2", "sdxl"] {
+            std::fs::copy(f.join(format!("{name}.safetensors")), dir.path().join(format!("models/checkpoints/{name}.safetensors")))
+                .unwrap();
+        }
+        std::fs::copy(f.join("sd1_vae.safetensors"), dir.path().join("models/vae/tiny_vae.safetensors")).unwrap();
+        std::fs::copy(f.join("sd1_clip_l.safetensors"), dir.path().join("models/clip/tiny_clip_l.safetensors")).unwrap();
+        Sandbox { dir }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_imagelab"));
+        cmd.arg("generate")
+            .current_dir(self.dir.path())
+            .env("AIIMAGEGEN_HOME", self.path("home"))
+            .env("IMAGELAB_APP_DIR", self.dir.path())
+            .env("CUDA_VISIBLE_DEVICES", "");
+        for (key, _) in std::env::vars() {
+            if key.starts_with("IMAGELAB_") && key != "IMAGELAB_APP_DIR" || key == "INSTANCE_ID" {
+                cmd.env_remove(key);
+            }
+        }
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let defaults = [("--device", "cpu"), ("--width", "64"), ("--height", "64"), ("--steps", "2"), ("--prompt", "a tiny lighthouse")];
+        let mut cmd = self.command();
+        for (flag, value) in defaults {
+            if !args.contains(&flag) {
+                cmd.args([flag, value]);
+            }
+        }
+        cmd.args(args).output().unwrap()
+    }
+
+    fn outputs(&self) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(self.path("output")).unwrap().map(|e| e.unwrap().path()).collect();
+        files.sort();
+        files
+    }
+}
+
+fn ok(out: &Output) -> String {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "failed: {err}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn texts(path: &Path) -> BTreeMap<String, String> {
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
+    let reader = decoder.read_info().unwrap();
+    let info = reader.info();
+    let mut map = BTreeMap::new();
+    for t in &info.uncompressed_latin1_text {
+        map.insert(t.keyword.clone(), t.text.clone());
+    }
+    for t in &info.utf8_text {
+        map.insert(t.keyword.clone(), t.get_text().unwrap());
+    }
+    map
+}
+
+fn pixels(path: &Path) -> (u32, u32, Vec<u8>) {
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    (info.width, info.height, buf)
+}
+
+#[test]
+fn generates_a_png_with_a1111_and_json_metadata() {
+    let sb = Sandbox::new();
+    let stdout = ok(&sb.run(&["--model", "sdxl", "--seed", "7", "--negative", "blurry"]));
+    let files = sb.outputs();
+    assert_eq!(files.len(), 1);
+    assert_eq!(stdout.trim(), files[0].display().to_string());
+    assert_eq!(files[0].file_name().unwrap(), "imagelab_00001.png");
+    let (w, h, _) = pixels(&files[0]);
+    assert_eq!((w, h), (64, 64));
+    let meta = texts(&files[0]);
+    let parameters = &meta["parameters"];
+    assert!(parameters.starts_with("a tiny lighthouse\nNegative prompt: blurry\nSteps: 2, Sampler: Euler, Schedule type: Normal, CFG scale: 7, Seed: 7, Size: 64x64, Model hash: "), "{parameters}");
+    assert!(parameters.contains(", Model: sdxl,"), "{parameters}");
+    let spec: serde_json::Value = serde_json::from_str(&meta["imagelab"]).unwrap();
+    assert_eq!(spec["seed"], 7);
+    assert_eq!(spec["params"]["sampler"], "euler");
+    assert_eq!(spec["model"]["family"], "sdxl");
+    assert_eq!(spec["model"]["model_hash"].as_str().unwrap().len(), 10);
+    assert!(spec["engine"].as_str().unwrap().starts_with("imagelab "));
+
+    // The same seed and settings give the same pixels, in a new file.
+    ok(&sb.run(&["--model", "sdxl", "--seed", "7", "--negative", "blurry"]));
+    let files = sb.outputs();
+    assert_eq!(files.len(), 2);
+    assert_eq!(pixels(&files[0]).2, pixels(&files[1]).2);
+}
+
+#[test]
+fn every_family_generates_and_random_seeds_are_recorded() {
+    let sb = Sandbox::new();
+    for model in ["sd1", "sd2", "sdxl"] {
+        let out = sb.run(&["--model", model, "--json"]);
+        let json: serde_json::Value = serde_json::from_str(ok(&out).trim()).unwrap();
+        let seed = json["seed"].as_i64().unwrap();
+        assert!(seed >= 0);
+        let path = PathBuf::from(json["images"][0].as_str().unwrap());
+        let spec: serde_json::Value = serde_json::from_str(&texts(&path)["imagelab"]).unwrap();
+        assert_eq!(spec["seed"].as_i64().unwrap(), seed, "{model}");
+        assert_eq!(spec["model"]["family"], model);
+        assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("seed {seed}")));
+    }
+}
+
+#[test]
+fn out_files_are_never_overwritten() {
+    let sb = Sandbox::new();
+    ok(&sb.run(&["--model", "sd1", "--seed", "1", "--out", "mine.png"]));
+    let before = std::fs::read(sb.path("mine.png")).unwrap();
+    let out = sb.run(&["--model", "sd1", "--seed", "2", "--out", "mine.png"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
+    assert_eq!(std::fs::read(sb.path("mine.png")).unwrap(), before);
+}
+
+#[test]
+fn batches_turbo_settings_and_a1111_labels_work() {
+    let sb = Sandbox::new();
+    let out = ok(&sb.run(&["--model", "sdxl", "--batch", "2", "--seed", "3", "--json"]));
+    let json: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(json["images"].as_array().unwrap().len(), 2);
+    let second = PathBuf::from(json["images"][1].as_str().unwrap());
+    assert!(texts(&second)["parameters"].contains("Batch size: 2, Batch pos: 1"));
+
+    ok(&sb.run(&["--model", "sdxl", "--steps", "1", "--cfg", "1"]));
+    let out = ok(&sb.run(&["--model", "sd1", "--sampler", "DPM++ 2M Karras", "--json"]));
+    let json: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let parameters = texts(Path::new(json["images"][0].as_str().unwrap()))["parameters"].clone();
+    assert!(parameters.contains("Sampler: DPM++ 2M, Schedule type: Karras"), "{parameters}");
+}
+
+#[test]
+fn img2img_starts_from_the_init_image() {
+    let sb = Sandbox::new();
+    ok(&sb.run(&["--model", "sd1", "--seed", "5", "--out", "init.png"]));
+    let out = ok(&sb.run(&["--model", "sd1", "--seed", "5", "--init-image", "init.png", "--strength", "0.5", "--json"]));
+    let json: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let path = PathBuf::from(json["images"][0].as_str().unwrap());
+    assert!(texts(&path)["parameters"].contains("Denoising strength: 0.5"));
+    assert_ne!(pixels(&path).2, pixels(&sb.path("init.png")).2);
+    let out = sb.run(&["--model", "sd1", "--width", "128", "--init-image", "init.png"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("init_image") && err.contains("64x64") && err.contains("128x64"), "{err}");
+}
+
+#[test]
+fn vae_and_clip_overrides_must_fit_the_model() {
+    let sb = Sandbox::new();
+    let out = ok(&sb.run(&["--model", "sd1", "--vae", "tiny_vae", "--clip", "tiny_clip_l", "--seed", "9", "--json"]));
+    let json: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let parameters = texts(Path::new(json["images"][0].as_str().unwrap()))["parameters"].clone();
+    assert!(parameters.contains("VAE: tiny_vae"), "{parameters}");
+    // SD 2.x needs a 128-wide OpenCLIP encoder here; the 64-wide CLIP-L does not fit.
+    let out = sb.run(&["--model", "sd2", "--clip", "tiny_clip_l"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("tiny_clip_l.safetensors") && err.contains("does not fit"), "{err}");
+    // A text encoder file is not a VAE.
+    std::fs::copy(sb.path("models/clip/tiny_clip_l.safetensors"), sb.path("models/vae/not_a_vae.safetensors")).unwrap();
+    let out = sb.run(&["--model", "sd1", "--vae", "not_a_vae"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("not_a_vae.safetensors") && err.contains("VAE"), "{err}");
+    assert_eq!(sb.outputs().len(), 1);
+}
+
+#[test]
+fn headless_mode_reads_the_environment_and_logs_per_instance() {
+    let sb = Sandbox::new();
+    let out = sb
+        .command()
+        .env("IMAGELAB_PROMPT", "a headless lighthouse")
+        .env("IMAGELAB_MODEL", "sd1")
+        .env("IMAGELAB_WIDTH", "64")
+        .env("IMAGELAB_HEIGHT", "64")
+        .env("IMAGELAB_STEPS", "1")
+        .env("IMAGELAB_SEED", "11")
+        .env("IMAGELAB_DEVICE", "cpu")
+        .env("INSTANCE_ID", "night-42")
+        .output()
+        .unwrap();
+    ok(&out);
+    let files = sb.outputs();
+    assert_eq!(files.len(), 1);
+    assert!(texts(&files[0])["parameters"].starts_with("a headless lighthouse\nSteps: 1,"));
+    let log = std::fs::read_to_string(sb.path("home/logs/generate-night-42.log")).unwrap();
+    assert!(log.contains("sd1.safetensors") && log.contains("wrote"), "{log}");
+}
