@@ -13,12 +13,25 @@ fn fixtures() -> &'static Path {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
     DIR.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../engine/tests/reference/pipeline_ref.py");
-        let python = std::env::var_os("IMAGELAB_PYTHON").map(PathBuf::from).unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/imagelab/venv/bin/python")
-        });
-        let out = Command::new(python).arg(&script).arg("--out").arg(dir.path()).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../engine/tests/reference/pipeline_ref.py");
+        let python = std::env::var_os("IMAGELAB_PYTHON")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(std::env::var("HOME").unwrap())
+                    .join(".cache/imagelab/venv/bin/python")
+            });
+        let out = Command::new(python)
+            .arg(&script)
+            .arg("--out")
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         dir
     })
     .path()
@@ -31,16 +44,34 @@ struct Sandbox {
 impl Sandbox {
     fn new() -> Sandbox {
         let dir = tempfile::tempdir().unwrap();
-        for sub in ["models/checkpoints", "models/vae", "models/clip", "output", "home"] {
+        for sub in [
+            "models/checkpoints",
+            "models/vae",
+            "models/clip",
+            "output",
+            "home",
+        ] {
             std::fs::create_dir_all(dir.path().join(sub)).unwrap();
         }
         let f = fixtures();
         for name in ["sd1", "sd2", "sdxl"] {
-            std::fs::copy(f.join(format!("{name}.safetensors")), dir.path().join(format!("models/checkpoints/{name}.safetensors")))
-                .unwrap();
+            std::fs::copy(
+                f.join(format!("{name}.safetensors")),
+                dir.path()
+                    .join(format!("models/checkpoints/{name}.safetensors")),
+            )
+            .unwrap();
         }
-        std::fs::copy(f.join("sd1_vae.safetensors"), dir.path().join("models/vae/tiny_vae.safetensors")).unwrap();
-        std::fs::copy(f.join("sd1_clip_l.safetensors"), dir.path().join("models/clip/tiny_clip_l.safetensors")).unwrap();
+        std::fs::copy(
+            f.join("sd1_vae.safetensors"),
+            dir.path().join("models/vae/tiny_vae.safetensors"),
+        )
+        .unwrap();
+        std::fs::copy(
+            f.join("sd1_clip_l.safetensors"),
+            dir.path().join("models/clip/tiny_clip_l.safetensors"),
+        )
+        .unwrap();
         Sandbox { dir }
     }
 
@@ -64,7 +95,13 @@ impl Sandbox {
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        let defaults = [("--device", "cpu"), ("--width", "64"), ("--height", "64"), ("--steps", "2"), ("--prompt", "a tiny lighthouse")];
+        let defaults = [
+            ("--device", "cpu"),
+            ("--width", "64"),
+            ("--height", "64"),
+            ("--steps", "2"),
+            ("--prompt", "a tiny lighthouse"),
+        ];
         let mut cmd = self.command();
         for (flag, value) in defaults {
             if !args.contains(&flag) {
@@ -75,7 +112,10 @@ impl Sandbox {
     }
 
     fn outputs(&self) -> Vec<PathBuf> {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(self.path("output")).unwrap().map(|e| e.unwrap().path()).collect();
+        let mut files: Vec<PathBuf> = std::fs::read_dir(self.path("output"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
         files.sort();
         files
     }
@@ -177,40 +217,85 @@ fn batches_turbo_settings_and_a1111_labels_work() {
     let out = ok(&sb.run(&["--model", "sd1", "--sampler", "DPM++ 2M Karras", "--json"]));
     let json: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     let parameters = texts(Path::new(json["images"][0].as_str().unwrap()))["parameters"].clone();
-    assert!(parameters.contains("Sampler: DPM++ 2M, Schedule type: Karras"), "{parameters}");
+    assert!(
+        parameters.contains("Sampler: DPM++ 2M, Schedule type: Karras"),
+        "{parameters}"
+    );
 }
 
 #[test]
 fn img2img_starts_from_the_init_image() {
     let sb = Sandbox::new();
     ok(&sb.run(&["--model", "sd1", "--seed", "5", "--out", "init.png"]));
-    let out = ok(&sb.run(&["--model", "sd1", "--seed", "5", "--init-image", "init.png", "--strength", "0.5", "--json"]));
+    let out = ok(&sb.run(&[
+        "--model",
+        "sd1",
+        "--seed",
+        "5",
+        "--init-image",
+        "init.png",
+        "--strength",
+        "0.5",
+        "--json",
+    ]));
     let json: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     let path = PathBuf::from(json["images"][0].as_str().unwrap());
     assert!(texts(&path)["parameters"].contains("Denoising strength: 0.5"));
     assert_ne!(pixels(&path).2, pixels(&sb.path("init.png")).2);
-    let out = sb.run(&["--model", "sd1", "--width", "128", "--init-image", "init.png"]);
+    let out = sb.run(&[
+        "--model",
+        "sd1",
+        "--width",
+        "128",
+        "--init-image",
+        "init.png",
+    ]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("init_image") && err.contains("64x64") && err.contains("128x64"), "{err}");
+    assert!(
+        err.contains("init_image") && err.contains("64x64") && err.contains("128x64"),
+        "{err}"
+    );
 }
 
 #[test]
 fn vae_and_clip_overrides_must_fit_the_model() {
     let sb = Sandbox::new();
-    let out = ok(&sb.run(&["--model", "sd1", "--vae", "tiny_vae", "--clip", "tiny_clip_l", "--seed", "9", "--json"]));
+    let out = ok(&sb.run(&[
+        "--model",
+        "sd1",
+        "--vae",
+        "tiny_vae",
+        "--clip",
+        "tiny_clip_l",
+        "--seed",
+        "9",
+        "--json",
+    ]));
     let json: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     let parameters = texts(Path::new(json["images"][0].as_str().unwrap()))["parameters"].clone();
     assert!(parameters.contains("VAE: tiny_vae"), "{parameters}");
     // SD 2.x needs a 128-wide OpenCLIP encoder here; the 64-wide CLIP-L does not fit.
     let out = sb.run(&["--model", "sd2", "--clip", "tiny_clip_l"]);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("tiny_clip_l.safetensors") && err.contains("does not fit"), "{err}");
+    assert!(
+        !out.status.success()
+            && err.contains("tiny_clip_l.safetensors")
+            && err.contains("does not fit"),
+        "{err}"
+    );
     // A text encoder file is not a VAE.
-    std::fs::copy(sb.path("models/clip/tiny_clip_l.safetensors"), sb.path("models/vae/not_a_vae.safetensors")).unwrap();
+    std::fs::copy(
+        sb.path("models/clip/tiny_clip_l.safetensors"),
+        sb.path("models/vae/not_a_vae.safetensors"),
+    )
+    .unwrap();
     let out = sb.run(&["--model", "sd1", "--vae", "not_a_vae"]);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("not_a_vae.safetensors") && err.contains("VAE"), "{err}");
+    assert!(
+        !out.status.success() && err.contains("not_a_vae.safetensors") && err.contains("VAE"),
+        "{err}"
+    );
     assert_eq!(sb.outputs().len(), 1);
 }
 
@@ -234,5 +319,8 @@ fn headless_mode_reads_the_environment_and_logs_per_instance() {
     assert_eq!(files.len(), 1);
     assert!(texts(&files[0])["parameters"].starts_with("a headless lighthouse\nSteps: 1,"));
     let log = std::fs::read_to_string(sb.path("home/logs/generate-night-42.log")).unwrap();
-    assert!(log.contains("sd1.safetensors") && log.contains("wrote"), "{log}");
+    assert!(
+        log.contains("sd1.safetensors") && log.contains("wrote"),
+        "{log}"
+    );
 }

@@ -140,3 +140,32 @@ fn same_seed_reproduces_and_another_seed_differs() {
     let c = pipeline.sample_latents(&other, &mut |_| {}).unwrap();
     assert!(common::relative_error(&c, &a) > 1e-2);
 }
+
+#[test]
+fn prompt_weights_long_prompts_and_clip_skip_shape_the_conditioning() {
+    let pipeline = load(&reference_dir().join("sdxl.safetensors"));
+    let plain = pipeline.encode_prompt("a red lighthouse", None).unwrap();
+    assert_eq!(plain.context.size(), [1, 77, 192]);
+    assert_eq!(plain.pooled.as_ref().unwrap().size(), [1, 32]);
+    // A weight of 1 is the plain prompt; another weight changes only the conditioning.
+    let unit = pipeline
+        .encode_prompt("a (red:1.0) lighthouse", None)
+        .unwrap();
+    assert!(unit.context.equal(&plain.context));
+    let heavy = pipeline
+        .encode_prompt("a (red:1.5) lighthouse", None)
+        .unwrap();
+    assert!(common::relative_error(&heavy.context, &plain.context) > 1e-3);
+    // Escaped brackets are literal text, not weights.
+    let literal = pipeline
+        .encode_prompt("a \\(red\\) lighthouse", None)
+        .unwrap();
+    assert!(!literal.context.equal(&plain.context));
+    // Over 75 tokens: two 77-token chunks, concatenated.
+    let long = vec!["lighthouse"; 100].join(" ");
+    let long = pipeline.encode_prompt(&long, None).unwrap();
+    assert_eq!(long.context.size(), [1, 154, 192]);
+    // Clip skip picks another layer.
+    let skipped = pipeline.encode_prompt("a red lighthouse", Some(1)).unwrap();
+    assert!(!skipped.context.equal(&plain.context));
+}

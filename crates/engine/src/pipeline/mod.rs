@@ -95,6 +95,23 @@ impl Pipeline {
         loading::load(choice)
     }
 
+    /// The conditioning a prompt produces (weighted, chunked, per the family's encoders).
+    pub fn encode_prompt(
+        &self,
+        prompt: &str,
+        clip_skip: Option<u32>,
+    ) -> Result<conditioning::Conditioning> {
+        let _guard = tch::no_grad_guard();
+        encode_prompt(
+            self.family,
+            &self.encoders,
+            self.tokenizer,
+            prompt,
+            clip_skip,
+            self.device,
+        )
+    }
+
     fn guidance(&self, prompt: &str, params: &GenerationParams) -> Result<GuidanceInput> {
         let cond = encode_prompt(
             self.family,
