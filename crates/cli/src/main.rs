@@ -3,6 +3,7 @@
 //! is the headless mode for cron jobs and containers.
 
 mod generate;
+mod gpus;
 mod logging;
 
 use clap::{Parser, Subcommand};
@@ -23,12 +24,18 @@ struct Cli {
 enum Command {
     /// Generate images now, in this process (no daemon needed).
     Generate(Box<generate::GenerateArgs>),
+    /// List the GPUs: memory, utilization, temperature, power and their processes.
+    Gpus(gpus::GpusArgs),
+    /// Print the indices of idle GPUs (for CUDA_VISIBLE_DEVICES); exit 1 if too few, 2 without NVML.
+    GpuPick(gpus::PickArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Generate(args) => generate::run(*args),
+        Command::Gpus(args) => gpus::run_gpus(args),
+        Command::GpuPick(args) => gpus::run_pick(args),
     };
     match result {
         Ok(code) => code,
