@@ -1,6 +1,5 @@
-//! Build script: keeps libtorch_cuda linked (see build-support/link_torch.rs).
-include!("../../build-support/link_torch.rs");
+//! Build script: keeps libtorch_cuda linked (see the imagelab-build-torch crate).
 
 fn main() {
-    link_torch();
+    imagelab_build_torch::link_torch();
 }

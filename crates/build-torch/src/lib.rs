@@ -1,9 +1,9 @@
-// Shared build-script logic (included by the engine's and the CLI's `build.rs`): keep
-// `libtorch_cuda` linked and put libtorch's folder on the binary's runpath.
-//
-// Why: the default `--as-needed` link drops `libtorch_cuda.so`, because no symbol of ours
-// refers to it directly; libtorch then silently reports "no CUDA" at run time. Linking it
-// with `--no-as-needed` keeps it in the `NEEDED` list (check with `readelf -d`).
+//! Build-script helper shared by the crates that link libtorch (engine, CLI): keeps
+//! `libtorch_cuda` linked and puts libtorch's folder on the runpath.
+//!
+//! Why: the default `--as-needed` link drops `libtorch_cuda.so`, because no symbol of ours
+//! refers to it directly; libtorch then silently reports "no CUDA" at run time. Linking it
+//! with `--no-as-needed` keeps it in the `NEEDED` list (check with `readelf -d`).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -19,7 +19,10 @@ fn libtorch_lib_dir() -> Option<PathBuf> {
     }
     let python = std::env::var("PYTHON_SYS_EXECUTABLE").unwrap_or_else(|_| "python3".into());
     let out = Command::new(python)
-        .args(["-c", "import torch, os; print(os.path.dirname(torch.__file__))"])
+        .args([
+            "-c",
+            "import torch, os; print(os.path.dirname(torch.__file__))",
+        ])
         .output()
         .ok()?;
     if !out.status.success() {
@@ -29,7 +32,8 @@ fn libtorch_lib_dir() -> Option<PathBuf> {
     Some(PathBuf::from(dir.trim()).join("lib"))
 }
 
-fn link_torch() {
+/// Emits the link arguments; call it from a build script.
+pub fn link_torch() {
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     println!("cargo:rerun-if-env-changed=LIBTORCH_LIB");
     println!("cargo:rerun-if-env-changed=LIBTORCH_USE_PYTORCH");
