@@ -3,49 +3,15 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use tch::Tensor;
 
-struct Sandbox {
-    dir: tempfile::TempDir,
-}
+mod common;
 
-impl Sandbox {
-    fn new() -> Sandbox {
-        let dir = tempfile::tempdir().unwrap();
-        for sub in [
-            "models/checkpoints",
-            "models/vae",
-            "models/clip",
-            "output",
-            "home",
-        ] {
-            std::fs::create_dir_all(dir.path().join(sub)).unwrap();
-        }
-        Sandbox { dir }
-    }
+use common::Sandbox;
 
-    fn path(&self, rel: &str) -> std::path::PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_imagelab"))
-            .arg("generate")
-            .args(args)
-            .current_dir(self.dir.path())
-            .env("AIIMAGEGEN_HOME", self.path("home"))
-            .env("IMAGELAB_APP_DIR", self.dir.path())
-            .env_remove("IMAGELAB_MODEL")
-            .env_remove("IMAGELAB_PROMPT")
-            .env("CUDA_VISIBLE_DEVICES", "")
-            .output()
-            .unwrap()
-    }
-
-    fn outputs(&self) -> usize {
-        std::fs::read_dir(self.path("output")).unwrap().count()
-    }
+fn run(sb: &Sandbox, args: &[&str]) -> Output {
+    sb.generate().args(args).output().unwrap()
 }
 
 fn stderr(out: &Output) -> String {
@@ -63,7 +29,7 @@ fn assert_refused(sandbox: &Sandbox, out: &Output, needles: &[&str]) {
     for needle in needles {
         assert!(err.contains(needle), "expected {needle:?} in: {err}");
     }
-    assert_eq!(sandbox.outputs(), 0, "an output file was written");
+    assert!(sandbox.outputs().is_empty(), "an output file was written");
 }
 
 fn write_tensors(path: &Path, tensors: &[(&str, Tensor)]) {
@@ -73,7 +39,7 @@ fn write_tensors(path: &Path, tensors: &[(&str, Tensor)]) {
 #[test]
 fn without_any_checkpoint_it_explains_where_to_put_one() {
     let sb = Sandbox::new();
-    let out = sb.run(&["--prompt", "a lighthouse"]);
+    let out = run(&sb, &["--prompt", "a lighthouse"]);
     let err = stderr(&out);
     assert!(out.status.success(), "{err}");
     assert!(
@@ -86,7 +52,7 @@ fn without_any_checkpoint_it_explains_where_to_put_one() {
 fn pickle_checkpoints_are_refused_with_a_hint() {
     let sb = Sandbox::new();
     std::fs::write(sb.path("models/checkpoints/old.ckpt"), b"\x80\x02}q\x00.").unwrap();
-    let out = sb.run(&["--model", "old.ckpt", "--device", "cpu"]);
+    let out = run(&sb, &["--model", "old.ckpt", "--device", "cpu"]);
     assert_refused(&sb, &out, &["old.ckpt", "pickle", "safetensors"]);
     // Pickle content under a .safetensors name is refused too.
     std::fs::write(
@@ -94,7 +60,7 @@ fn pickle_checkpoints_are_refused_with_a_hint() {
         b"\x80\x02}q\x00.",
     )
     .unwrap();
-    let out = sb.run(&["--model", "sneaky", "--device", "cpu"]);
+    let out = run(&sb, &["--model", "sneaky", "--device", "cpu"]);
     assert_refused(&sb, &out, &["sneaky.safetensors", "pickle"]);
 }
 
@@ -115,17 +81,17 @@ fn truncated_and_corrupt_safetensors_name_the_file() {
         &bytes[..bytes.len() - 100],
     )
     .unwrap();
-    let out = sb.run(&["--model", "cut", "--device", "cpu"]);
+    let out = run(&sb, &["--model", "cut", "--device", "cpu"]);
     assert_refused(&sb, &out, &["cut.safetensors", "not a valid safetensors"]);
     std::fs::write(
         sb.path("models/checkpoints/junk.safetensors"),
         b"this is not a model at all",
     )
     .unwrap();
-    let out = sb.run(&["--model", "junk", "--device", "cpu"]);
+    let out = run(&sb, &["--model", "junk", "--device", "cpu"]);
     assert_refused(&sb, &out, &["junk.safetensors", "not a valid safetensors"]);
     std::fs::write(sb.path("models/checkpoints/empty.safetensors"), b"").unwrap();
-    let out = sb.run(&["--model", "empty", "--device", "cpu"]);
+    let out = run(&sb, &["--model", "empty", "--device", "cpu"]);
     assert_refused(&sb, &out, &["empty.safetensors"]);
 }
 
@@ -139,7 +105,7 @@ fn unknown_architectures_are_named() {
             Tensor::zeros([4, 4], tch::kind::FLOAT_CPU),
         )],
     );
-    let out = sb.run(&["--model", "lora", "--device", "cpu"]);
+    let out = run(&sb, &["--model", "lora", "--device", "cpu"]);
     assert_refused(
         &sb,
         &out,
@@ -158,7 +124,7 @@ fn unknown_architectures_are_named() {
             ),
         ],
     );
-    let out = sb.run(&["--model", "odd", "--device", "cpu"]);
+    let out = run(&sb, &["--model", "odd", "--device", "cpu"]);
     assert_refused(&sb, &out, &["odd.safetensors", "cross-attention width 512"]);
 }
 
@@ -169,17 +135,17 @@ fn bad_parameters_name_the_field_and_value() {
         &sb.path("models/checkpoints/m.safetensors"),
         &[("x", Tensor::zeros([1], tch::kind::FLOAT_CPU))],
     );
-    let out = sb.run(&["--model", "m", "--width", "7"]);
+    let out = run(&sb, &["--model", "m", "--width", "7"]);
     assert_refused(&sb, &out, &["width 7", "multiple of 8"]);
-    let out = sb.run(&["--model", "m", "--height", "100000"]);
+    let out = run(&sb, &["--model", "m", "--height", "100000"]);
     assert_refused(&sb, &out, &["height 100000"]);
-    let out = sb.run(&["--model", "m", "--sampler", "eulerr"]);
+    let out = run(&sb, &["--model", "m", "--sampler", "eulerr"]);
     assert_refused(&sb, &out, &["sampler \"eulerr\"", "dpmpp_2m"]);
-    let out = sb.run(&["--model", "m", "--scheduler", "fast"]);
+    let out = run(&sb, &["--model", "m", "--scheduler", "fast"]);
     assert_refused(&sb, &out, &["scheduler \"fast\"", "karras"]);
-    let out = sb.run(&["--model", "m", "--device", "cpu", "--dtype", "fp16"]);
+    let out = run(&sb, &["--model", "m", "--device", "cpu", "--dtype", "fp16"]);
     assert_refused(&sb, &out, &["dtype fp16", "CPU"]);
-    let out = sb.run(&["--model", "m", "--batch", "100000"]);
+    let out = run(&sb, &["--model", "m", "--batch", "100000"]);
     assert_refused(&sb, &out, &["batch 100000"]);
 }
 
@@ -188,10 +154,16 @@ fn names_with_dotdot_and_missing_models_are_refused() {
     let sb = Sandbox::new();
     std::fs::write(sb.path("secret.safetensors"), b"x").unwrap();
     std::fs::write(sb.path("models/checkpoints/m.safetensors"), b"x").unwrap();
-    let out = sb.run(&["--model", "../../secret.safetensors", "--device", "cpu"]);
+    let out = run(
+        &sb,
+        &["--model", "../../secret.safetensors", "--device", "cpu"],
+    );
     assert_refused(&sb, &out, &["..", "secret"]);
-    let out = sb.run(&["--model", "m", "--vae", "../secret", "--device", "cpu"]);
+    let out = run(
+        &sb,
+        &["--model", "m", "--vae", "../secret", "--device", "cpu"],
+    );
     assert_refused(&sb, &out, &["vae", ".."]);
-    let out = sb.run(&["--model", "nothere", "--device", "cpu"]);
+    let out = run(&sb, &["--model", "nothere", "--device", "cpu"]);
     assert_refused(&sb, &out, &["\"nothere\"", "not found"]);
 }

@@ -37,88 +37,50 @@ fn fixtures() -> &'static Path {
     .path()
 }
 
-struct Sandbox {
-    dir: tempfile::TempDir,
+mod common;
+
+use common::Sandbox;
+
+/// A sandbox with the tiny checkpoints and standalone parts in its model folders.
+fn sandbox() -> Sandbox {
+    let sb = Sandbox::new();
+    let f = fixtures();
+    for name in ["sd1", "sd2", "sdxl"] {
+        std::fs::copy(
+            f.join(format!("{name}.safetensors")),
+            sb.path(&format!("models/checkpoints/{name}.safetensors")),
+        )
+        .unwrap();
+    }
+    std::fs::copy(
+        f.join("sd1_vae.safetensors"),
+        sb.path("models/vae/tiny_vae.safetensors"),
+    )
+    .unwrap();
+    std::fs::copy(
+        f.join("sd1_clip_l.safetensors"),
+        sb.path("models/clip/tiny_clip_l.safetensors"),
+    )
+    .unwrap();
+    sb
 }
 
-impl Sandbox {
-    fn new() -> Sandbox {
-        let dir = tempfile::tempdir().unwrap();
-        for sub in [
-            "models/checkpoints",
-            "models/vae",
-            "models/clip",
-            "output",
-            "home",
-        ] {
-            std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+/// A small fast run; the test's own flags replace these defaults.
+fn run(sb: &Sandbox, args: &[&str]) -> Output {
+    let defaults = [
+        ("--device", "cpu"),
+        ("--width", "64"),
+        ("--height", "64"),
+        ("--steps", "2"),
+        ("--prompt", "a tiny lighthouse"),
+    ];
+    let mut cmd = sb.generate();
+    for (flag, value) in defaults {
+        if !args.contains(&flag) {
+            cmd.args([flag, value]);
         }
-        let f = fixtures();
-        for name in ["sd1", "sd2", "sdxl"] {
-            std::fs::copy(
-                f.join(format!("{name}.safetensors")),
-                dir.path()
-                    .join(format!("models/checkpoints/{name}.safetensors")),
-            )
-            .unwrap();
-        }
-        std::fs::copy(
-            f.join("sd1_vae.safetensors"),
-            dir.path().join("models/vae/tiny_vae.safetensors"),
-        )
-        .unwrap();
-        std::fs::copy(
-            f.join("sd1_clip_l.safetensors"),
-            dir.path().join("models/clip/tiny_clip_l.safetensors"),
-        )
-        .unwrap();
-        Sandbox { dir }
     }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    fn command(&self) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_imagelab"));
-        cmd.arg("generate")
-            .current_dir(self.dir.path())
-            .env("AIIMAGEGEN_HOME", self.path("home"))
-            .env("IMAGELAB_APP_DIR", self.dir.path())
-            .env("CUDA_VISIBLE_DEVICES", "");
-        for (key, _) in std::env::vars() {
-            if key.starts_with("IMAGELAB_") && key != "IMAGELAB_APP_DIR" || key == "INSTANCE_ID" {
-                cmd.env_remove(key);
-            }
-        }
-        cmd
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        let defaults = [
-            ("--device", "cpu"),
-            ("--width", "64"),
-            ("--height", "64"),
-            ("--steps", "2"),
-            ("--prompt", "a tiny lighthouse"),
-        ];
-        let mut cmd = self.command();
-        for (flag, value) in defaults {
-            if !args.contains(&flag) {
-                cmd.args([flag, value]);
-            }
-        }
-        cmd.args(args).output().unwrap()
-    }
-
-    fn outputs(&self) -> Vec<PathBuf> {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(self.path("output"))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        files.sort();
-        files
-    }
+    cmd.args(args).output().unwrap()
 }
 
 fn ok(out: &Output) -> String {
@@ -151,8 +113,11 @@ fn pixels(path: &Path) -> (u32, u32, Vec<u8>) {
 
 #[test]
 fn generates_a_png_with_a1111_and_json_metadata() {
-    let sb = Sandbox::new();
-    let stdout = ok(&sb.run(&["--model", "sdxl", "--seed", "7", "--negative", "blurry"]));
+    let sb = sandbox();
+    let stdout = ok(&run(
+        &sb,
+        &["--model", "sdxl", "--seed", "7", "--negative", "blurry"],
+    ));
     let files = sb.outputs();
     assert_eq!(files.len(), 1);
     assert_eq!(stdout.trim(), files[0].display().to_string());
@@ -171,7 +136,10 @@ fn generates_a_png_with_a1111_and_json_metadata() {
     assert!(spec["engine"].as_str().unwrap().starts_with("imagelab "));
 
     // The same seed and settings give the same pixels, in a new file.
-    ok(&sb.run(&["--model", "sdxl", "--seed", "7", "--negative", "blurry"]));
+    ok(&run(
+        &sb,
+        &["--model", "sdxl", "--seed", "7", "--negative", "blurry"],
+    ));
     let files = sb.outputs();
     assert_eq!(files.len(), 2);
     assert_eq!(pixels(&files[0]).2, pixels(&files[1]).2);
@@ -179,9 +147,9 @@ fn generates_a_png_with_a1111_and_json_metadata() {
 
 #[test]
 fn every_family_generates_and_random_seeds_are_recorded() {
-    let sb = Sandbox::new();
+    let sb = sandbox();
     for model in ["sd1", "sd2", "sdxl"] {
-        let out = sb.run(&["--model", model, "--json"]);
+        let out = run(&sb, &["--model", model, "--json"]);
         let json: serde_json::Value = serde_json::from_str(ok(&out).trim()).unwrap();
         let seed = json["seed"].as_i64().unwrap();
         assert!(seed >= 0);
@@ -195,10 +163,13 @@ fn every_family_generates_and_random_seeds_are_recorded() {
 
 #[test]
 fn out_files_are_never_overwritten() {
-    let sb = Sandbox::new();
-    ok(&sb.run(&["--model", "sd1", "--seed", "1", "--out", "mine.png"]));
+    let sb = sandbox();
+    ok(&run(
+        &sb,
+        &["--model", "sd1", "--seed", "1", "--out", "mine.png"],
+    ));
     let before = std::fs::read(sb.path("mine.png")).unwrap();
-    let out = sb.run(&["--model", "sd1", "--seed", "2", "--out", "mine.png"]);
+    let out = run(&sb, &["--model", "sd1", "--seed", "2", "--out", "mine.png"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
     assert_eq!(std::fs::read(sb.path("mine.png")).unwrap(), before);
@@ -206,15 +177,24 @@ fn out_files_are_never_overwritten() {
 
 #[test]
 fn batches_turbo_settings_and_a1111_labels_work() {
-    let sb = Sandbox::new();
-    let out = ok(&sb.run(&["--model", "sdxl", "--batch", "2", "--seed", "3", "--json"]));
+    let sb = sandbox();
+    let out = ok(&run(
+        &sb,
+        &["--model", "sdxl", "--batch", "2", "--seed", "3", "--json"],
+    ));
     let json: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(json["images"].as_array().unwrap().len(), 2);
     let second = PathBuf::from(json["images"][1].as_str().unwrap());
     assert!(texts(&second)["parameters"].contains("Batch size: 2, Batch pos: 1"));
 
-    ok(&sb.run(&["--model", "sdxl", "--steps", "1", "--cfg", "1"]));
-    let out = ok(&sb.run(&["--model", "sd1", "--sampler", "DPM++ 2M Karras", "--json"]));
+    ok(&run(
+        &sb,
+        &["--model", "sdxl", "--steps", "1", "--cfg", "1"],
+    ));
+    let out = ok(&run(
+        &sb,
+        &["--model", "sd1", "--sampler", "DPM++ 2M Karras", "--json"],
+    ));
     let json: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     let parameters = texts(Path::new(json["images"][0].as_str().unwrap()))["parameters"].clone();
     assert!(
@@ -225,31 +205,40 @@ fn batches_turbo_settings_and_a1111_labels_work() {
 
 #[test]
 fn img2img_starts_from_the_init_image() {
-    let sb = Sandbox::new();
-    ok(&sb.run(&["--model", "sd1", "--seed", "5", "--out", "init.png"]));
-    let out = ok(&sb.run(&[
-        "--model",
-        "sd1",
-        "--seed",
-        "5",
-        "--init-image",
-        "init.png",
-        "--strength",
-        "0.5",
-        "--json",
-    ]));
+    let sb = sandbox();
+    ok(&run(
+        &sb,
+        &["--model", "sd1", "--seed", "5", "--out", "init.png"],
+    ));
+    let out = ok(&run(
+        &sb,
+        &[
+            "--model",
+            "sd1",
+            "--seed",
+            "5",
+            "--init-image",
+            "init.png",
+            "--strength",
+            "0.5",
+            "--json",
+        ],
+    ));
     let json: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     let path = PathBuf::from(json["images"][0].as_str().unwrap());
     assert!(texts(&path)["parameters"].contains("Denoising strength: 0.5"));
     assert_ne!(pixels(&path).2, pixels(&sb.path("init.png")).2);
-    let out = sb.run(&[
-        "--model",
-        "sd1",
-        "--width",
-        "128",
-        "--init-image",
-        "init.png",
-    ]);
+    let out = run(
+        &sb,
+        &[
+            "--model",
+            "sd1",
+            "--width",
+            "128",
+            "--init-image",
+            "init.png",
+        ],
+    );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -260,23 +249,26 @@ fn img2img_starts_from_the_init_image() {
 
 #[test]
 fn vae_and_clip_overrides_must_fit_the_model() {
-    let sb = Sandbox::new();
-    let out = ok(&sb.run(&[
-        "--model",
-        "sd1",
-        "--vae",
-        "tiny_vae",
-        "--clip",
-        "tiny_clip_l",
-        "--seed",
-        "9",
-        "--json",
-    ]));
+    let sb = sandbox();
+    let out = ok(&run(
+        &sb,
+        &[
+            "--model",
+            "sd1",
+            "--vae",
+            "tiny_vae",
+            "--clip",
+            "tiny_clip_l",
+            "--seed",
+            "9",
+            "--json",
+        ],
+    ));
     let json: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     let parameters = texts(Path::new(json["images"][0].as_str().unwrap()))["parameters"].clone();
     assert!(parameters.contains("VAE: tiny_vae"), "{parameters}");
     // SD 2.x needs a 128-wide OpenCLIP encoder here; the 64-wide CLIP-L does not fit.
-    let out = sb.run(&["--model", "sd2", "--clip", "tiny_clip_l"]);
+    let out = run(&sb, &["--model", "sd2", "--clip", "tiny_clip_l"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success()
@@ -290,7 +282,7 @@ fn vae_and_clip_overrides_must_fit_the_model() {
         sb.path("models/vae/not_a_vae.safetensors"),
     )
     .unwrap();
-    let out = sb.run(&["--model", "sd1", "--vae", "not_a_vae"]);
+    let out = run(&sb, &["--model", "sd1", "--vae", "not_a_vae"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success() && err.contains("not_a_vae.safetensors") && err.contains("VAE"),
@@ -301,9 +293,9 @@ fn vae_and_clip_overrides_must_fit_the_model() {
 
 #[test]
 fn headless_mode_reads_the_environment_and_logs_per_instance() {
-    let sb = Sandbox::new();
+    let sb = sandbox();
     let out = sb
-        .command()
+        .generate()
         .env("IMAGELAB_PROMPT", "a headless lighthouse")
         .env("IMAGELAB_MODEL", "sd1")
         .env("IMAGELAB_WIDTH", "64")

@@ -32,21 +32,25 @@ fn file_label(path: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// The text-encoder roots in a standalone CLIP file, keyed by hidden width.
+/// The text-encoder roots in a standalone CLIP file, keyed by hidden width. A root is where
+/// one of the three layouts starts: `text_model.embeddings.…` (Hugging Face),
+/// `embeddings.…` (Hugging Face without its root, as transformers 5 saves it) or
+/// `token_embedding.weight` (open_clip); ComfyUI's `clip_l.`/`clip_g.` prefixes are roots too.
 fn clip_roots_in(w: &Weights) -> Vec<(i64, Weights)> {
+    const ENDINGS: [&str; 3] = [
+        "text_model.embeddings.token_embedding.weight",
+        "embeddings.token_embedding.weight",
+        "token_embedding.weight",
+    ];
     let mut roots = Vec::new();
     for name in w.names_with_prefix("") {
-        let root =
-            if let Some(r) = name.strip_suffix("text_model.embeddings.token_embedding.weight") {
-                r
-            } else if let Some(r) = name.strip_suffix("token_embedding.weight") {
-                if name.ends_with("embeddings.token_embedding.weight") {
-                    continue;
-                }
-                r
-            } else {
-                continue;
-            };
+        // The longest ending that matches decides the root (they are suffixes of each other).
+        let Some(root) = ENDINGS.iter().find_map(|end| name.strip_suffix(end)) else {
+            continue;
+        };
+        if !(root.is_empty() || root.ends_with('.')) {
+            continue;
+        }
         if let Some(width) = w.shape(&name).and_then(|s| s.get(1).copied()) {
             let root = root.trim_end_matches('.');
             roots.push((

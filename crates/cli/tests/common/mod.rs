@@ -1,0 +1,57 @@
+//! A throwaway app folder for CLI tests: `models/{checkpoints,vae,clip}`, `output/` and a
+//! settings folder, with `imagelab generate` commands that see only that folder.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::path::PathBuf;
+use std::process::Command;
+
+pub struct Sandbox {
+    pub dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    pub fn new() -> Sandbox {
+        let dir = tempfile::tempdir().unwrap();
+        for sub in [
+            "models/checkpoints",
+            "models/vae",
+            "models/clip",
+            "output",
+            "home",
+        ] {
+            std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+        }
+        Sandbox { dir }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// `imagelab generate` in the sandbox, with no `IMAGELAB_*` or `INSTANCE_ID` leaking in
+    /// from the test's own environment.
+    pub fn generate(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_imagelab"));
+        cmd.arg("generate")
+            .current_dir(self.dir.path())
+            .env("AIIMAGEGEN_HOME", self.path("home"))
+            .env("IMAGELAB_APP_DIR", self.dir.path())
+            .env("CUDA_VISIBLE_DEVICES", "");
+        for (key, _) in std::env::vars() {
+            if (key.starts_with("IMAGELAB_") && key != "IMAGELAB_APP_DIR") || key == "INSTANCE_ID" {
+                cmd.env_remove(key);
+            }
+        }
+        cmd
+    }
+
+    /// The files in `output/`, sorted.
+    pub fn outputs(&self) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(self.path("output"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        files
+    }
+}
