@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The checks that need an NVIDIA GPU (run on a GPU machine, not in CI): full-size SDXL parity
+# against diffusers in fp16, a 1024x1024 `imagelab generate` on CUDA, and the diffusers
+# reference benchmark beside it. Expects the binaries built by
+#   cargo build --release -p imagelab -p imagelab-engine --example full_size_parity
+# in $BIN (default: $CARGO_TARGET_DIR/release) and a Python with torch, diffusers and
+# transformers (default: python3). Results go to $OUT (default: ./gpu-check).
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+bin="${BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/imagelab/target}/release}"
+out="${OUT:-$PWD/gpu-check}"
+py="${PYTHON:-python3}"
+mkdir -p "$out/work/models/checkpoints" "$out/work/output" "$out/home"
+export LD_LIBRARY_PATH="$("$py" -c 'import torch, os; print(os.path.join(os.path.dirname(torch.__file__), "lib"))'):${LD_LIBRARY_PATH:-}"
+export AIIMAGEGEN_HOME="$out/home" PYTHONUNBUFFERED=1
+
+echo "== full-size SDXL reference (diffusers, fp16, CUDA)"
+"$py" "$repo/crates/engine/tests/reference/full_size_ref.py" --out "$out/work" --steps 4 --size 1024
+echo "== imagelab on the same weights: CLIP, UNet + sampler, VAE"
+"$bin/examples/full_size_parity" "$out/work" fp16 1e-2 | tee "$out/parity.txt"
+echo "== imagelab generate, 1024x1024, 20 steps, CUDA"
+ln -sf "$out/work/sdxl_full.safetensors" "$out/work/models/checkpoints/sdxl_full.safetensors"
+( cd "$out/work" && IMAGELAB_APP_DIR="$out/work" /usr/bin/time -v "$bin/imagelab" generate --model sdxl_full \
+    --prompt "a lighthouse at dusk" --device cuda --dtype fp16 --seed 1 --json ) 2>&1 | tee "$out/generate.txt"
+echo "== diffusers reference benchmark"
+OUT="$out" "$py" "$repo/../shared/perf/sdxl_diffusers_bench.py" 2>&1 | tail -3 | tee "$out/diffusers_bench.txt" || true
