@@ -62,6 +62,32 @@ fn every_sampler_matches_the_reference() {
 }
 
 #[test]
+fn ancestral_noise_is_drawn_as_comfyui_draws_it() {
+    let dir = tempfile::tempdir().unwrap();
+    common::run_reference("samplers_ref.py", dir.path(), &[]);
+    let data = common::load_tensors(&dir.path().join("samplers.safetensors"));
+    let sigmas = Vec::<f64>::try_from(&data["sigmas_karras"]).unwrap();
+    for sampler in [SamplerName::EulerAncestral, SamplerName::Dpmpp2sAncestral] {
+        let mut noise = imagelab_engine::sampling::SeededNoise::new(1234);
+        let result = sample(
+            sampler,
+            &mut |x: &Tensor, sigma: f64| Ok(denoiser(x, sigma)),
+            data["x0_f32"].shallow_clone(),
+            &sigmas,
+            &mut noise,
+            &mut |_, _, _| {},
+        )
+        .unwrap();
+        common::assert_close(
+            &format!("{sampler} with seeded noise"),
+            &result,
+            &data[&format!("comfy_seeded_{sampler}")],
+            1e-5,
+        );
+    }
+}
+
+#[test]
 fn stochastic_samplers_depend_on_the_noise_and_deterministic_ones_do_not() {
     let model = imagelab_engine::sampling::ModelSchedule::stable_diffusion();
     let sigmas =

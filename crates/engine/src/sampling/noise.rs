@@ -2,41 +2,47 @@
 //! CPU generator seeded from the job seed (so runs reproduce on any device); tests replay a
 //! recorded list so results can be compared with k-diffusion draw for draw.
 
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 /// Supplies the noise a stochastic step adds between `sigma` and `sigma_next`.
 pub trait NoiseSource {
     fn noise(&mut self, like: &Tensor, sigma: f64, sigma_next: f64) -> Tensor;
 }
 
-/// Gaussian noise from a private CPU generator stream, moved to the latent's device.
+/// Per-step noise as ComfyUI draws it for ancestral samplers (and LCM): one generator
+/// seeded with the job seed on the latent's device, drawing `randn` in the latent's shape
+/// and dtype, step after step. libtorch's default generator is the one PyTorch uses, so
+/// reseeding it at the first draw and drawing in order gives the same numbers as ComfyUI's
+/// `torch.Generator(device).manual_seed(seed)`, as long as nothing else draws in between
+/// (inference draws nothing; a worker process runs one job at a time).
 ///
-/// k-diffusion's SDE samplers default to a Brownian-tree noise sampler; ours draws
-/// independent Gaussians per step instead (the same distribution per step, not the same
-/// draws), so SDE results reproduce per seed but differ from ComfyUI's for those samplers.
+/// k-diffusion's SDE samplers (dpmpp_sde, dpmpp_2m_sde, dpmpp_3m_sde) use a Brownian-tree
+/// noise sampler in ComfyUI; ours draws independent Gaussians per step instead (the same
+/// distribution per step, not the same draws), so those samplers reproduce per seed but
+/// differ from ComfyUI's images.
 #[derive(Debug)]
 pub struct SeededNoise {
     seed: u64,
-    draws: u64,
+    started: bool,
 }
 
 impl SeededNoise {
     pub fn new(seed: u64) -> SeededNoise {
-        SeededNoise { seed, draws: 0 }
+        SeededNoise {
+            seed,
+            started: false,
+        }
     }
 }
 
 impl NoiseSource for SeededNoise {
     fn noise(&mut self, like: &Tensor, _sigma: f64, _sigma_next: f64) -> Tensor {
-        self.draws += 1;
-        // A distinct, reproducible stream per draw; never the initial-noise stream itself.
-        let stream = self
-            .seed
-            .wrapping_add(self.draws.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        tch::manual_seed(stream as i64);
-        Tensor::randn(like.size(), (Kind::Float, tch::Device::Cpu))
-            .to_device(like.device())
-            .to_kind(like.kind())
+        if !self.started {
+            // Seeds the CPU and every CUDA generator, like torch.manual_seed.
+            tch::manual_seed(self.seed as i64);
+            self.started = true;
+        }
+        Tensor::randn(like.size(), (like.kind(), like.device()))
     }
 }
 
