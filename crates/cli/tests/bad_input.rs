@@ -126,6 +126,23 @@ fn unknown_architectures_are_named() {
     );
     let out = run(&sb, &["--model", "odd", "--device", "cpu"]);
     assert_refused(&sb, &out, &["odd.safetensors", "cross-attention width 512"]);
+    write_tensors(
+        &sb.path("models/checkpoints/inpaint.safetensors"),
+        &[
+            (
+                "model.diffusion_model.input_blocks.0.0.weight",
+                Tensor::zeros([8, 9, 3, 3], tch::kind::FLOAT_CPU),
+            ),
+            (
+                "model.diffusion_model.x.attn2.to_k.weight",
+                Tensor::zeros([8, 768], tch::kind::FLOAT_CPU),
+            ),
+        ],
+    );
+    let out = run(&sb, &["--model", "inpaint", "--device", "cpu"]);
+    assert_refused(&sb, &out, &["inpaint.safetensors", "9-channel"]);
+    let out = run(&sb, &["--model", "odd", "--device", "cpu"]);
+    assert_refused(&sb, &out, &["odd.safetensors", "cross-attention width 512"]);
 }
 
 #[test]

@@ -125,6 +125,19 @@ pub fn classify(path: &Path, all: Weights) -> Result<ModelSource> {
             format!("cross-attention width {context} with label embedding {adm:?} matches no known family (768 = SD 1.x, 1024 = SD 2.x, 2048 + label embedding = SDXL)"),
         ));
     };
+    // Recognised, but not runnable yet: say so instead of failing later on a shape.
+    if in_channels != 4 {
+        return Err(unknown(
+            path,
+            format!("a {} inpainting or other {in_channels}-channel UNet; imagelab runs 4-channel text-to-image models only for now", family.as_str()),
+        ));
+    }
+    if family == Family::Sdxl && !has(SDXL_CLIP_L_PREFIX) && has(SDXL_REFINER_CLIP_G_PREFIX) {
+        return Err(unknown(
+            path,
+            "an SDXL refiner; imagelab does not run refiner checkpoints yet",
+        ));
+    }
     let section = |prefix: &str| {
         let view = all.at(prefix);
         (!view.names_with_prefix("").is_empty()).then_some(view)
@@ -135,7 +148,7 @@ pub fn classify(path: &Path, all: Weights) -> Result<ModelSource> {
         Family::Sd2 => section(SD2_CLIP_PREFIX).into_iter().collect(),
         Family::Sdxl => {
             let l = section(SDXL_CLIP_L_PREFIX);
-            let g = section(SDXL_CLIP_G_PREFIX).or_else(|| section(SDXL_REFINER_CLIP_G_PREFIX));
+            let g = section(SDXL_CLIP_G_PREFIX);
             l.into_iter().chain(g).collect()
         }
     };
