@@ -201,3 +201,24 @@ fn bf16_runs_every_part_in_half_precision_close_to_fp32() {
     );
     common::assert_close("sdxl bf16 decoded image", &image, &io["image"], 5e-2);
 }
+
+#[test]
+fn prompt_and_negative_of_different_lengths_share_a_batch() {
+    // 154 tokens of prompt against a 77-token negative: the shorter context is repeated to
+    // the common length, as ComfyUI does, and the longer prompt changes the result.
+    let pipeline = load(&reference_dir().join("sd1.safetensors"));
+    let long = GenerationParams {
+        prompt: vec!["lighthouse"; 100].join(" "),
+        steps: 2,
+        ..params()
+    };
+    let short = GenerationParams {
+        prompt: vec!["lighthouse"; 70].join(" "),
+        steps: 2,
+        ..params()
+    };
+    let a = pipeline.sample_latents(&long, &mut |_| {}).unwrap();
+    let b = pipeline.sample_latents(&short, &mut |_| {}).unwrap();
+    assert!(a.isfinite().all().int64_value(&[]) == 1);
+    assert!(common::relative_error(&a, &b) > 1e-4);
+}
