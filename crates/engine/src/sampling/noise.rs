@@ -9,9 +9,10 @@ pub trait NoiseSource {
     fn noise(&mut self, like: &Tensor, sigma: f64, sigma_next: f64) -> Tensor;
 }
 
-/// Per-step noise as ComfyUI draws it for ancestral samplers (and LCM): one generator
-/// seeded with the job seed on the latent's device, drawing `randn` in the latent's shape
-/// and dtype, step after step. libtorch's default generator is the one PyTorch uses, so
+/// Per-step noise as ComfyUI draws it for ancestral samplers (and LCM): one generator on
+/// the latent's device, seeded with the job seed (plus one on the CPU, as ComfyUI's
+/// `default_noise_sampler` does so the steps do not replay the initial noise), drawing
+/// `randn` in the latent's shape and dtype, step after step. libtorch's default generator is the one PyTorch uses, so
 /// reseeding it at the first draw and drawing in order gives the same numbers as ComfyUI's
 /// `torch.Generator(device).manual_seed(seed)`, as long as nothing else draws in between
 /// (inference draws nothing; a worker process runs one job at a time).
@@ -38,8 +39,13 @@ impl SeededNoise {
 impl NoiseSource for SeededNoise {
     fn noise(&mut self, like: &Tensor, _sigma: f64, _sigma_next: f64) -> Tensor {
         if !self.started {
+            let seed = if like.device() == tch::Device::Cpu {
+                self.seed.wrapping_add(1)
+            } else {
+                self.seed
+            };
             // Seeds the CPU and every CUDA generator, like torch.manual_seed.
-            tch::manual_seed(self.seed as i64);
+            tch::manual_seed(seed as i64);
             self.started = true;
         }
         Tensor::randn(like.size(), (like.kind(), like.device()))

@@ -174,12 +174,13 @@ def main():
         # uni_pc's schedule drops the penultimate sigma in ComfyUI; the sampler itself just
         # walks what it is given, so the same list serves here.
         out[f"out_uni_pc_{sched}"] = unipc_bh1(x0.clone(), sigmas)
-    # ComfyUI's per-step noise for ancestral samplers: a generator seeded with the job seed,
-    # drawing randn in the latent's shape and dtype (float32) step after step.
+    # ComfyUI's per-step noise for ancestral samplers (comfy/k_diffusion/sampling.py,
+    # default_noise_sampler): a generator on the latent's device seeded with the job seed,
+    # plus one on the CPU, drawing randn in the latent's shape and dtype step after step.
     xf = x0.float()
     sig = comfy_sigmas("karras", 8)
     for name, fn in (("euler_ancestral", K.sample_euler_ancestral), ("dpmpp_2s_ancestral", K.sample_dpmpp_2s_ancestral)):
-        g = torch.Generator().manual_seed(1234)
+        g = torch.Generator().manual_seed(1234 + 1)
         sampler = lambda s, sn, g=g: torch.randn(xf.size(), dtype=torch.float32, generator=g)
         out[f"comfy_seeded_{name}"] = fn(Model(), xf.clone(), sig, disable=True, noise_sampler=sampler)
     out["x0_f32"] = xf
