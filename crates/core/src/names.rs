@@ -17,9 +17,9 @@ pub struct UnknownName {
 macro_rules! named_enum {
     ($(#[$meta:meta])* $name:ident, $kind:literal, { $($variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$meta])*
+        // Serialized under the ComfyUI name itself (`dpmpp_2m`), never a derived spelling.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-        #[serde(rename_all = "snake_case")]
-        pub enum $name { $($variant),+ }
+        pub enum $name { $(#[serde(rename = $text)] $variant),+ }
 
         impl $name {
             /// Every value, in ComfyUI's order.
@@ -196,6 +196,23 @@ mod tests {
         for s in SchedulerName::ALL {
             assert_eq!(s.as_str().parse::<SchedulerName>().ok(), Some(*s));
         }
+    }
+
+    #[test]
+    fn serde_uses_the_comfyui_names() {
+        for s in SamplerName::ALL {
+            let json = serde_json::to_string(s).unwrap();
+            assert_eq!(json, format!("\"{}\"", s.as_str()));
+            assert_eq!(serde_json::from_str::<SamplerName>(&json).unwrap(), *s);
+        }
+        for s in SchedulerName::ALL {
+            assert_eq!(
+                serde_json::to_string(s).unwrap(),
+                format!("\"{}\"", s.as_str())
+            );
+        }
+        let yaml: SamplerName = serde_yaml::from_str("dpmpp_2m_sde").unwrap();
+        assert_eq!(yaml, SamplerName::Dpmpp2mSde);
     }
 
     #[test]
