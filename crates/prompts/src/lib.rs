@@ -1,0 +1,16 @@
+//! Prompts for imagelab: templates in dynamicprompts' syntax, wildcard lists, themes that
+//! generate prompts with recorded seeds, and the style profiles (with the safe/mature
+//! content modes) that wrap a prompt in a look.
+//!
+//! Depends on `imagelab-core` (names, parameter validation) and plain data crates only: no
+//! tch, no tokio, so the daemon, CLI and GUI can all use it cheaply.
+
+pub mod error;
+pub mod rng;
+pub mod template;
+pub mod wildcards;
+
+pub use error::{Location, TemplateError};
+pub use rng::{derive_seed, PromptRng};
+pub use template::{expand_all, expand_random, Node, Template};
+pub use wildcards::Wildcards;
