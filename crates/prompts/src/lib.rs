@@ -14,3 +14,15 @@ pub use error::{Location, TemplateError};
 pub use rng::{derive_seed, PromptRng};
 pub use template::{expand_all, expand_random, Node, Template};
 pub use wildcards::Wildcards;
+pub mod content;
+pub mod import;
+mod names_serde;
+pub mod profiles;
+pub mod settings;
+pub mod theme;
+
+pub use content::{ContentMode, SAFETY_NEGATIVE};
+pub use import::{import_a1111_csv, import_fooocus_json, profiles_to_yaml, ImportError};
+pub use profiles::{ProfileError, ProfileGroup, ProfileLibrary, RecommendedSettings, StyleProfile};
+pub use settings::{Choice, ParamOverrides, SettingsSpec, Weighted};
+pub use theme::{list_themes, GeneratedPrompt, Theme, ThemeError, ThemeSpec};
