@@ -1,7 +1,7 @@
 //! The content mode: safe, standard or mature. One enum, so "safe" and "mature" can never
 //! both be on; [`ContentMode::from_flags`] refuses the two checkboxes set together.
 
-use crate::profiles::{join_nonempty, ProfileError, StyleProfile};
+use crate::profiles::{merge_terms, ProfileError, StyleProfile};
 use serde::{Deserialize, Serialize};
 
 /// What safe mode adds to every negative prompt.
@@ -40,7 +40,7 @@ impl ContentMode {
     /// The negative prompt as this mode sends it: safe mode appends [`SAFETY_NEGATIVE`].
     pub fn finish_negative(self, negative: &str) -> String {
         match self {
-            ContentMode::Safe => join_nonempty(&[negative, SAFETY_NEGATIVE]),
+            ContentMode::Safe => merge_terms(&[negative, SAFETY_NEGATIVE]),
             _ => negative.trim().to_string(),
         }
     }

@@ -114,7 +114,7 @@ impl StyleProfile {
         } else {
             styled
         };
-        (styled, join_nonempty(&[negative, &self.negative]))
+        (styled, merge_terms(&[negative, &self.negative]))
     }
 
     /// Whether `key` names this profile: its id or its display name, any case.
@@ -132,6 +132,41 @@ pub fn join_nonempty(parts: &[&str]) -> String {
         .filter(|p| !p.is_empty())
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// Parts joined by ", " with repeated comma-separated terms dropped (a theme's negative and
+/// its profile's often share "cartoon, watermark"). Commas inside parentheses, as in
+/// `(a, b:1.2)`, do not split a term.
+pub fn merge_terms(parts: &[&str]) -> String {
+    let mut terms: Vec<String> = Vec::new();
+    for part in parts {
+        for term in split_top_level(part) {
+            let term = term.trim();
+            if !term.is_empty() && !terms.iter().any(|t| t.eq_ignore_ascii_case(term)) {
+                terms.push(term.to_string());
+            }
+        }
+    }
+    terms.join(", ")
+}
+
+/// Splits at commas outside `(…)` and `[…]`.
+fn split_top_level(text: &str) -> Vec<&str> {
+    let mut pieces = Vec::new();
+    let (mut depth, mut start) = (0i32, 0);
+    for (i, c) in text.char_indices() {
+        match c {
+            '(' | '[' => depth += 1,
+            ')' | ']' => depth -= 1,
+            ',' if depth <= 0 => {
+                pieces.push(&text[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    pieces.push(&text[start..]);
+    pieces
 }
 
 /// Removes the stray ", ," and leading/trailing commas an empty user prompt leaves behind.
@@ -253,8 +288,11 @@ impl ProfileLibrary {
     }
 
     /// The profiles `mode` lets the user see: mature ones only in mature mode.
+    /// Sorted by group (core, artist/genre, extended, custom), then in file order.
     pub fn visible(&self, mode: ContentMode) -> Vec<&StyleProfile> {
-        self.all().filter(|p| mode.allows(p)).collect()
+        let mut list: Vec<&StyleProfile> = self.all().filter(|p| mode.allows(p)).collect();
+        list.sort_by_key(|p| p.group);
+        list
     }
 
     /// The file a profile came from.

@@ -95,7 +95,12 @@ fn exactly_the_mature_profiles_are_hidden_and_refused() {
         let r = library.all().find(|p| p.mature).unwrap();
         assert!(mode.apply(r, "x", "").is_err());
     }
-    assert_eq!(library.visible(ContentMode::Mature).len(), 29);
+    let listed = library.visible(ContentMode::Mature);
+    assert_eq!(listed.len(), 29);
+    assert_eq!(
+        (listed[0].name.as_str(), listed[28].name.as_str()),
+        ("None/Raw", "Architectural Visualization")
+    );
     assert!(library.get("r-rated", ContentMode::Mature).is_ok());
 }
 
@@ -137,6 +142,12 @@ fn apply_fills_the_placeholder_and_safe_mode_adds_the_safety_negative() {
         .apply(film, "a lighthouse", "")
         .unwrap();
     assert!(!standard_negative.contains("nsfw"));
+    // Shared negative terms appear once; weighted groups with commas stay whole.
+    let (_, merged) = film.apply("", "cartoon, (bad hands, extra fingers:1.2), CGI");
+    assert_eq!(
+        merged,
+        "cartoon, (bad hands, extra fingers:1.2), CGI, digital look, hdr, oversharpened, 3d render, illustration, plastic skin, watermark, text"
+    );
     let raw = library.get("none", ContentMode::Standard).unwrap();
     assert_eq!(
         raw.apply("a,b  (c:1.2)", ""),
