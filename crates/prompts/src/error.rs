@@ -46,7 +46,7 @@ pub enum TemplateError {
     },
     #[error("{at}: cyclic wildcard: {chain}")]
     CyclicWildcard { at: Location, chain: String },
-    #[error("{at}: wildcards nest deeper than {limit} levels")]
+    #[error("{at}: nested deeper than {limit} levels")]
     TooDeep { at: Location, limit: usize },
     #[error("cannot read wildcard file {path}: {message}")]
     Read { path: PathBuf, message: String },

@@ -105,55 +105,36 @@ impl SettingsSpec {
                 .map(|_| ())
                 .map_err(|e| e.to_string())
         })?;
-        for_each_value(&self.size, "size", |s| parse_size(s).map(|_| ()))?;
+        // Core's validation judges the values it owns (sizes, steps, cfg), each one alone.
+        let check = |fill: &dyn Fn(&mut GenerationParams)| -> Result<(), String> {
+            let mut params = GenerationParams {
+                model: "any".to_string(),
+                ..GenerationParams::default()
+            };
+            fill(&mut params);
+            params.validate().map_err(|e| e.to_string())
+        };
+        for_each_value(&self.size, "size", |s| {
+            let (w, h) = parse_size(s)?;
+            check(&|p| {
+                p.width = w;
+                p.height = h;
+            })
+        })?;
         check_numbers(&self.steps, "steps")?;
         check_numbers(&self.cfg, "cfg")?;
-        // Let core's validation judge the ranges it owns (steps, cfg, sizes).
-        let mut params = GenerationParams {
-            model: "any".to_string(),
-            ..GenerationParams::default()
-        };
-        for pick in [false, true] {
-            let o = self.extreme(pick)?;
-            o.fill(&mut params);
-            params.validate().map_err(|e| e.to_string())?;
+        for value in numbers(&self.steps) {
+            if value.fract() != 0.0 || !(1.0..=f64::from(u32::MAX)).contains(&value) {
+                return Err(format!(
+                    "settings.steps: {value} is not a whole number of steps"
+                ));
+            }
+            check(&|p| p.steps = value as u32).map_err(|e| format!("settings.steps: {e}"))?;
+        }
+        for value in numbers(&self.cfg) {
+            check(&|p| p.cfg = value).map_err(|e| format!("settings.cfg: {e}"))?;
         }
         Ok(())
-    }
-
-    /// The first (false) or last (true) value of every setting, for validation.
-    fn extreme(&self, last: bool) -> Result<ParamOverrides, String> {
-        let num = |c: &Option<Choice<f64>>| -> Option<f64> {
-            c.as_ref().map(|c| match c {
-                Choice::Fixed(v) => *v,
-                Choice::Range { min, max, .. } => {
-                    if last {
-                        *max
-                    } else {
-                        *min
-                    }
-                }
-                Choice::List(l) => {
-                    let vals: Vec<f64> = l.iter().map(|w| *w.parts().0).collect();
-                    if last {
-                        vals.last().copied().unwrap_or(0.0)
-                    } else {
-                        vals.first().copied().unwrap_or(0.0)
-                    }
-                }
-            })
-        };
-        let mut o = ParamOverrides {
-            steps: num(&self.steps).map(|v| v as u32),
-            cfg: num(&self.cfg),
-            ..ParamOverrides::default()
-        };
-        if let Some(Choice::Fixed(size)) = &self.size {
-            let (w, h) = parse_size(size)?;
-            o.width = Some(w);
-            o.height = Some(h);
-        }
-        Ok(o)
     }
 
     /// Draws one value of each setting. Draw order (fixed): sampler, scheduler, steps, cfg,
@@ -184,6 +165,17 @@ impl SettingsSpec {
             o.height = Some(h);
         }
         Ok(o)
+    }
+}
+
+/// Every value a numeric setting can take that validation must see: fixed values, every
+/// listed value, and both ends of a range.
+fn numbers(c: &Option<Choice<f64>>) -> Vec<f64> {
+    match c {
+        None => Vec::new(),
+        Some(Choice::Fixed(v)) => vec![*v],
+        Some(Choice::Range { min, max, .. }) => vec![*min, *max],
+        Some(Choice::List(l)) => l.iter().map(|w| *w.parts().0).collect(),
     }
 }
 

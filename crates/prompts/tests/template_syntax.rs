@@ -58,6 +58,9 @@ fn nesting_and_sequences_vary_leftmost_slowest() {
         ["a x", "a y", "b1 x", "b1 y", "b2 x", "b2 y"]
     );
     assert_eq!(all("{{{deep}}}"), ["deep"]);
+    let ninety = format!("{}x{}", "{".repeat(90), "}".repeat(90));
+    assert_eq!(all(&ninety), ["x"]);
+    assert_eq!(one(&ninety, 1), "x");
     let nested = all("{red|{light|dark} {blue|green}} {cat|dog|bird}");
     assert_eq!(nested.len(), (1 + 2 * 2) * 3);
     assert_eq!(nested[0], "red cat");
@@ -188,6 +191,12 @@ fn errors_name_line_and_column() {
     );
     assert!(err("{x$$a|b}").starts_with("template:1:2: bad count \"x\""));
     assert!(err("{-$$a|b}").starts_with("template:1:2: bad count"));
+    let deep = format!("{}x{}", "{".repeat(5000), "}".repeat(5000));
+    assert!(
+        err(&deep).starts_with("template:1:101: nested deeper than 100 levels"),
+        "{}",
+        err(&deep)
+    );
     let located = Template::parse("{a|", "themes/t.yaml", 7).unwrap_err();
     assert!(matches!(located, TemplateError::UnclosedBrace { .. }));
     assert_eq!(located.location().unwrap().to_string(), "themes/t.yaml:7:1");

@@ -145,6 +145,17 @@ fn bad_theme_files_name_file_and_place() {
     assert!(err.contains("height") || err.contains("width"), "{err}");
     let err = theme_err("templates: [a]\nsettings:\n  cfg: { min: 9, max: 2 }\n");
     assert!(err.contains("settings.cfg"), "{err}");
+    let err = theme_err("templates: [a]\nsettings:\n  steps: [20, 0, 30]\n");
+    assert!(err.contains("settings.steps"), "{err}");
+    let err = theme_err("templates: [a]\nsettings:\n  steps: 20.5\n");
+    assert!(err.contains("settings.steps: 20.5"), "{err}");
+    let err = theme_err("templates: [a]\nsettings:\n  cfg: [7, 500]\n");
+    assert!(err.contains("settings.cfg") && err.contains("500"), "{err}");
+    let err = theme_err("templates: [a]\nsettings:\n  size: [1024x1024, 10x10]\n");
+    assert!(
+        err.contains("settings.size") && err.contains("width"),
+        "{err}"
+    );
     let err = theme_err("templates: [a\n");
     assert!(
         err.contains("themes/bad.yaml") && err.contains("line"),

@@ -81,7 +81,7 @@ impl Enumerator<'_> {
                 .options
                 .iter()
                 .filter(|o| o.weight > 0.0)
-                .map(|o| self.sequence(&o.body, depth + 1))
+                .map(|o| self.sequence(&o.body, depth))
                 .collect::<Result<_, _>>()?,
         };
         let n = option_lists.len();

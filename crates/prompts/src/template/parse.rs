@@ -14,7 +14,12 @@ pub(super) struct Parser<'a> {
     line: usize,
     column: usize,
     source: &'a str,
+    /// Open braces around the cursor; bounded so hostile input cannot overflow the stack.
+    depth: usize,
 }
+
+/// Deepest `{…}` nesting accepted.
+pub(super) const MAX_NESTING: usize = 100;
 
 impl<'a> Parser<'a> {
     pub(super) fn new(text: &str, source: &'a str, first_line: usize) -> Parser<'a> {
@@ -24,6 +29,7 @@ impl<'a> Parser<'a> {
             line: first_line.max(1),
             column: 1,
             source,
+            depth: 0,
         }
     }
 
@@ -137,7 +143,14 @@ impl<'a> Parser<'a> {
     /// `{` … `}`, the cursor on the `{`.
     fn variant(&mut self) -> Result<Variant, TemplateError> {
         let at = self.here();
+        if self.depth >= MAX_NESTING {
+            return Err(TemplateError::TooDeep {
+                at,
+                limit: MAX_NESTING,
+            });
+        }
         self.bump();
+        self.depth += 1;
         let (min, max, joiner) = self.count_prefix()?;
         let mut options = Vec::new();
         loop {
@@ -161,6 +174,7 @@ impl<'a> Parser<'a> {
                 _ => return Err(TemplateError::UnclosedBrace { at }),
             }
         }
+        self.depth -= 1;
         if options.iter().all(|o| o.weight <= 0.0) {
             return Err(TemplateError::ZeroWeights { at });
         }

@@ -78,6 +78,8 @@ impl Expander<'_, '_> {
                 variant.options.iter().map(|o| o.weight).collect(),
             ),
         };
+        // Only wildcard expansions count towards the depth limit, not brace nesting.
+        let body_depth = depth + usize::from(variant.wildcard_source().is_some());
         let available = weights.iter().filter(|w| **w > 0.0).count();
         let max = variant.max.unwrap_or(available).min(available);
         let min = variant.min.min(max);
@@ -94,7 +96,7 @@ impl Expander<'_, '_> {
             };
             remaining[index] = 0.0;
             let mut part = String::new();
-            self.nodes(bodies[index], &mut part, depth + 1)?;
+            self.nodes(bodies[index], &mut part, body_depth)?;
             parts.push(part);
         }
         out.push_str(&parts.join(&variant.joiner));
