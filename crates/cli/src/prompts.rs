@@ -105,6 +105,8 @@ struct Printer<'a> {
     mode: ContentMode,
     profile: Option<&'a StyleProfile>,
     json: bool,
+    /// The theme's name and hash, for lines that have no `GeneratedPrompt` (`--all`).
+    theme: Option<(&'a str, &'a str)>,
 }
 
 impl Printer<'_> {
@@ -139,8 +141,12 @@ impl Printer<'_> {
             negative: &negative,
             params: &params,
             template: generated.map(|g| g.template.as_str()),
-            theme: generated.map(|g| g.theme.as_str()),
-            theme_hash: generated.map(|g| g.theme_hash.as_str()),
+            theme: generated
+                .map(|g| g.theme.as_str())
+                .or(self.theme.map(|t| t.0)),
+            theme_hash: generated
+                .map(|g| g.theme_hash.as_str())
+                .or(self.theme.map(|t| t.1)),
             prompt_seed: generated.map(|g| g.prompt_seed),
             profile: self.profile.map(|p| p.id.as_str()),
         };
@@ -210,6 +216,7 @@ pub fn run_prompts(args: PromptsArgs) -> Result<ExitCode> {
             mode,
             profile,
             json: args.json,
+            theme: None,
         };
         let template = Template::parse(text, "template", 1)?;
         if args.all {
@@ -247,6 +254,7 @@ pub fn run_prompts(args: PromptsArgs) -> Result<ExitCode> {
         mode,
         profile,
         json: args.json,
+        theme: Some((&theme.name, &theme.hash)),
     };
     if args.all {
         for (i, prompt) in theme.enumerate(args.max)?.iter().enumerate() {

@@ -159,6 +159,26 @@ fn template_all_prints_every_combination_with_a_cap() {
     assert_eq!(stdout(&out), "a x\na y\n");
     let out = sb.run(&[
         "prompts",
+        "--theme",
+        "scifi_blueprint",
+        "--all",
+        "--max",
+        "5",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 5);
+    assert_eq!(lines[4]["index"], 4);
+    assert_eq!(lines[0]["theme"], "sci-fi blueprint");
+    assert_eq!(lines[0]["theme_hash"].as_str().unwrap().len(), 12);
+    let first = lines[0]["prompt"].as_str().unwrap();
+    assert!(first.starts_with("sci-fi technical blueprint of detailed blueprint of a orbital tug, front view, side view, callouts for the main drive, white"), "{first}");
+    let out = sb.run(&[
+        "prompts",
         "--template",
         "__colors/warm__ {1|2}",
         "--all",
