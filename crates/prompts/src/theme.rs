@@ -4,11 +4,14 @@
 //! seed and an index into a [`GeneratedPrompt`] that records everything needed to make the
 //! same prompt again.
 
+use crate::content::ContentMode;
 use crate::error::TemplateError;
+use crate::profiles::{ProfileError, ProfileLibrary};
 use crate::rng::{derive_seed, PromptRng};
 use crate::settings::{ParamOverrides, SettingsSpec, Weighted};
 use crate::template::{expand_all, expand_random, Template};
 use crate::wildcards::Wildcards;
+use imagelab_core::GenerationParams;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -77,6 +80,34 @@ pub struct GeneratedPrompt {
     pub prompt_seed: u64,
     /// The style profile the theme asks for (applied by the caller, which knows the mode).
     pub profile: Option<String>,
+}
+
+impl GeneratedPrompt {
+    /// The full generation settings for this prompt: `base` (the saved defaults), then the
+    /// style profile's recommendations, then what the theme drew; the prompt and negative
+    /// styled by the profile (`profile` overrides the theme's own) and finished by `mode`
+    /// (safe mode adds the safety negative; a mature profile is refused outside mature mode).
+    pub fn resolve(
+        &self,
+        base: &GenerationParams,
+        profiles: &ProfileLibrary,
+        mode: ContentMode,
+        profile: Option<&str>,
+    ) -> Result<GenerationParams, ProfileError> {
+        let mut params = base.clone();
+        let (prompt, negative) = match profile.or(self.profile.as_deref()) {
+            Some(name) => {
+                let style = profiles.get(name, mode)?;
+                style.settings.fill(&mut params);
+                mode.apply(style, &self.prompt, &self.negative)?
+            }
+            None => (self.prompt.clone(), mode.finish_negative(&self.negative)),
+        };
+        self.params.fill(&mut params);
+        params.prompt = prompt;
+        params.negative = negative;
+        Ok(params)
+    }
 }
 
 /// A loaded, checked theme.

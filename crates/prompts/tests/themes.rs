@@ -170,3 +170,33 @@ fn local_words_hide_a_wildcard_file_of_the_same_name() {
     let theme = Theme::from_text(Path::new("t.yaml"), "t", text, &shared).unwrap();
     assert_eq!(theme.enumerate(10).unwrap(), ["dragon"]);
 }
+
+#[test]
+fn resolve_layers_defaults_profile_and_theme_and_honours_the_mode() {
+    let theme = load("dark_fantasy");
+    let profiles = ProfileLibrary::load_dir(&themes_dir().join("profiles")).unwrap();
+    let generated = theme.generate(5, 0).unwrap();
+    let base = imagelab_core::GenerationParams {
+        steps: 99,
+        batch: 3,
+        ..Default::default()
+    };
+    let params = generated
+        .resolve(&base, &profiles, ContentMode::Safe, None)
+        .unwrap();
+    assert!(params.prompt.starts_with(&generated.prompt));
+    assert!(params.prompt.contains("grimdark"));
+    assert!(params.negative.contains("nsfw") && params.negative.contains("cartoon"));
+    // The theme's draws beat the profile's recommendations, which beat the defaults.
+    assert_eq!(params.steps, generated.params.steps.unwrap());
+    assert_eq!(params.batch, 3);
+    assert_eq!(params.model, generated.params.model.clone().unwrap());
+    params.validate().unwrap();
+    let err = generated
+        .resolve(&base, &profiles, ContentMode::Standard, Some("R-Rated"))
+        .unwrap_err();
+    assert!(err.to_string().contains("mature"), "{err}");
+    assert!(generated
+        .resolve(&base, &profiles, ContentMode::Mature, Some("R-Rated"))
+        .is_ok());
+}
