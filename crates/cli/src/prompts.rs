@@ -104,6 +104,7 @@ struct Printer<'a> {
     config: Config,
     mode: ContentMode,
     profile: Option<&'a StyleProfile>,
+    profiles: &'a ProfileLibrary,
     json: bool,
     /// The theme's name and hash, for lines that have no `GeneratedPrompt` (`--all`).
     theme: Option<(&'a str, &'a str)>,
@@ -118,27 +119,36 @@ impl Printer<'_> {
         negative: &str,
         generated: Option<&GeneratedPrompt>,
     ) -> Result<()> {
-        let (prompt, negative) = match self.profile {
-            Some(p) => self.mode.apply(p, raw, negative)?,
-            None => (raw.to_string(), self.mode.finish_negative(negative)),
+        let params = match generated {
+            // A theme's draw: the library's own layering (defaults, profile, theme, mode).
+            Some(g) => g.resolve(
+                &self.config.default_params(),
+                self.profiles,
+                self.mode,
+                self.profile.map(|p| p.id.as_str()),
+            )?,
+            None => {
+                let mut params = self.config.default_params();
+                let (prompt, negative) = match self.profile {
+                    Some(p) => {
+                        p.settings.fill(&mut params);
+                        self.mode.apply(p, raw, negative)?
+                    }
+                    None => (raw.to_string(), self.mode.finish_negative(negative)),
+                };
+                params.prompt = prompt;
+                params.negative = negative;
+                params
+            }
         };
         if !self.json {
-            println!("{prompt}");
+            println!("{}", params.prompt);
             return Ok(());
         }
-        let mut params = self.config.default_params();
-        if let Some(p) = self.profile {
-            p.settings.fill(&mut params);
-        }
-        if let Some(g) = generated {
-            g.params.fill(&mut params);
-        }
-        params.prompt = prompt.clone();
-        params.negative = negative.clone();
         let line = PromptLine {
             index,
-            prompt: &prompt,
-            negative: &negative,
+            prompt: &params.prompt,
+            negative: &params.negative,
             params: &params,
             template: generated.map(|g| g.template.as_str()),
             theme: generated
@@ -215,6 +225,7 @@ pub fn run_prompts(args: PromptsArgs) -> Result<ExitCode> {
             config,
             mode,
             profile,
+            profiles: &profiles,
             json: args.json,
             theme: None,
         };
@@ -253,6 +264,7 @@ pub fn run_prompts(args: PromptsArgs) -> Result<ExitCode> {
         config,
         mode,
         profile,
+        profiles: &profiles,
         json: args.json,
         theme: Some((&theme.name, &theme.hash)),
     };
