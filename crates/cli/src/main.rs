@@ -1,10 +1,12 @@
-//! The `imagelab` command line. Today: `generate` (the engine in-process, no daemon).
+//! The `imagelab` command line. Today: `generate` (the engine in-process, no daemon), the GPU
+//! commands, and `prompts` / `profiles` (themes, templates and style profiles).
 //! Every flag of `generate` can also come from an `IMAGELAB_*` environment variable, which
 //! is the headless mode for cron jobs and containers.
 
 mod generate;
 mod gpus;
 mod logging;
+mod prompts;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -28,6 +30,10 @@ enum Command {
     Gpus(gpus::GpusArgs),
     /// Print the indices of idle GPUs (for CUDA_VISIBLE_DEVICES); exit 1 if too few, 2 without NVML.
     GpuPick(gpus::PickArgs),
+    /// Print prompts from a theme or a template (random draws, or every combination with --all).
+    Prompts(prompts::PromptsArgs),
+    /// List the style profiles (mature ones only with --mature), or import A1111/Fooocus styles.
+    Profiles(prompts::ProfilesArgs),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +42,8 @@ fn main() -> ExitCode {
         Command::Generate(args) => generate::run(*args),
         Command::Gpus(args) => gpus::run_gpus(args),
         Command::GpuPick(args) => gpus::run_pick(args),
+        Command::Prompts(args) => prompts::run_prompts(args),
+        Command::Profiles(args) => prompts::run_profiles(args),
     };
     match result {
         Ok(code) => code,

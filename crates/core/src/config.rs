@@ -64,6 +64,8 @@ pub struct Config {
     pub output_dir: PathBuf,
     pub models_dir: PathBuf,
     pub jobs_dir: PathBuf,
+    /// Theme files, style profiles (`profiles/`) and wildcard lists (`wildcards/`).
+    pub themes_dir: PathBuf,
     /// Device for `generate` when `--device` is not given; `None` picks CUDA when present.
     pub device: Option<DeviceSpec>,
     /// Precision when `--dtype` is not given; `None` is fp16 on CUDA and fp32 on the CPU.
@@ -81,6 +83,7 @@ impl Default for Config {
             output_dir: PathBuf::from("output"),
             models_dir: PathBuf::from("models"),
             jobs_dir: PathBuf::from("jobs"),
+            themes_dir: PathBuf::from("themes"),
             device: None,
             dtype: None,
             gpus: Vec::new(),
@@ -96,6 +99,7 @@ pub struct Folders {
     pub models: PathBuf,
     pub output: PathBuf,
     pub jobs: PathBuf,
+    pub themes: PathBuf,
 }
 
 impl Folders {
@@ -107,6 +111,12 @@ impl Folders {
     }
     pub fn clip(&self) -> PathBuf {
         self.models.join("clip")
+    }
+    pub fn profiles(&self) -> PathBuf {
+        self.themes.join("profiles")
+    }
+    pub fn wildcards(&self) -> PathBuf {
+        self.themes.join("wildcards")
     }
 }
 
@@ -173,7 +183,8 @@ impl Config {
         std::fs::rename(&tmp, path).map_err(write_err)
     }
 
-    /// The folders after `IMAGELAB_MODELS_DIR`, `IMAGELAB_OUTPUT_DIR` and `IMAGELAB_JOBS_DIR`,
+    /// The folders after `IMAGELAB_MODELS_DIR`, `IMAGELAB_OUTPUT_DIR`, `IMAGELAB_JOBS_DIR` and
+    /// `IMAGELAB_THEMES_DIR`,
     /// made absolute against the app folder.
     pub fn folders(&self) -> Folders {
         let base = app_dir();
@@ -191,6 +202,7 @@ impl Config {
             models: pick("IMAGELAB_MODELS_DIR", &self.models_dir),
             output: pick("IMAGELAB_OUTPUT_DIR", &self.output_dir),
             jobs: pick("IMAGELAB_JOBS_DIR", &self.jobs_dir),
+            themes: pick("IMAGELAB_THEMES_DIR", &self.themes_dir),
         }
     }
 
@@ -223,9 +235,17 @@ mod tests {
         let mut changed = cfg.clone();
         changed.defaults.steps = 30;
         changed.pipeline_cache_size = 3;
+        changed.themes_dir = PathBuf::from("/srv/themes");
         changed.save_to(&path).unwrap();
         assert_eq!(Config::load_from(&path).unwrap(), changed);
         assert_eq!(changed.default_params().steps, 30);
+        assert_eq!(cfg.themes_dir, PathBuf::from("themes"));
+        let text = "themes_dir: my-themes\n";
+        std::fs::write(&path, text).unwrap();
+        assert_eq!(
+            Config::load_from(&path).unwrap().themes_dir,
+            PathBuf::from("my-themes")
+        );
     }
 
     #[test]
