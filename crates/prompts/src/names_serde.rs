@@ -1,7 +1,7 @@
-//! Serde for optional sampler and scheduler names by their ComfyUI spelling
-//! (`dpmpp_2m`, `dpm_2`), through core's `FromStr`/`as_str`. Core's derived serde uses
-//! `rename_all = "snake_case"`, which spells some names differently (`dpmpp2m`), so profile
-//! files go through here to accept exactly the names users type everywhere else.
+//! Serde for optional sampler and scheduler names in hand-written profile and theme files,
+//! through core's `FromStr`/`as_str`: the ComfyUI spelling (`dpmpp_2m`) as core's serde
+//! uses, but forgiving of case and surrounding spaces the way the CLI flags are, and with
+//! the list of valid names in the error.
 
 use serde::{Deserialize, Deserializer, Serializer};
 use std::fmt::Display;
