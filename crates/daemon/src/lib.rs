@@ -184,6 +184,13 @@ impl Daemon {
     }
 }
 
+/// What `imagelab daemon` runs: starts with SIGINT/SIGTERM handling and serves until one
+/// arrives, then stops gracefully (requests in flight finish, `daemon.json` is removed).
+pub fn run_foreground(mut config: DaemonConfig) -> Result<()> {
+    config.handle_signals = true;
+    Daemon::start(config)?.wait()
+}
+
 /// A daemon serving on its own thread. Dropping it stops the server (not gracefully);
 /// [`RunningDaemon::stop`] lets requests in flight finish and removes `daemon.json`.
 pub struct RunningDaemon {
