@@ -23,7 +23,7 @@ use imagelab_core::Folders;
 use imagelab_queue::{Queue, QueueOptions, Recovery, RecoveryPolicy};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Arc, Weak};
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -103,9 +103,8 @@ impl Daemon {
         })?;
         let token = new_token();
         let queue = Arc::new(queue);
-        let queue_alive = Arc::downgrade(&queue);
         let state = web::Data::new(routes::AppState {
-            queue,
+            queue: queue.clone(),
             folders: Folders {
                 models: config.models_dir.clone(),
                 output: config.output_dir.clone(),
@@ -121,6 +120,8 @@ impl Daemon {
                 actix_rt::System::new().block_on(async move {
                     let server = HttpServer::new(move || {
                         App::new()
+                            // Method, path, status and time: never headers (the token).
+                            .wrap(actix_web::middleware::Logger::new("%r %s %Dms"))
                             .app_data(state.clone())
                             .app_data(token_data.clone())
                             .configure(routes::configure)
@@ -170,7 +171,7 @@ impl Daemon {
             address,
             info_path: None,
             recovery,
-            queue_alive,
+            queue: Some(queue),
             handle,
             thread: Some(thread),
         };
@@ -198,9 +199,9 @@ pub struct RunningDaemon {
     address: SocketAddr,
     info_path: Option<PathBuf>,
     recovery: Recovery,
-    /// Becomes dead once every server worker has let go of the queue, which releases its
-    /// lock on `jobs/` for the next daemon.
-    queue_alive: Weak<Queue>,
+    /// Our share of the queue: once the server's workers let go of theirs, it is dropped
+    /// here, which closes the database and frees `jobs/` for the next daemon.
+    queue: Option<Arc<Queue>>,
     handle: actix_web::dev::ServerHandle,
     thread: Option<JoinHandle<std::io::Result<()>>>,
 }
@@ -271,16 +272,36 @@ impl RunningDaemon {
                 Err(_) => Err(DaemonError::Server("the server thread panicked".into())),
             },
         };
-        // Worker threads drop their app (and with it the queue) just after the server
-        // future ends; wait for that so "stopped" means the jobs folder is free again.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.queue_alive.strong_count() > 0 && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        self.close_queue();
         if let Some(path) = self.info_path.take() {
             info::remove_daemon_info(&path, &self.info.token);
         }
         result
+    }
+}
+
+impl RunningDaemon {
+    /// Worker threads drop their app (and their share of the queue) just after the server
+    /// future ends. Wait until ours is the last share and drop it on this thread, so that
+    /// "stopped" means the database is closed and the jobs folder is free again.
+    fn close_queue(&mut self) {
+        let Some(mut queue) = self.queue.take() else {
+            return;
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match Arc::try_unwrap(queue) {
+                Ok(last) => return drop(last),
+                Err(shared) if Instant::now() < deadline => {
+                    queue = shared;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(_) => {
+                    log::warn!("the queue is still in use 10 s after the server stopped");
+                    return;
+                }
+            }
+        }
     }
 }
 

@@ -171,22 +171,22 @@ pub fn expand_submission(
 ) -> Result<Vec<NewJob>, ApiFailure> {
     let requests = decode_submission(body)?;
     // The limit is checked before any expansion, so a count of 4 billion costs nothing.
+    let too_many = |field: String| {
+        ApiFailure::new(
+            actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
+            format!("too many jobs in one submission: at most {MAX_JOBS_PER_SUBMIT}"),
+        )
+        .field(field)
+    };
     let mut total: u64 = 0;
     for (prefix, req) in &requests {
-        total += u64::from(req.count);
-        if total > u64::from(MAX_JOBS_PER_SUBMIT) {
-            let what = if requests.len() > 1 { "jobs" } else { "count" };
-            let field = if requests.len() > 1 {
-                "jobs".to_string()
-            } else {
-                format!("{prefix}count")
-            };
-            return Err(ApiFailure::new(
-                actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
-                format!("too many jobs in one submission ({what}): at most {MAX_JOBS_PER_SUBMIT}"),
-            )
-            .field(field));
+        if req.count > MAX_JOBS_PER_SUBMIT {
+            return Err(too_many(format!("{prefix}count")));
         }
+        total += u64::from(req.count);
+    }
+    if total > u64::from(MAX_JOBS_PER_SUBMIT) {
+        return Err(too_many("jobs".to_string()));
     }
     let mut jobs = Vec::new();
     for (prefix, req) in requests {

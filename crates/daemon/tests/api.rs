@@ -9,6 +9,7 @@ use common::{api_error, spec, Lab};
 use imagelab_client::{Client, ClientError};
 use imagelab_core::api::{JobPriority, ListQuery, SubmitBatch, SubmitRequest, DAEMON_INFO_FILE};
 use imagelab_daemon::Daemon;
+use imagelab_queue::{NewJob, Queue, QueueOptions};
 
 #[test]
 fn submit_one_a_count_and_a_batch_then_get_them() {
@@ -204,5 +205,27 @@ fn daemon_json_is_private_and_a_second_daemon_is_refused() {
             .unwrap()
             .token,
         daemon.token()
+    );
+}
+
+#[test]
+fn jobs_left_running_by_a_dead_daemon_are_requeued_at_start() {
+    let lab = Lab::new();
+    let jobs_dir = lab.path().join("jobs");
+    let id = {
+        // What a daemon killed mid-job leaves behind: a leased job.
+        let queue = Queue::open(&jobs_dir, QueueOptions::default()).unwrap();
+        let job = queue.enqueue(NewJob::new(spec(3))).unwrap();
+        queue.lease(job.id, "worker-0", &["GPU-0".into()]).unwrap();
+        job.id
+    };
+    let daemon = lab.start();
+    assert_eq!(daemon.recovery().requeued, vec![id]);
+    let job = lab.client().get(id.0).unwrap();
+    assert_eq!((job.state.as_str(), job.attempts), ("queued", 1));
+    assert_eq!(
+        job.worker.as_deref(),
+        Some("worker-0"),
+        "the last attempt is still shown"
     );
 }

@@ -121,6 +121,11 @@ fn bad_submissions_get_4xx_naming_the_field_and_create_nothing() {
         (413, Some("jobs")),
         "{err:?}"
     );
+    let mut big = good.clone();
+    big["count"] = 5000.into();
+    let batch = serde_json::json!({ "jobs": [good.clone(), big] }).to_string();
+    let (status, err) = post_jobs(&daemon, &batch);
+    assert_eq!((status, err.field.as_deref()), (413, Some("jobs[1].count")));
     let (status, err) = post_jobs(&daemon, r#"{"jobs": []}"#);
     assert_eq!((status, err.field.as_deref()), (422, Some("jobs")));
 
