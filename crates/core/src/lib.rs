@@ -4,6 +4,7 @@
 //! This crate depends on serde only, so the CLI client and the GUI compile fast and never
 //! link libtorch.
 
+pub mod api;
 pub mod config;
 pub mod names;
 pub mod params;

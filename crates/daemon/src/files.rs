@@ -1,0 +1,92 @@
+//! Read-only views of the folders: model names by folder, and output images, which are
+//! served only from inside `output/` (no `..`, no absolute name, no symlink leading out).
+
+use crate::error::ApiFailure;
+use crate::routes::AppState;
+use actix_web::{web, HttpResponse};
+use imagelab_core::api::{ModelList, OutputFile};
+use imagelab_core::paths::{list_model_names, resolve_in_folder, PathError};
+use std::path::Path;
+
+/// `GET /v1/models`: the loadable names in `checkpoints/`, `vae/` and `clip/`. The family
+/// of each needs the engine's classifier and is not reported yet.
+pub async fn models(state: web::Data<AppState>) -> Result<web::Json<ModelList>, ApiFailure> {
+    let folders = state.folders.clone();
+    let list = web::block(move || ModelList {
+        checkpoints: list_model_names(&folders.checkpoints()),
+        vae: list_model_names(&folders.vae()),
+        clip: list_model_names(&folders.clip()),
+    })
+    .await?;
+    Ok(web::Json(list))
+}
+
+/// The regular files directly in `folder`, sorted by name (a missing folder is empty).
+fn list_files(folder: &Path) -> Vec<OutputFile> {
+    let Ok(entries) = std::fs::read_dir(folder) else {
+        return Vec::new();
+    };
+    let mut files: Vec<OutputFile> = entries
+        .filter_map(Result::ok)
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .filter_map(|e| {
+            let meta = e.metadata().ok().filter(|m| m.is_file())?;
+            Some(OutputFile {
+                name: e.file_name().into_string().ok()?,
+                bytes: meta.len(),
+            })
+        })
+        .collect();
+    files.sort_by(|a, b| a.name.cmp(&b.name));
+    files
+}
+
+/// `GET /v1/outputs`: the files in `output/`.
+pub async fn outputs(state: web::Data<AppState>) -> Result<web::Json<Vec<OutputFile>>, ApiFailure> {
+    let folder = state.folders.output.clone();
+    Ok(web::Json(web::block(move || list_files(&folder)).await?))
+}
+
+fn content_type(name: &str) -> &'static str {
+    let lower = name.to_ascii_lowercase();
+    match lower.rsplit('.').next() {
+        Some("png") => "image/png",
+        Some("jpg" | "jpeg") => "image/jpeg",
+        Some("webp") => "image/webp",
+        Some("json") => "application/json",
+        Some("txt" | "log") => "text/plain; charset=utf-8",
+        _ => "application/octet-stream",
+    }
+}
+
+/// `GET /v1/outputs/{name}`: one file's bytes, only from inside `output/`.
+pub async fn output(
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+) -> Result<HttpResponse, ApiFailure> {
+    let name = name.into_inner();
+    let path = resolve_in_folder(&state.folders.output, &name, "output").map_err(|err| {
+        let failure = match err {
+            PathError::Escapes { .. } => {
+                ApiFailure::new(actix_web::http::StatusCode::FORBIDDEN, err.to_string())
+            }
+            _ => ApiFailure::bad_request(err.to_string()),
+        };
+        failure.field("name")
+    })?;
+    let shown = name.clone();
+    let bytes = web::block(move || {
+        if path.is_file() {
+            std::fs::read(&path).ok()
+        } else {
+            None
+        }
+    })
+    .await?
+    .ok_or_else(|| {
+        ApiFailure::not_found(format!("output {shown:?} not found in output/")).field("name")
+    })?;
+    Ok(HttpResponse::Ok()
+        .content_type(content_type(&name))
+        .body(bytes))
+}

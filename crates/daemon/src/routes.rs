@@ -1,0 +1,208 @@
+//! The HTTP routes: jobs (submit, list, get, cancel), the queue (pause, resume, status)
+//! and health. Queue calls block on a disk flush, so they run on actix's blocking pool.
+
+use crate::auth::{require_token, Token};
+use crate::convert::{job_view, queue_status};
+use crate::error::ApiFailure;
+use crate::files;
+use crate::submit::expand_submission;
+use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::middleware::from_fn;
+use actix_web::{web, HttpRequest, HttpResponse};
+use imagelab_core::api::{
+    Health, JobView, ListQuery, QueueStatus, SubmitResponse, DEFAULT_LIST_LIMIT, JOB_STATES,
+    MAX_LIST_LIMIT, PROTOCOL_VERSION,
+};
+use imagelab_core::Folders;
+use imagelab_queue::{JobId, Queue};
+use std::sync::Arc;
+
+/// Largest request body accepted: a batch of [`imagelab_core::api::MAX_JOBS_PER_SUBMIT`]
+/// jobs with long prompts fits comfortably.
+const MAX_BODY_BYTES: usize = 4 << 20;
+
+/// What every handler shares.
+pub struct AppState {
+    pub queue: Arc<Queue>,
+    pub folders: Folders,
+}
+
+type Reply<T> = Result<web::Json<T>, ApiFailure>;
+
+/// Mounts every route on an app or scope.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(
+        web::JsonConfig::default()
+            .limit(MAX_BODY_BYTES)
+            .error_handler(json_error),
+    )
+    .app_data(web::QueryConfig::default().error_handler(query_error))
+    .app_data(web::PathConfig::default().error_handler(path_error))
+    // Registered before the `/v1` scope so it is reached without a token.
+    .route("/v1/health", web::get().to(health))
+    .service(
+        web::scope("/v1")
+            .wrap(from_fn(require_token))
+            .route("/jobs", web::post().to(submit))
+            .route("/jobs", web::get().to(list))
+            .route("/jobs/{id}", web::get().to(get))
+            .route("/jobs/{id}/cancel", web::post().to(cancel))
+            .route("/queue", web::get().to(status))
+            .route("/queue/pause", web::post().to(pause))
+            .route("/queue/resume", web::post().to(resume))
+            .route("/models", web::get().to(files::models))
+            .route("/outputs", web::get().to(files::outputs))
+            .route("/outputs/{name:.*}", web::get().to(files::output))
+            .default_service(web::to(unknown_route)),
+    )
+    .default_service(web::to(unknown_route));
+}
+
+/// The token as app data for the middleware.
+pub fn token_data(token: &str) -> web::Data<Token> {
+    web::Data::new(Token(token.to_string()))
+}
+
+fn json_error(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
+    let failure = match &err {
+        JsonPayloadError::ContentType => ApiFailure::new(
+            actix_web::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "expected Content-Type: application/json",
+        ),
+        JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
+            ApiFailure::new(
+                actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request body too large: at most {MAX_BODY_BYTES} bytes"),
+            )
+        }
+        JsonPayloadError::Deserialize(e) => {
+            ApiFailure::bad_request(format!("malformed JSON in the request body: {e}"))
+        }
+        other => ApiFailure::bad_request(format!("cannot read the request body: {other}")),
+    };
+    failure.into()
+}
+
+fn query_error(err: QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
+    ApiFailure::bad_request(format!("bad query string: {err}")).into()
+}
+
+fn path_error(err: PathError, _req: &HttpRequest) -> actix_web::Error {
+    ApiFailure::bad_request(format!("bad path: {err}")).into()
+}
+
+async fn unknown_route(req: HttpRequest) -> Result<HttpResponse, ApiFailure> {
+    Err(ApiFailure::not_found(format!(
+        "no such endpoint: {} {}",
+        req.method(),
+        req.path()
+    )))
+}
+
+async fn health() -> web::Json<Health> {
+    web::Json(Health {
+        ok: true,
+        protocol: PROTOCOL_VERSION,
+        version: env!("CARGO_PKG_VERSION").to_string(),
+    })
+}
+
+fn parse_id(text: &str) -> Result<JobId, ApiFailure> {
+    text.parse().map_err(|_| {
+        ApiFailure::bad_request(format!("job id {text:?} is not a number")).field("id")
+    })
+}
+
+async fn submit(
+    state: web::Data<AppState>,
+    body: web::Json<serde_json::Value>,
+) -> Result<HttpResponse, ApiFailure> {
+    let jobs = expand_submission(body.into_inner(), &state.folders)?;
+    let queue = state.queue.clone();
+    // The queue flushes before returning: the answer is the acknowledgement.
+    let created = web::block(move || queue.enqueue_batch(jobs)).await??;
+    Ok(HttpResponse::Created().json(SubmitResponse {
+        ids: created.iter().map(|j| j.id.0).collect(),
+        seeds: created.iter().map(|j| j.spec.params.seed).collect(),
+    }))
+}
+
+async fn list(state: web::Data<AppState>, query: web::Query<ListQuery>) -> Reply<Vec<JobView>> {
+    let ListQuery {
+        state: wanted,
+        limit,
+    } = query.into_inner();
+    if let Some(name) = &wanted {
+        if !JOB_STATES.contains(&name.as_str()) {
+            return Err(ApiFailure::bad_request(format!(
+                "unknown state {name:?}: expected one of {}",
+                JOB_STATES.join(", ")
+            ))
+            .field("state"));
+        }
+    }
+    let limit = limit.unwrap_or(DEFAULT_LIST_LIMIT);
+    if limit == 0 || limit > MAX_LIST_LIMIT {
+        return Err(ApiFailure::bad_request(format!(
+            "limit {limit}: expected 1 to {MAX_LIST_LIMIT}"
+        ))
+        .field("limit"));
+    }
+    let queue = state.queue.clone();
+    let jobs = web::block(move || queue.list()).await??;
+    Ok(web::Json(
+        jobs.into_iter()
+            .rev()
+            .filter(|job| wanted.as_deref().is_none_or(|s| job.state.name() == s))
+            .take(limit)
+            .map(job_view)
+            .collect(),
+    ))
+}
+
+async fn get(state: web::Data<AppState>, id: web::Path<String>) -> Reply<JobView> {
+    let id = parse_id(&id)?;
+    let queue = state.queue.clone();
+    Ok(web::Json(job_view(
+        web::block(move || queue.get(id)).await??,
+    )))
+}
+
+async fn cancel(state: web::Data<AppState>, id: web::Path<String>) -> Reply<JobView> {
+    let id = parse_id(&id)?;
+    let queue = state.queue.clone();
+    Ok(web::Json(job_view(
+        web::block(move || queue.cancel(id)).await??,
+    )))
+}
+
+fn read_status(queue: &Queue) -> imagelab_queue::Result<QueueStatus> {
+    Ok(queue_status(queue.is_paused()?, queue.counts()?))
+}
+
+async fn status(state: web::Data<AppState>) -> Reply<QueueStatus> {
+    let queue = state.queue.clone();
+    Ok(web::Json(web::block(move || read_status(&queue)).await??))
+}
+
+async fn pause(state: web::Data<AppState>) -> Reply<QueueStatus> {
+    let queue = state.queue.clone();
+    Ok(web::Json(
+        web::block(move || {
+            queue.pause()?;
+            read_status(&queue)
+        })
+        .await??,
+    ))
+}
+
+async fn resume(state: web::Data<AppState>) -> Reply<QueueStatus> {
+    let queue = state.queue.clone();
+    Ok(web::Json(
+        web::block(move || {
+            queue.resume()?;
+            read_status(&queue)
+        })
+        .await??,
+    ))
+}
