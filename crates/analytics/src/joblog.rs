@@ -1,0 +1,149 @@
+//! Streaming `jobs/jobs.log` line by line with one reused buffer: job lines are read
+//! through a lenient borrowed view of the queue's `LogRecord` (only the fields analytics
+//! needs; unknown fields ignored, missing ones defaulted), so old, newer and partial
+//! records never break a report. Lines that are neither a job nor an event are counted.
+
+use crate::error::{AnalyticsError, Result};
+use crate::favorites::FavoriteEvent;
+use serde::Deserialize;
+use std::borrow::Cow;
+use std::io::BufRead;
+use std::path::Path;
+
+/// The generation parameters of a job line, as far as analytics cares.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct ParamsView<'a> {
+    #[serde(borrow)]
+    pub prompt: Cow<'a, str>,
+    #[serde(borrow)]
+    pub negative: Cow<'a, str>,
+    #[serde(borrow)]
+    pub model: Cow<'a, str>,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub steps: Option<u32>,
+    pub cfg: Option<f64>,
+    #[serde(borrow)]
+    pub sampler: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub scheduler: Option<Cow<'a, str>>,
+    pub seed: Option<i64>,
+}
+
+/// The job spec of a job line: parameters plus the style profile and theme.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct SpecView<'a> {
+    #[serde(borrow)]
+    pub params: ParamsView<'a>,
+    #[serde(borrow)]
+    pub style: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub theme: Option<Cow<'a, str>>,
+}
+
+/// The timings of a job line (milliseconds since the Unix epoch).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct TimingsView {
+    pub queued_at_ms: Option<u64>,
+    pub finished_at_ms: Option<u64>,
+}
+
+/// One job line. `id` and `state` are required: a line without them is not a job.
+#[derive(Debug, Deserialize)]
+pub struct JobView<'a> {
+    pub id: u64,
+    #[serde(borrow)]
+    pub state: Cow<'a, str>,
+    #[serde(default, borrow)]
+    pub spec: SpecView<'a>,
+    #[serde(default)]
+    pub seeds: Vec<i64>,
+    #[serde(default, borrow)]
+    pub model_hash: Option<Cow<'a, str>>,
+    #[serde(default)]
+    pub timings: TimingsView,
+    #[serde(default, borrow)]
+    pub outputs: Vec<Cow<'a, str>>,
+    /// A theme recorded at the top level (the prompt generator may put it here).
+    #[serde(default, borrow)]
+    pub theme: Option<Cow<'a, str>>,
+}
+
+impl JobView<'_> {
+    /// When the job finished (or, failing that, was queued).
+    pub fn time_ms(&self) -> Option<u64> {
+        self.timings.finished_at_ms.or(self.timings.queued_at_ms)
+    }
+
+    pub fn theme(&self) -> Option<&str> {
+        self.spec.theme.as_deref().or(self.theme.as_deref())
+    }
+}
+
+/// One parsed line.
+#[derive(Debug)]
+pub enum LogLine<'a> {
+    Job(JobView<'a>),
+    Event(FavoriteEvent),
+}
+
+/// Line counts of one pass.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct LineCounts {
+    /// Non-blank lines.
+    pub lines: u64,
+    pub jobs: u64,
+    pub events: u64,
+    /// Corrupt, partial or unknown lines, skipped.
+    pub skipped: u64,
+}
+
+/// Parses one line: an event when it has an `"event"` key, else a job.
+pub fn parse_line(line: &[u8]) -> Option<LogLine<'_>> {
+    if memchr::memmem::find(line, b"\"event\"").is_some() {
+        if let Ok(event) = serde_json::from_slice::<FavoriteEvent>(line) {
+            return Some(LogLine::Event(event));
+        }
+    }
+    serde_json::from_slice::<JobView>(line).ok().map(LogLine::Job)
+}
+
+/// Calls `visit` for every job and event line of `log`, in order, with constant memory.
+/// A missing log reads as empty.
+pub fn stream_log(log: &Path, mut visit: impl FnMut(LogLine<'_>)) -> Result<LineCounts> {
+    let mut counts = LineCounts::default();
+    let file = match std::fs::File::open(log) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(counts),
+        Err(e) => return Err(AnalyticsError::io(log)(e)),
+    };
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+    let mut line = Vec::with_capacity(4096);
+    loop {
+        line.clear();
+        let n = reader
+            .read_until(b'\n', &mut line)
+            .map_err(AnalyticsError::io(log))?;
+        if n == 0 {
+            break;
+        }
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        counts.lines += 1;
+        match parse_line(&line) {
+            Some(parsed) => {
+                match parsed {
+                    LogLine::Job(_) => counts.jobs += 1,
+                    LogLine::Event(_) => counts.events += 1,
+                }
+                visit(parsed);
+            }
+            None => counts.skipped += 1,
+        }
+    }
+    Ok(counts)
+}
