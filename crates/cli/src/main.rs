@@ -1,7 +1,9 @@
-//! The `imagelab` command line. Today: `generate` (the engine in-process, no daemon).
+//! The `imagelab` command line. Today: `generate` (the engine in-process, no daemon),
+//! `gpus` / `gpu-pick`, and `analyze` (favorites analytics from `jobs.log`).
 //! Every flag of `generate` can also come from an `IMAGELAB_*` environment variable, which
 //! is the headless mode for cron jobs and containers.
 
+mod analyze;
 mod generate;
 mod gpus;
 mod logging;
@@ -28,6 +30,9 @@ enum Command {
     Gpus(gpus::GpusArgs),
     /// Print the indices of idle GPUs (for CUDA_VISIBLE_DEVICES); exit 1 if too few, 2 without NVML.
     GpuPick(gpus::PickArgs),
+    /// Favorite rates by model, profile and settings from jobs.log and PNG folders; reports
+    /// (HTML, Markdown, JSON) and a theme of the winners.
+    Analyze(analyze::AnalyzeArgs),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +41,7 @@ fn main() -> ExitCode {
         Command::Generate(args) => generate::run(*args),
         Command::Gpus(args) => gpus::run_gpus(args),
         Command::GpuPick(args) => gpus::run_pick(args),
+        Command::Analyze(args) => analyze::run(args),
     };
     match result {
         Ok(code) => code,
