@@ -3,10 +3,11 @@
 //! distinct groups, never with the number of jobs, so a log of any length streams
 //! through in constant memory.
 
+use crate::intern::{FxMap, Interner};
 use crate::record::ImageRecord;
-use crate::wilson::{wilson_interval, Z95};
+pub use crate::tables::{day_label, Analysis, Day, GroupStats, Grouped, Table};
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 /// The single dimensions, in report order.
 pub const DIMENSIONS: &[&str] = &[
@@ -91,7 +92,7 @@ pub struct Counts {
 }
 
 impl Counts {
-    fn add(&mut self, s: &Sample) {
+    pub(crate) fn add(&mut self, s: &Sample) {
         self.images += 1;
         self.favorites += u64::from(s.favorite);
         if let Some(r) = s.rating {
@@ -101,131 +102,144 @@ impl Counts {
     }
 }
 
-/// A group's figures as reported.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct GroupStats {
-    /// The group's value; for pairs and configurations the parts joined by " × ".
-    pub key: String,
-    /// The parts of a composite key (one part for a single dimension).
-    pub parts: Vec<String>,
-    pub images: u64,
-    pub favorites: u64,
-    pub rate: f64,
-    pub wilson_low: f64,
-    pub wilson_high: f64,
-    /// At least the minimum support: ranked. Below it the group is listed, marked, unranked.
-    pub supported: bool,
-    /// 1 = best lower bound among the supported groups.
-    pub rank: Option<usize>,
-    pub mean_rating: Option<f64>,
-}
-
-/// One table: a dimension, a pair, or the configurations.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Table {
-    pub name: String,
-    pub columns: Vec<String>,
-    pub groups: Vec<GroupStats>,
-}
-
-/// Images and favorites made on one day (UTC).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Day {
-    pub day: String,
-    pub images: u64,
-    pub favorites: u64,
-}
-
-/// The aggregation's result (the report's numbers; `analyze` adds the summary).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Analysis {
-    pub images: u64,
-    pub favorites: u64,
-    pub rate: f64,
-    pub min_support: u64,
-    pub dimensions: Vec<Table>,
-    pub pairs: Vec<Table>,
-    /// Full configurations (model, profile, sampler, scheduler, CFG, steps, size),
-    /// supported ones ranked by the Wilson lower bound.
-    pub best_configs: Table,
-    pub over_time: Vec<Day>,
-}
-
-/// The streaming state.
+/// The streaming state: every dimension's values interned to ids, counts kept per id,
+/// per id pair and per configuration (ids of model, profile, sampler, scheduler, exact
+/// CFG, steps, size).
 #[derive(Debug)]
 pub struct Aggregator {
     min_support: u64,
     total: Counts,
-    dims: Vec<HashMap<String, Counts>>,
-    pairs: Vec<HashMap<String, Counts>>,
-    configs: HashMap<String, Counts>,
+    /// One interner per dimension, plus one for exact CFG values (index `CFG_EXACT`).
+    names: Vec<Interner>,
+    dims: Vec<Vec<Counts>>,
+    pairs: Vec<FxMap<(u32, u32), Counts>>,
+    configs: FxMap<[u32; 7], Counts>,
     days: BTreeMap<u64, Counts>,
-    key: String,
 }
 
 const DAY_MS: u64 = 86_400_000;
+const CFG_EXACT: usize = 8;
+const NO_NUMBER: u64 = u64::MAX;
 
 impl Aggregator {
     pub fn new(min_support: u64) -> Self {
         Aggregator {
             min_support,
             total: Counts::default(),
-            dims: vec![HashMap::new(); DIMENSIONS.len()],
-            pairs: vec![HashMap::new(); PAIRS.len()],
-            configs: HashMap::new(),
+            names: (0..=CFG_EXACT).map(|_| Interner::default()).collect(),
+            dims: vec![Vec::new(); DIMENSIONS.len()],
+            pairs: (0..PAIRS.len()).map(|_| FxMap::default()).collect(),
+            configs: FxMap::default(),
             days: BTreeMap::new(),
-            key: String::with_capacity(256),
         }
+    }
+
+    pub fn min_support(&self) -> u64 {
+        self.min_support
     }
 
     /// Counts one image in every group it belongs to.
     pub fn add(&mut self, s: &Sample) {
         self.total.add(s);
-        let steps = s.steps.map(|v| v.to_string());
-        let size = s.width.zip(s.height).map(|(w, h)| format!("{w}x{h}"));
-        let values: [&str; 8] = [
-            s.model.unwrap_or(UNKNOWN),
-            s.profile.unwrap_or(NONE),
-            s.theme.unwrap_or(NONE),
-            s.sampler.unwrap_or(UNKNOWN),
-            s.scheduler.unwrap_or(UNKNOWN),
-            cfg_bucket(s.cfg),
-            steps.as_deref().unwrap_or(UNKNOWN),
-            size.as_deref().unwrap_or(UNKNOWN),
+        let n = &mut self.names;
+        let cfg_bits = s
+            .cfg
+            .filter(|c| c.is_finite())
+            .map_or(NO_NUMBER, f64::to_bits);
+        let size_key = s
+            .width
+            .zip(s.height)
+            .map_or(NO_NUMBER, |(w, h)| (u64::from(w) << 32) | u64::from(h));
+        let ids: [u32; 8] = [
+            n[0].text(s.model.unwrap_or(UNKNOWN)),
+            n[1].text(s.profile.unwrap_or(NONE)),
+            n[2].text(s.theme.unwrap_or(NONE)),
+            n[3].text(s.sampler.unwrap_or(UNKNOWN)),
+            n[4].text(s.scheduler.unwrap_or(UNKNOWN)),
+            n[5].number(cfg_bits, || cfg_bucket(s.cfg).to_string()),
+            n[6].number(s.steps.map_or(NO_NUMBER, u64::from), || {
+                s.steps.map_or(UNKNOWN.to_string(), |v| v.to_string())
+            }),
+            n[7].number(size_key, || {
+                s.width
+                    .zip(s.height)
+                    .map_or(UNKNOWN.to_string(), |(w, h)| format!("{w}x{h}"))
+            }),
         ];
-        for (map, value) in self.dims.iter_mut().zip(values) {
-            bump(map, value, s);
+        // A configuration keeps the exact CFG: it is what a preset reuses.
+        let cfg_exact = n[CFG_EXACT].number(cfg_bits, || {
+            s.cfg
+                .filter(|c| c.is_finite())
+                .map_or(UNKNOWN.to_string(), |c| c.to_string())
+        });
+        for (counts, &id) in self.dims.iter_mut().zip(&ids) {
+            let id = id as usize;
+            if counts.len() <= id {
+                counts.resize(id + 1, Counts::default());
+            }
+            counts[id].add(s);
         }
         for (map, &(a, b)) in self.pairs.iter_mut().zip(PAIRS) {
-            self.key.clear();
-            self.key.push_str(values[a]);
-            self.key.push(SEP);
-            self.key.push_str(values[b]);
-            bump(map, &self.key, s);
+            map.entry((ids[a], ids[b])).or_default().add(s);
         }
-        // A configuration keeps the exact CFG: it is what a preset reuses.
-        self.key.clear();
-        for (i, part) in [0usize, 1, 3, 4].iter().map(|&i| values[i]).enumerate() {
-            if i > 0 {
-                self.key.push(SEP);
-            }
-            self.key.push_str(part);
-        }
-        self.key.push(SEP);
-        match s.cfg {
-            Some(c) if c.is_finite() => {
-                use std::fmt::Write;
-                let _ = write!(self.key, "{c}");
-            }
-            _ => self.key.push_str(UNKNOWN),
-        }
-        for i in [6usize, 7] {
-            self.key.push(SEP);
-            self.key.push_str(values[i]);
-        }
-        bump(&mut self.configs, &self.key, s);
+        let config = [ids[0], ids[1], ids[3], ids[4], cfg_exact, ids[6], ids[7]];
+        self.configs.entry(config).or_default().add(s);
         if let Some(ms) = s.created_ms {
             self.days.entry(ms / DAY_MS).or_default().add(s);
+        }
+    }
+
+    /// The counts under their text keys.
+    pub fn into_grouped(self) -> Grouped {
+        let names = &self.names;
+        let join = |parts: &[(usize, u32)]| {
+            let mut key = String::new();
+            for (i, &(dim, id)) in parts.iter().enumerate() {
+                if i > 0 {
+                    key.push(SEP);
+                }
+                key.push_str(names[dim].label(id));
+            }
+            key
+        };
+        let dims = self
+            .dims
+            .iter()
+            .enumerate()
+            .map(|(dim, counts)| {
+                counts
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, c)| c.images > 0)
+                    .map(|(id, c)| (join(&[(dim, id as u32)]), *c))
+                    .collect()
+            })
+            .collect();
+        let pairs = self
+            .pairs
+            .iter()
+            .zip(PAIRS)
+            .map(|(map, &(a, b))| {
+                map.iter()
+                    .map(|(&(x, y), c)| (join(&[(a, x), (b, y)]), *c))
+                    .collect()
+            })
+            .collect();
+        let config_dims = [0, 1, 3, 4, CFG_EXACT, 6, 7];
+        let configs = self
+            .configs
+            .iter()
+            .map(|(ids, c)| {
+                let parts: Vec<(usize, u32)> = config_dims.iter().copied().zip(*ids).collect();
+                (join(&parts), *c)
+            })
+            .collect();
+        Grouped {
+            total: self.total,
+            dims,
+            pairs,
+            configs,
+            days: self.days,
         }
     }
 
@@ -233,120 +247,6 @@ impl Aggregator {
     /// rate, then size, then name), then the unsupported ones by rate and size.
     pub fn finish(self) -> Analysis {
         let min = self.min_support;
-        let dimensions = DIMENSIONS
-            .iter()
-            .zip(self.dims)
-            .map(|(name, map)| table(name.to_string(), vec![name.to_string()], map, min))
-            .collect();
-        let pairs = PAIRS
-            .iter()
-            .zip(self.pairs)
-            .map(|(&(a, b), map)| {
-                let (a, b) = (DIMENSIONS[a], DIMENSIONS[b]);
-                table(
-                    format!("{a} × {b}"),
-                    vec![a.to_string(), b.to_string()],
-                    map,
-                    min,
-                )
-            })
-            .collect();
-        let config_columns = ["model", "profile", "sampler", "scheduler", "cfg", "steps", "size"];
-        let best_configs = table(
-            "configuration".into(),
-            config_columns.iter().map(|c| c.to_string()).collect(),
-            self.configs,
-            min,
-        );
-        let over_time = self
-            .days
-            .into_iter()
-            .map(|(day, c)| Day {
-                day: day_label(day),
-                images: c.images,
-                favorites: c.favorites,
-            })
-            .collect();
-        Analysis {
-            images: self.total.images,
-            favorites: self.total.favorites,
-            rate: rate(&self.total),
-            min_support: min,
-            dimensions,
-            pairs,
-            best_configs,
-            over_time,
-        }
-    }
-}
-
-fn bump(map: &mut HashMap<String, Counts>, key: &str, s: &Sample) {
-    match map.get_mut(key) {
-        Some(c) => c.add(s),
-        None => map.entry(key.to_string()).or_default().add(s),
-    }
-}
-
-fn rate(c: &Counts) -> f64 {
-    if c.images == 0 {
-        0.0
-    } else {
-        c.favorites as f64 / c.images as f64
-    }
-}
-
-fn table(name: String, columns: Vec<String>, map: HashMap<String, Counts>, min: u64) -> Table {
-    let mut groups: Vec<GroupStats> = map
-        .into_iter()
-        .map(|(key, c)| {
-            let interval = wilson_interval(c.favorites, c.images, Z95);
-            let parts: Vec<String> = key.split(SEP).map(str::to_string).collect();
-            GroupStats {
-                key: parts.join(" × "),
-                parts,
-                images: c.images,
-                favorites: c.favorites,
-                rate: rate(&c),
-                wilson_low: interval.low,
-                wilson_high: interval.high,
-                supported: c.images >= min,
-                rank: None,
-                mean_rating: (c.rated > 0).then(|| c.rating_sum as f64 / c.rated as f64),
-            }
-        })
-        .collect();
-    groups.sort_by(|a, b| {
-        b.supported
-            .cmp(&a.supported)
-            .then_with(|| {
-                if a.supported {
-                    b.wilson_low.total_cmp(&a.wilson_low)
-                } else {
-                    std::cmp::Ordering::Equal
-                }
-            })
-            .then_with(|| b.rate.total_cmp(&a.rate))
-            .then_with(|| b.images.cmp(&a.images))
-            .then_with(|| a.key.cmp(&b.key))
-    });
-    for (i, g) in groups.iter_mut().filter(|g| g.supported).enumerate() {
-        g.rank = Some(i + 1);
-    }
-    Table {
-        name,
-        columns,
-        groups,
-    }
-}
-
-/// `YYYY-MM-DD` of a day number since the epoch (UTC).
-pub fn day_label(day: u64) -> String {
-    let secs = i64::try_from(day.saturating_mul(86_400)).unwrap_or(0);
-    match time::OffsetDateTime::from_unix_timestamp(secs) {
-        Ok(t) => {
-            let d = t.date();
-            format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
-        }
-        Err(_) => format!("day {day}"),
+        self.into_grouped().finish(min)
     }
 }

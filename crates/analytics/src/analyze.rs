@@ -5,7 +5,7 @@ use crate::aggregate::{Aggregator, Analysis, Sample};
 use crate::error::Result;
 use crate::joblog::{stream_log, LineCounts, LogLine};
 use crate::pngmeta::scan_dirs;
-use crate::record::{file_name, normalize_sampler, ImageRecord, SourceTool};
+use crate::record::{file_name, sampler_name, ImageRecord, SourceTool};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -93,9 +93,9 @@ pub fn analyze(opts: &AnalyzeOptions) -> Result<Report> {
     let mut top = TopList::new(opts.top);
     let mut not_done = 0u64;
     let keep = |time: Option<u64>, theme: Option<&str>| {
-        opts.since_ms.is_none_or(|since| time.is_some_and(|t| t >= since))
-            && (opts.themes.is_empty()
-                || theme.is_some_and(|t| opts.themes.iter().any(|w| w == t)))
+        opts.since_ms
+            .is_none_or(|since| time.is_some_and(|t| t >= since))
+            && (opts.themes.is_empty() || theme.is_some_and(|t| opts.themes.iter().any(|w| w == t)))
     };
     let counts = stream_log(&opts.log, |line| {
         let LogLine::Job(job) = line else { return };
@@ -107,7 +107,7 @@ pub fn analyze(opts: &AnalyzeOptions) -> Result<Report> {
             return;
         }
         let params = &job.spec.params;
-        let sampler = params.sampler.as_deref().map(|s| normalize_sampler(s).0);
+        let sampler = params.sampler.as_deref().map(sampler_name);
         let model = Some(params.model.as_ref()).filter(|m| !m.is_empty());
         let base = Sample {
             model,
@@ -130,7 +130,10 @@ pub fn analyze(opts: &AnalyzeOptions) -> Result<Report> {
             job.outputs.iter().map(|o| o.as_ref()).collect()
         };
         for (i, output) in outputs.iter().enumerate() {
-            if let Some(&idx) = by_name.get(file_name(output)).filter(|_| !output.is_empty()) {
+            if let Some(&idx) = by_name
+                .get(file_name(output))
+                .filter(|_| !output.is_empty())
+            {
                 covered[idx] = true;
             }
             let state = favorites.lookup(Some(job.id), output);
@@ -150,7 +153,7 @@ pub fn analyze(opts: &AnalyzeOptions) -> Result<Report> {
                     model_hash: job.model_hash.as_deref().map(str::to_string),
                     profile: base.profile.map(str::to_string),
                     theme: base.theme.map(str::to_string),
-                    sampler: sampler.clone(),
+                    sampler: sampler.as_deref().map(str::to_string),
                     scheduler: base.scheduler.map(str::to_string),
                     cfg: base.cfg,
                     steps: base.steps,
@@ -188,10 +191,18 @@ pub fn analyze(opts: &AnalyzeOptions) -> Result<Report> {
         .finish()
         .into_iter()
         .map(|record| {
-            let file = locate(&record.path, opts.output_dir.as_deref(), &scan.records, &by_name);
+            let file = locate(
+                &record.path,
+                opts.output_dir.as_deref(),
+                &scan.records,
+                &by_name,
+            );
             if file.is_none() {
                 missing.push(if record.path.is_empty() {
-                    format!("job {} (no output recorded)", record.job.unwrap_or_default())
+                    format!(
+                        "job {} (no output recorded)",
+                        record.job.unwrap_or_default()
+                    )
                 } else {
                     record.path.clone()
                 });

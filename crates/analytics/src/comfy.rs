@@ -111,7 +111,11 @@ fn model_label(name: &str) -> String {
 
 /// Follows `value` through links until a node has one of `keys` as a plain (non-link)
 /// input, and returns that input. A plain `value` is returned as is.
-fn resolve<'a>(nodes: &'a Map<String, Value>, value: &'a Value, keys: &[&str]) -> Option<&'a Value> {
+fn resolve<'a>(
+    nodes: &'a Map<String, Value>,
+    value: &'a Value,
+    keys: &[&str],
+) -> Option<&'a Value> {
     let mut current = value;
     for _ in 0..MAX_HOPS {
         let Some(target) = link_target(current) else {

@@ -7,7 +7,7 @@ use crate::error::{AnalyticsError, Result};
 use crate::record::file_name;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::io::{BufRead, Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 /// What an event does.
@@ -103,10 +103,9 @@ impl FavoriteSet {
         }
         self.events += 1;
         let state = match e.image.as_deref() {
-            Some(image) if !image.trim().is_empty() => self
-                .images
-                .entry(file_name(image).to_string())
-                .or_default(),
+            Some(image) if !image.trim().is_empty() => {
+                self.images.entry(file_name(image).to_string()).or_default()
+            }
             _ => match e.job {
                 Some(job) => self.jobs.entry(job).or_default(),
                 None => return,
@@ -183,39 +182,97 @@ pub fn append_event(log: &Path, event: &FavoriteEvent) -> Result<()> {
         .map_err(io)
 }
 
-/// Folds every favorite event of the log, in order. Only lines containing `"event"` are
-/// parsed (a quick byte search), so this pass costs little more than reading the file.
-/// A missing log has no favorites.
+/// Folds every favorite event of the log, in order. The file is read in large blocks and
+/// only the lines around a `"event"` match are parsed (a vectorized byte search), so this
+/// pass costs little more than reading the file. A missing log has no favorites.
 pub fn fold_favorites(log: &Path) -> Result<FavoriteSet> {
+    fold_in_blocks(log, BLOCK)
+}
+
+fn fold_in_blocks(log: &Path, block: usize) -> Result<FavoriteSet> {
     let mut set = FavoriteSet::default();
-    let file = match std::fs::File::open(log) {
+    let mut file = match std::fs::File::open(log) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(set),
         Err(e) => return Err(AnalyticsError::io(log)(e)),
     };
     let finder = memchr::memmem::Finder::new(b"\"event\"");
-    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
-    let mut line = Vec::with_capacity(4096);
+    let mut buf = vec![0u8; block.max(1)];
+    // Bytes of an unfinished line carried from the previous block.
+    let mut filled = 0;
     loop {
-        line.clear();
-        let n = reader
-            .read_until(b'\n', &mut line)
+        if filled == buf.len() {
+            // One line longer than the block: grow rather than split it.
+            buf.resize(buf.len() * 2, 0);
+        }
+        let n = file
+            .read(&mut buf[filled..])
             .map_err(AnalyticsError::io(log))?;
+        let end = filled + n;
+        let complete = if n == 0 {
+            end
+        } else {
+            match memchr::memrchr(b'\n', &buf[..end]) {
+                Some(i) => i + 1,
+                None => {
+                    filled = end;
+                    continue;
+                }
+            }
+        };
+        let block = &buf[..complete];
+        let mut from = 0;
+        while let Some(hit) = finder.find(&block[from..]).map(|i| i + from) {
+            let start = memchr::memrchr(b'\n', &block[..hit]).map_or(0, |i| i + 1);
+            let stop = memchr::memchr(b'\n', &block[hit..]).map_or(block.len(), |i| hit + i);
+            if let Ok(event) = serde_json::from_slice::<FavoriteEvent>(&block[start..stop]) {
+                set.apply(&event);
+            }
+            from = stop;
+        }
         if n == 0 {
             break;
         }
-        if finder.find(&line).is_some() {
-            if let Ok(event) = serde_json::from_slice::<FavoriteEvent>(&line) {
-                set.apply(&event);
-            }
-        }
+        buf.copy_within(complete..end, 0);
+        filled = end - complete;
     }
     Ok(set)
 }
+
+/// Bytes read at a time by [`fold_favorites`].
+const BLOCK: usize = 8 << 20;
 
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn events_split_across_blocks_are_all_folded() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("jobs.log");
+        let mut text = String::new();
+        for job in 1..=40u64 {
+            text.push_str(&format!("{{\"id\":{job},\"state\":\"done\"}}\n"));
+            text.push_str(&format!(
+                "{{\"event\":\"favorite\",\"job\":{job},\"rating\":{}}}\n",
+                job % 5 + 1
+            ));
+        }
+        text.push_str("{\"event\":\"unfavorite\",\"job\":40}"); // no final newline
+        std::fs::write(&log, text).unwrap();
+        let whole = fold_in_blocks(&log, 1 << 20).unwrap();
+        assert_eq!(whole.events, 41);
+        assert_eq!(whole.starred().len(), 39);
+        for block in [1, 7, 30, 64, 100] {
+            assert_eq!(fold_in_blocks(&log, block).unwrap(), whole, "block {block}");
+        }
+    }
 }

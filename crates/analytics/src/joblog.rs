@@ -10,6 +10,26 @@ use std::borrow::Cow;
 use std::io::BufRead;
 use std::path::Path;
 
+/// A string borrowed from the line when it has no escapes (the common case), so the
+/// streaming loop does not allocate. (serde borrows a `Cow` only when it is the field's
+/// own type, not inside `Option` or `Vec`, hence the newtype.)
+#[derive(Debug, Default, Deserialize)]
+#[serde(transparent)]
+pub struct Text<'a>(#[serde(borrow)] pub Cow<'a, str>);
+
+impl std::ops::Deref for Text<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for Text<'_> {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
 /// The generation parameters of a job line, as far as analytics cares.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
@@ -25,9 +45,9 @@ pub struct ParamsView<'a> {
     pub steps: Option<u32>,
     pub cfg: Option<f64>,
     #[serde(borrow)]
-    pub sampler: Option<Cow<'a, str>>,
+    pub sampler: Option<Text<'a>>,
     #[serde(borrow)]
-    pub scheduler: Option<Cow<'a, str>>,
+    pub scheduler: Option<Text<'a>>,
     pub seed: Option<i64>,
 }
 
@@ -38,9 +58,9 @@ pub struct SpecView<'a> {
     #[serde(borrow)]
     pub params: ParamsView<'a>,
     #[serde(borrow)]
-    pub style: Option<Cow<'a, str>>,
+    pub style: Option<Text<'a>>,
     #[serde(borrow)]
-    pub theme: Option<Cow<'a, str>>,
+    pub theme: Option<Text<'a>>,
 }
 
 /// The timings of a job line (milliseconds since the Unix epoch).
@@ -62,14 +82,14 @@ pub struct JobView<'a> {
     #[serde(default)]
     pub seeds: Vec<i64>,
     #[serde(default, borrow)]
-    pub model_hash: Option<Cow<'a, str>>,
+    pub model_hash: Option<Text<'a>>,
     #[serde(default)]
     pub timings: TimingsView,
     #[serde(default, borrow)]
-    pub outputs: Vec<Cow<'a, str>>,
+    pub outputs: Vec<Text<'a>>,
     /// A theme recorded at the top level (the prompt generator may put it here).
     #[serde(default, borrow)]
-    pub theme: Option<Cow<'a, str>>,
+    pub theme: Option<Text<'a>>,
 }
 
 impl JobView<'_> {
@@ -83,8 +103,10 @@ impl JobView<'_> {
     }
 }
 
-/// One parsed line.
+/// One parsed line. (One lives at a time, on the stack; boxing the job view would cost an
+/// allocation per line for nothing.)
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum LogLine<'a> {
     Job(JobView<'a>),
     Event(FavoriteEvent),
@@ -108,7 +130,9 @@ pub fn parse_line(line: &[u8]) -> Option<LogLine<'_>> {
             return Some(LogLine::Event(event));
         }
     }
-    serde_json::from_slice::<JobView>(line).ok().map(LogLine::Job)
+    serde_json::from_slice::<JobView>(line)
+        .ok()
+        .map(LogLine::Job)
 }
 
 /// Calls `visit` for every job and event line of `log`, in order, with constant memory.
@@ -146,4 +170,29 @@ pub fn stream_log(log: &Path, mut visit: impl FnMut(LogLine<'_>)) -> Result<Line
         }
     }
     Ok(counts)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn plain_strings_are_borrowed_and_escaped_ones_decoded() {
+        let line = br#"{"id":1,"state":"done","spec":{"style":"noir","params":{"sampler":"eu\u006cer"}},"outputs":["a.png"]}"#;
+        let Some(LogLine::Job(job)) = parse_line(line) else {
+            panic!("not a job")
+        };
+        assert!(matches!(job.state, Cow::Borrowed("done")));
+        assert!(matches!(
+            job.spec.style.as_ref().unwrap().0,
+            Cow::Borrowed("noir")
+        ));
+        assert!(matches!(job.outputs[0].0, Cow::Borrowed("a.png")));
+        assert_eq!(job.spec.params.sampler.as_deref(), Some("euler"));
+        assert!(
+            parse_line(br#"{"state":"done"}"#).is_none(),
+            "no id: not a job"
+        );
+    }
 }

@@ -77,6 +77,15 @@ pub fn normalize_sampler(label: &str) -> (String, Option<String>) {
     }
 }
 
+/// [`normalize_sampler`] without allocating for names that are already ComfyUI's (what
+/// our own job lines hold), for the streaming loop.
+pub fn sampler_name(label: &str) -> std::borrow::Cow<'_, str> {
+    match label.parse::<imagelab_core::SamplerName>() {
+        Ok(name) => std::borrow::Cow::Borrowed(name.as_str()),
+        Err(_) => std::borrow::Cow::Owned(normalize_sampler(label).0),
+    }
+}
+
 /// Maps an A1111 "Schedule type" label ("Karras", "SGM Uniform") onto ComfyUI's name.
 pub fn normalize_scheduler(label: &str) -> String {
     let wanted = label.trim();

@@ -44,7 +44,9 @@ fn fixture_lines() -> Vec<String> {
         lines.push(favorite_job(id));
     }
     lines.push(r#"{"event":"favorite","job":2,"rating":5,"at":1}"#.into());
-    lines.push(r#"{"event":"favorite","image":"/somewhere/output/job0000000004_000.png","at":2}"#.into());
+    lines.push(
+        r#"{"event":"favorite","image":"/somewhere/output/job0000000004_000.png","at":2}"#.into(),
+    );
     lines.push(r#"{"event":"unfavorite","job":5,"at":3}"#.into());
     lines.push(r#"{"event":"rating","job":7,"rating":3,"at":4}"#.into());
     // A torn last line, as a crash mid-append leaves it.
@@ -53,11 +55,19 @@ fn fixture_lines() -> Vec<String> {
 }
 
 fn group<'a>(t: &'a Table, key: &str) -> &'a GroupStats {
-    t.groups.iter().find(|g| g.key == key).unwrap_or_else(|| panic!("no group {key} in {}", t.name))
+    t.groups
+        .iter()
+        .find(|g| g.key == key)
+        .unwrap_or_else(|| panic!("no group {key} in {}", t.name))
 }
 
 fn dim<'a>(r: &'a imagelab_analytics::Report, name: &str) -> &'a Table {
-    r.analysis.dimensions.iter().chain(&r.analysis.pairs).find(|t| t.name == name).unwrap()
+    r.analysis
+        .dimensions
+        .iter()
+        .chain(&r.analysis.pairs)
+        .find(|t| t.name == name)
+        .unwrap()
 }
 
 fn close(x: f64, want: f64) {
@@ -80,7 +90,10 @@ fn hand_computed_fixture() {
 
     let models = dim(&report, "model");
     let alpha = group(models, "alpha");
-    assert_eq!((alpha.images, alpha.favorites, alpha.rank), (12, 4, Some(1)));
+    assert_eq!(
+        (alpha.images, alpha.favorites, alpha.rank),
+        (12, 4, Some(1))
+    );
     close(alpha.wilson_low, 0.1381);
     close(alpha.wilson_high, 0.6094);
     assert_eq!(alpha.mean_rating, Some(4.0));
@@ -90,7 +103,10 @@ fn hand_computed_fixture() {
     let gamma = group(models, "gamma");
     assert_eq!((gamma.images, gamma.favorites), (3, 3));
     assert!(!gamma.supported);
-    assert_eq!(gamma.rank, None, "below the minimum support: marked, not ranked");
+    assert_eq!(
+        gamma.rank, None,
+        "below the minimum support: marked, not ranked"
+    );
     close(gamma.wilson_low, 0.4385);
     // Ranked groups come first even though gamma's rate is higher.
     assert_eq!(models.groups.last().unwrap().key, "gamma");
@@ -103,11 +119,20 @@ fn hand_computed_fixture() {
     close(none.wilson_low, 0.0851);
 
     let samplers = dim(&report, "sampler");
-    assert_eq!((group(samplers, "euler").images, group(samplers, "euler").favorites), (15, 7));
+    assert_eq!(
+        (
+            group(samplers, "euler").images,
+            group(samplers, "euler").favorites
+        ),
+        (15, 7)
+    );
     close(group(samplers, "euler").wilson_low, 0.2481);
     assert_eq!(group(samplers, "dpmpp_2m").favorites, 1);
     let cfg = dim(&report, "cfg");
-    assert_eq!((group(cfg, "6-8").images, group(cfg, "6-8").favorites), (22, 5));
+    assert_eq!(
+        (group(cfg, "6-8").images, group(cfg, "6-8").favorites),
+        (22, 5)
+    );
     close(group(cfg, "6-8").wilson_high, 0.4344);
     assert_eq!(group(cfg, "4-6").images, 3);
     assert_eq!(group(dim(&report, "size"), "1024x1024").images, 25);
@@ -119,18 +144,41 @@ fn hand_computed_fixture() {
     assert_eq!(group(pair, "alpha × (none)").images, 6);
     assert_eq!(pair.groups.len(), 4);
 
-    let days: Vec<(&str, u64, u64)> =
-        a.over_time.iter().map(|d| (d.day.as_str(), d.images, d.favorites)).collect();
-    assert_eq!(days, vec![("2025-11-20", 12, 4), ("2025-11-21", 10, 1), ("2025-11-22", 3, 3)]);
+    let days: Vec<(&str, u64, u64)> = a
+        .over_time
+        .iter()
+        .map(|d| (d.day.as_str(), d.images, d.favorites))
+        .collect();
+    assert_eq!(
+        days,
+        vec![
+            ("2025-11-20", 12, 4),
+            ("2025-11-21", 10, 1),
+            ("2025-11-22", 3, 3)
+        ]
+    );
 
     // Only beta's configuration has the support to be ranked (alpha's splits by profile).
     let best = &a.best_configs.groups[0];
     assert_eq!(
         best.parts,
-        ["beta", "(none)", "dpmpp_2m", "karras", "7", "20", "1024x1024"]
+        [
+            "beta",
+            "(none)",
+            "dpmpp_2m",
+            "karras",
+            "7",
+            "20",
+            "1024x1024"
+        ]
     );
     assert_eq!(best.rank, Some(1));
-    let ranked = a.best_configs.groups.iter().filter(|g| g.rank.is_some()).count();
+    let ranked = a
+        .best_configs
+        .groups
+        .iter()
+        .filter(|g| g.rank.is_some())
+        .count();
     assert_eq!(ranked, 1);
 }
 
@@ -157,9 +205,21 @@ fn events_append_and_fold_in_order() {
     std::fs::write(&log, Job::new(1, "m").line() + "\n{\"id\": 2, \"sta").unwrap();
     let fav = FavoriteEvent::new(EventKind::Favorite, Some(1), None, Some(4)).unwrap();
     append_event(&log, &fav).unwrap();
-    append_event(&log, &FavoriteEvent::new(EventKind::Favorite, None, Some("a/b.png".into()), None).unwrap()).unwrap();
-    append_event(&log, &FavoriteEvent::new(EventKind::Unfavorite, None, Some("b.png".into()), None).unwrap()).unwrap();
-    append_event(&log, &FavoriteEvent::new(EventKind::Rating, Some(1), None, Some(2)).unwrap()).unwrap();
+    append_event(
+        &log,
+        &FavoriteEvent::new(EventKind::Favorite, None, Some("a/b.png".into()), None).unwrap(),
+    )
+    .unwrap();
+    append_event(
+        &log,
+        &FavoriteEvent::new(EventKind::Unfavorite, None, Some("b.png".into()), None).unwrap(),
+    )
+    .unwrap();
+    append_event(
+        &log,
+        &FavoriteEvent::new(EventKind::Rating, Some(1), None, Some(2)).unwrap(),
+    )
+    .unwrap();
     let set = fold_favorites(&log).unwrap();
     assert_eq!(set.events, 4);
     let job1 = set.lookup(Some(1), "job0000000001_000.png");
@@ -169,9 +229,16 @@ fn events_append_and_fold_in_order() {
     assert_eq!(set.starred().len(), 1);
     let text = std::fs::read_to_string(&log).unwrap();
     assert_eq!(text.lines().count(), 6, "{text}");
-    assert!(text.lines().nth(2).unwrap().starts_with("{\"event\":\"favorite\""));
+    assert!(text
+        .lines()
+        .nth(2)
+        .unwrap()
+        .starts_with("{\"event\":\"favorite\""));
     // Bad ratings and empty targets are refused before anything is written.
     assert!(FavoriteEvent::new(EventKind::Favorite, Some(1), None, Some(6)).is_err());
     assert!(FavoriteEvent::new(EventKind::Favorite, None, None, None).is_err());
-    assert!(fold_favorites(&dir.path().join("absent.log")).unwrap().starred().is_empty());
+    assert!(fold_favorites(&dir.path().join("absent.log"))
+        .unwrap()
+        .starred()
+        .is_empty());
 }

@@ -12,7 +12,10 @@ use std::collections::BTreeMap;
 fn a1111_full_text_with_quoted_values_and_extra_fields() {
     let text = "a castle on a hill, (golden hour:1.2)\nmisty valley\nNegative prompt: blurry, lowres\nworst quality\nSteps: 30, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 6.5, Seed: 1234567890, Size: 832x1216, Model hash: abcdef1234, Model: \"juggernaut, v9: final\", Lora hashes: \"detail: 0123, style: 4567\", ADetailer model: face_yolov8n.pt, Version: v1.10.1";
     let p = parse_parameters(text);
-    assert_eq!(p.prompt, "a castle on a hill, (golden hour:1.2)\nmisty valley");
+    assert_eq!(
+        p.prompt,
+        "a castle on a hill, (golden hour:1.2)\nmisty valley"
+    );
     assert_eq!(p.negative, "blurry, lowres\nworst quality");
     assert_eq!(p.get("Model"), Some("juggernaut, v9: final"));
     assert_eq!(p.get("Lora hashes"), Some("detail: 0123, style: 4567"));
@@ -105,14 +108,29 @@ fn our_chunk_wins_over_parameters() {
     assert_eq!(r.model.as_deref(), Some("sd_xl_base_1.0"));
     assert_eq!(r.model_hash.as_deref(), Some("31e35c80fc"));
     assert_eq!(r.profile.as_deref(), Some("cinematic"));
-    assert_eq!((r.width, r.height, r.steps, r.cfg), (Some(1024), Some(768), Some(30), Some(5.5)));
+    assert_eq!(
+        (r.width, r.height, r.steps, r.cfg),
+        (Some(1024), Some(768), Some(30), Some(5.5))
+    );
     let mut texts = BTreeMap::new();
-    texts.insert("parameters".to_string(), "other\nSteps: 1, Sampler: Euler".to_string());
+    texts.insert(
+        "parameters".to_string(),
+        "other\nSteps: 1, Sampler: Euler".to_string(),
+    );
     texts.insert("imagelab".to_string(), ours.to_string());
-    assert_eq!(record_from_texts("out.png", &texts).unwrap().source, SourceTool::Imagelab);
+    assert_eq!(
+        record_from_texts("out.png", &texts).unwrap().source,
+        SourceTool::Imagelab
+    );
     texts.remove("imagelab");
-    assert_eq!(record_from_texts("out.png", &texts).unwrap().source, SourceTool::A1111);
+    assert_eq!(
+        record_from_texts("out.png", &texts).unwrap().source,
+        SourceTool::A1111
+    );
     texts.insert("prompt".to_string(), COMFY_GRAPH.to_string());
-    assert_eq!(record_from_texts("out.png", &texts).unwrap().source, SourceTool::Comfyui);
+    assert_eq!(
+        record_from_texts("out.png", &texts).unwrap().source,
+        SourceTool::Comfyui
+    );
     assert!(record_from_texts("x.png", &BTreeMap::new()).is_none());
 }

@@ -37,10 +37,16 @@ fn fixture() -> (tempfile::TempDir, Report) {
     let ours = r#"{"params":{"prompt":"prompt of job 1","model":"alpha"},"seed":7}"#;
     write_png(&images.join("job0000000001_000.png"), &[("imagelab", ours)]);
     write_png(&images.join("job0000000003_000.png"), &[("imagelab", ours)]);
-    write_png(&images.join("comfy.png"), &[("prompt", COMFY), ("workflow", "{}")]);
+    write_png(
+        &images.join("comfy.png"),
+        &[("prompt", COMFY), ("workflow", "{}")],
+    );
     write_png(
         &images.join("a1111.png"),
-        &[("parameters", "a fox\nSteps: 20, Sampler: Euler a, CFG scale: 7, Size: 512x512, Model: sd15")],
+        &[(
+            "parameters",
+            "a fox\nSteps: 20, Sampler: Euler a, CFG scale: 7, Size: 512x512, Model: sd15",
+        )],
     );
     write_png(&images.join("blank.png"), &[]);
     std::fs::write(images.join("broken.png"), b"not a png").unwrap();
@@ -60,14 +66,24 @@ fn bad_and_foreign_images_are_counted() {
     assert_eq!(s.pngs_without_metadata.len(), 1);
     assert!(s.pngs_without_metadata[0].ends_with("blank.png"));
     assert_eq!(s.pngs_unreadable.len(), 1);
-    assert_eq!(s.missing_images, ["job0000000002_000.png", "job0000000013_000.png"]);
+    assert_eq!(
+        s.missing_images,
+        ["job0000000002_000.png", "job0000000013_000.png"]
+    );
     // 23 jobs + the ComfyUI and A1111 images; favorites: jobs 1, 2, 3, 13 and comfy.png.
     assert_eq!((r.analysis.images, r.analysis.favorites), (25, 5));
-    let top: Vec<&str> = r.top_favorites.iter().map(|f| f.record.path.as_str()).collect();
+    let top: Vec<&str> = r
+        .top_favorites
+        .iter()
+        .map(|f| f.record.path.as_str())
+        .collect();
     assert_eq!(top[0], "job0000000001_000.png", "rated 5 comes first");
     assert!(top[1].ends_with("comfy.png"), "rated 4 second: {top:?}");
     assert!(r.top_favorites[1].file.is_some());
-    assert_eq!(r.top_favorites[1].record.model.as_deref(), Some("animagine"));
+    assert_eq!(
+        r.top_favorites[1].record.model.as_deref(),
+        Some("animagine")
+    );
 }
 
 fn pct(x: &Value) -> String {
@@ -92,7 +108,10 @@ fn json_groups(json: &Value) -> Vec<(String, Value)> {
 }
 
 fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 #[test]
@@ -106,29 +125,58 @@ fn html_and_markdown_numbers_equal_the_json() {
     for (table, g) in &groups {
         let figures = format!(
             "{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}–{}</td>",
-            g["images"], g["favorites"], pct(&g["rate"]), pct(&g["wilson_low"]), pct(&g["wilson_high"])
+            g["images"],
+            g["favorites"],
+            pct(&g["rate"]),
+            pct(&g["wilson_low"]),
+            pct(&g["wilson_high"])
         );
         let marker = format!(
             "data-table=\"{}\" data-key=\"{}\"",
             html_escape(table),
             html_escape(g["key"].as_str().unwrap())
         );
-        let start = html.find(&marker).unwrap_or_else(|| panic!("no HTML row {marker}"));
+        let start = html
+            .find(&marker)
+            .unwrap_or_else(|| panic!("no HTML row {marker}"));
         let row = &html[start..start + html[start..].find("</tr>").unwrap()];
         assert!(row.contains(&figures), "{row}\nwants {figures}");
-        let rank = g["rank"].as_u64().map(|r| r.to_string()).unwrap_or("low support".into());
+        let rank = g["rank"]
+            .as_u64()
+            .map(|r| r.to_string())
+            .unwrap_or("low support".into());
         assert!(row.contains(&format!("<td>{rank}</td>")), "{row}");
         // Markdown: the configuration table is cut to 20 rows; the rest must all appear.
-        let parts: Vec<&str> = g["parts"].as_array().unwrap().iter().map(|p| p.as_str().unwrap()).collect();
+        let parts: Vec<&str> = g["parts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_str().unwrap())
+            .collect();
         let md_row = format!(
             "| {rank} | {} | {} | {} | {} | {}–{} |",
-            parts.join(" | "), g["images"], g["favorites"], pct(&g["rate"]), pct(&g["wilson_low"]), pct(&g["wilson_high"])
+            parts.join(" | "),
+            g["images"],
+            g["favorites"],
+            pct(&g["rate"]),
+            pct(&g["wilson_low"]),
+            pct(&g["wilson_high"])
         );
         assert!(md.contains(&md_row), "no Markdown row {md_row}");
     }
-    let totals = format!("<b>{}</b> images, <b>{}</b> favorites (<b>{}</b>)", json["images"], json["favorites"], pct(&json["rate"]));
+    let totals = format!(
+        "<b>{}</b> images, <b>{}</b> favorites (<b>{}</b>)",
+        json["images"],
+        json["favorites"],
+        pct(&json["rate"])
+    );
     assert!(html.contains(&totals), "{totals}");
-    assert!(md.contains(&format!("{} images, {} favorites ({})", json["images"], json["favorites"], pct(&json["rate"]))));
+    assert!(md.contains(&format!(
+        "{} images, {} favorites ({})",
+        json["images"],
+        json["favorites"],
+        pct(&json["rate"])
+    )));
     assert_eq!(json["summary"]["log_lines"]["skipped"], 0);
 }
 
@@ -139,13 +187,18 @@ fn html_is_self_contained_with_charts_and_thumbnails() {
     assert!(html.starts_with("<!DOCTYPE html>"));
     assert!(!html.contains("<script"));
     assert!(!html.contains("src=\"http") && !html.contains("href=\"http"));
-    assert!(html.matches("data:image/png;base64,").count() >= 2, "thumbnails of job 1 and comfy.png");
+    assert!(
+        html.matches("data:image/png;base64,").count() >= 2,
+        "thumbnails of job 1 and comfy.png"
+    );
     assert!(html.contains("aria-label=\"heat map model × profile\""));
     assert!(html.contains("aria-label=\"favorite rate by model\""));
     assert!(html.contains("aria-label=\"favorites over time\""));
     assert!(html.contains("image missing: job0000000002_000.png"));
     assert!(html.contains("blank.png"));
-    assert!(html.contains("sampler euler_ancestral, scheduler karras, cfg 5, steps 30, size 832x1216"));
+    assert!(
+        html.contains("sampler euler_ancestral, scheduler karras, cfg 5, steps 30, size 832x1216")
+    );
 }
 
 #[test]
@@ -156,20 +209,39 @@ fn exported_theme_has_the_agreed_shape() {
     let v: serde_yaml::Value = serde_yaml::from_str(&yaml).unwrap();
     let map = v.as_mapping().unwrap();
     let keys: Vec<&str> = map.keys().map(|k| k.as_str().unwrap()).collect();
-    assert_eq!(keys, ["name", "templates", "negative", "profile", "models", "settings"], "{yaml}");
+    assert_eq!(
+        keys,
+        [
+            "name",
+            "templates",
+            "negative",
+            "profile",
+            "models",
+            "settings"
+        ],
+        "{yaml}"
+    );
     assert_eq!(v["name"].as_str(), Some("best"));
     let templates = v["templates"].as_sequence().unwrap();
     assert_eq!(templates[0].as_str(), Some("prompt of job 1"));
-    assert!(templates.iter().any(|t| t.as_str() == Some("1girl, night city")));
+    assert!(templates
+        .iter()
+        .any(|t| t.as_str() == Some("1girl, night city")));
     assert_eq!(v["negative"].as_str(), Some("blurry, lowres"));
     // alpha's configuration (3/12, noir) ranks above beta's (1/11).
     assert_eq!(v["profile"].as_str(), Some("noir"));
     assert_eq!(v["models"].as_sequence().unwrap().len(), 2);
     for key in ["sampler", "scheduler", "cfg", "steps", "size"] {
         let choices = v["settings"][key]["choices"].as_sequence();
-        assert!(choices.is_some_and(|c| !c.is_empty()), "settings.{key}.choices in {yaml}");
+        assert!(
+            choices.is_some_and(|c| !c.is_empty()),
+            "settings.{key}.choices in {yaml}"
+        );
     }
-    assert_eq!(v["settings"]["size"]["choices"][0].as_str(), Some("1024x1024"));
+    assert_eq!(
+        v["settings"]["size"]["choices"][0].as_str(),
+        Some("1024x1024")
+    );
     assert_eq!(v["settings"]["cfg"]["choices"][0].as_f64(), Some(7.0));
     assert_eq!(v["settings"]["steps"]["choices"][0].as_u64(), Some(20));
 }

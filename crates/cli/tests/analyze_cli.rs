@@ -56,7 +56,10 @@ fn analyze(dir: &Path) -> Command {
 #[test]
 fn json_report_from_the_default_log() {
     let dir = sandbox();
-    let out = analyze(dir.path()).args(["--format", "json"]).output().unwrap();
+    let out = analyze(dir.path())
+        .args(["--format", "json"])
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -69,11 +72,21 @@ fn json_report_from_the_default_log() {
     assert_eq!(models["groups"][0]["rank"], 1);
     // --since drops the first day; --min-support 20 leaves nothing ranked.
     let out = analyze(dir.path())
-        .args(["--format", "json", "--since", "2025-11-21", "--min-support", "20"])
+        .args([
+            "--format",
+            "json",
+            "--since",
+            "2025-11-21",
+            "--min-support",
+            "20",
+        ])
         .output()
         .unwrap();
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!((json["images"].as_u64(), json["favorites"].as_u64()), (Some(12), Some(1)));
+    assert_eq!(
+        (json["images"].as_u64(), json["favorites"].as_u64()),
+        (Some(12), Some(1))
+    );
     assert!(json["dimensions"][0]["groups"][0]["rank"].is_null());
 }
 
@@ -81,26 +94,43 @@ fn json_report_from_the_default_log() {
 fn html_and_markdown_files_and_theme_export() {
     let dir = sandbox();
     let out = analyze(dir.path())
-        .args(["--out", "reports/r.html", "--export-theme", "themes/best.yaml"])
+        .args([
+            "--out",
+            "reports/r.html",
+            "--export-theme",
+            "themes/best.yaml",
+        ])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
-    assert!(err.contains("24 images, 5 favorites; 2 log lines skipped"), "{err}");
+    assert!(
+        err.contains("24 images, 5 favorites; 2 log lines skipped"),
+        "{err}"
+    );
     let html = std::fs::read_to_string(dir.path().join("reports/r.html")).unwrap();
     assert!(html.starts_with("<!DOCTYPE html>"));
     assert!(html.contains("image missing: job0000000001_000.png"));
-    let theme: serde_yaml::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(dir.path().join("themes/best.yaml")).unwrap())
-            .unwrap();
+    let theme: serde_yaml::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(dir.path().join("themes/best.yaml")).unwrap(),
+    )
+    .unwrap();
     assert_eq!(theme["name"].as_str(), Some("best"));
     assert_eq!(theme["models"][0].as_str(), Some("alpha"));
     assert_eq!(theme["profile"].as_str(), Some("cinematic"));
-    assert_eq!(theme["settings"]["sampler"]["choices"][0].as_str(), Some("euler"));
-    let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("reports")).unwrap().collect();
+    assert_eq!(
+        theme["settings"]["sampler"]["choices"][0].as_str(),
+        Some("euler")
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("reports"))
+        .unwrap()
+        .collect();
     assert_eq!(leftovers.len(), 1, "no temporary files left behind");
 
-    let out = analyze(dir.path()).args(["--out", "r.md"]).output().unwrap();
+    let out = analyze(dir.path())
+        .args(["--out", "r.md"])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let md = std::fs::read_to_string(dir.path().join("r.md")).unwrap();
     assert!(md.starts_with("# imagelab favorites report"), "{md}");
@@ -109,22 +139,40 @@ fn html_and_markdown_files_and_theme_export() {
 #[test]
 fn bad_flags_name_the_value() {
     let dir = sandbox();
-    let out = analyze(dir.path()).args(["--since", "yesterday"]).output().unwrap();
+    let out = analyze(dir.path())
+        .args(["--since", "yesterday"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("\"yesterday\"") && err.contains("YYYY-MM-DD"), "{err}");
-    let out = analyze(dir.path()).args(["--format", "pdf"]).output().unwrap();
+    assert!(
+        err.contains("\"yesterday\"") && err.contains("YYYY-MM-DD"),
+        "{err}"
+    );
+    let out = analyze(dir.path())
+        .args(["--format", "pdf"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("html, md or json"));
-    let out = analyze(dir.path()).args(["--images", "no-such-dir"]).output().unwrap();
+    let out = analyze(dir.path())
+        .args(["--images", "no-such-dir"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-dir"));
     // No log at all is an empty report, not an error; a theme needs favorites.
     let empty = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(empty.path().join("home")).unwrap();
-    let out = analyze(empty.path()).args(["--format", "json"]).output().unwrap();
+    let out = analyze(empty.path())
+        .args(["--format", "json"])
+        .output()
+        .unwrap();
     assert!(out.status.success());
-    let out = analyze(empty.path()).args(["--export-theme", "t.yaml"]).output().unwrap();
+    let out = analyze(empty.path())
+        .args(["--export-theme", "t.yaml"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("favorite"));
     assert!(!empty.path().join("t.yaml").exists());

@@ -95,7 +95,11 @@ pub(super) fn render(r: &Report) -> String {
 }
 
 fn table(h: &mut String, t: &Table, limit: usize) {
-    let _ = write!(h, "<table data-table=\"{}\"><tr><th>rank</th>", esc(&t.name));
+    let _ = write!(
+        h,
+        "<table data-table=\"{}\"><tr><th>rank</th>",
+        esc(&t.name)
+    );
     for c in &t.columns {
         let _ = write!(h, "<th>{}</th>", esc(c));
     }
@@ -136,7 +140,10 @@ fn card(h: &mut String, f: &TopFavorite) {
     h.push_str("<div class=\"card\">");
     match f.file.as_deref().and_then(thumbnail) {
         Some(data) => {
-            let _ = write!(h, "<img alt=\"favorite\" src=\"data:image/png;base64,{data}\">");
+            let _ = write!(
+                h,
+                "<img alt=\"favorite\" src=\"data:image/png;base64,{data}\">"
+            );
         }
         None => {
             let _ = write!(

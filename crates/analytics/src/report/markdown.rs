@@ -43,7 +43,10 @@ pub(super) fn render(r: &Report) -> String {
     for t in a.dimensions.iter().chain(&a.pairs) {
         write_table(&mut out, &format!("By {}", t.name), t, usize::MAX);
     }
-    let _ = writeln!(out, "## Favorites over time\n\n| day | images | favorites |\n|---|---|---|");
+    let _ = writeln!(
+        out,
+        "## Favorites over time\n\n| day | images | favorites |\n|---|---|---|"
+    );
     for d in &a.over_time {
         let _ = writeln!(out, "| {} | {} | {} |", d.day, d.images, d.favorites);
     }
@@ -72,7 +75,11 @@ fn write_table(out: &mut String, title: &str, t: &Table, limit: usize) {
         "| rank | {} | images | favorites | rate | 95% interval | mean rating |",
         t.columns.join(" | ")
     );
-    let _ = writeln!(out, "|---|{}---|---|---|---|---|", "---|".repeat(t.columns.len()));
+    let _ = writeln!(
+        out,
+        "|---|{}---|---|---|---|---|",
+        "---|".repeat(t.columns.len())
+    );
     for g in t.groups.iter().take(limit) {
         let _ = writeln!(out, "{}", row(g));
     }

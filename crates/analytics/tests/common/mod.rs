@@ -94,9 +94,13 @@ pub fn write_png(path: &Path, texts: &[(&str, &str)]) {
     encoder.set_depth(png::BitDepth::Eight);
     for (k, v) in texts {
         if v.chars().all(|c| (c as u32) < 256) {
-            encoder.add_text_chunk(k.to_string(), v.to_string()).unwrap();
+            encoder
+                .add_text_chunk(k.to_string(), v.to_string())
+                .unwrap();
         } else {
-            encoder.add_itxt_chunk(k.to_string(), v.to_string()).unwrap();
+            encoder
+                .add_itxt_chunk(k.to_string(), v.to_string())
+                .unwrap();
         }
     }
     let mut writer = encoder.write_header().unwrap();
