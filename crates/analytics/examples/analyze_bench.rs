@@ -163,7 +163,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let t = Instant::now();
     let counts = imagelab_analytics::joblog::stream_log(&log, |_| {})?;
     println!(
-        "parts: favorites pass {fold_s:.2} s ({} events), parse-only pass {:.2} s ({} jobs)",
+        "parts: favorites pass {fold_s:.2} s ({} events), parse-only pass on one thread {:.2} s ({} jobs)",
         folded.events,
         t.elapsed().as_secs_f64(),
         counts.jobs

@@ -92,6 +92,13 @@ pub struct Counts {
 }
 
 impl Counts {
+    pub(crate) fn merge(&mut self, o: &Counts) {
+        self.images += o.images;
+        self.favorites += o.favorites;
+        self.rated += o.rated;
+        self.rating_sum += o.rating_sum;
+    }
+
     pub(crate) fn add(&mut self, s: &Sample) {
         self.images += 1;
         self.favorites += u64::from(s.favorite);

@@ -1,9 +1,11 @@
 //! One analysis run: scan the PNG folders, fold the favorite events, stream the job lines,
 //! add the scanned images the log did not already cover, and collect the top favorites.
 
-use crate::aggregate::{Aggregator, Analysis, Sample};
+use crate::aggregate::{Aggregator, Analysis, Grouped, Sample};
+use crate::error::AnalyticsError;
 use crate::error::Result;
-use crate::joblog::{stream_log, LineCounts, LogLine};
+use crate::favorites::FavoriteSet;
+use crate::joblog::{split_ranges, stream_range, JobView, LineCounts, LogLine};
 use crate::pngmeta::scan_dirs;
 use crate::record::{file_name, sampler_name, ImageRecord, SourceTool};
 use serde::Serialize;
@@ -26,6 +28,8 @@ pub struct AnalyzeOptions {
     pub min_support: u64,
     /// How many favorites the contact sheet and the theme export take.
     pub top: usize,
+    /// Threads reading the log (0: one per core, up to 4, for logs of 64 MB or more).
+    pub threads: usize,
 }
 
 impl AnalyzeOptions {
@@ -38,6 +42,7 @@ impl AnalyzeOptions {
             themes: Vec::new(),
             min_support: 10,
             top: 24,
+            threads: 0,
         }
     }
 }
@@ -88,93 +93,64 @@ pub fn analyze(opts: &AnalyzeOptions) -> Result<Report> {
         .enumerate()
         .map(|(i, r)| (r.file_name(), i))
         .collect();
-    let mut covered = vec![false; scan.records.len()];
-    let mut agg = Aggregator::new(opts.min_support);
-    let mut top = TopList::new(opts.top);
-    let mut not_done = 0u64;
-    let keep = |time: Option<u64>, theme: Option<&str>| {
-        opts.since_ms
-            .is_none_or(|since| time.is_some_and(|t| t >= since))
-            && (opts.themes.is_empty() || theme.is_some_and(|t| opts.themes.iter().any(|w| w == t)))
+    let len = std::fs::metadata(&opts.log).map(|m| m.len()).unwrap_or(0);
+    let threads = match opts.threads {
+        0 if len >= PARALLEL_FROM => {
+            std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
+        }
+        0 => 1,
+        n => n,
     };
-    let counts = stream_log(&opts.log, |line| {
-        let LogLine::Job(job) = line else { return };
-        if job.state != "done" {
-            not_done += 1;
-            return;
+    let ctx = Context {
+        opts,
+        favorites: &favorites,
+        by_name: &by_name,
+        pngs: scan.records.len(),
+    };
+    let results: Vec<Result<Part>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = split_ranges(len, threads)
+            .into_iter()
+            .map(|(start, end)| {
+                let ctx = &ctx;
+                scope.spawn(move || ctx.read_part(start, end))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(AnalyticsError::Format {
+                        path: opts.log.clone(),
+                        message: "an analysis thread failed".into(),
+                    })
+                })
+            })
+            .collect()
+    });
+    let mut grouped = Grouped::default();
+    let mut top = TopList::new(opts.top);
+    let mut covered = vec![false; scan.records.len()];
+    let mut not_done = 0;
+    let mut counts = LineCounts::default();
+    for part in results {
+        let part = part?;
+        grouped.merge(part.agg.into_grouped());
+        top.absorb(part.top);
+        for (c, p) in covered.iter_mut().zip(part.covered) {
+            *c |= p;
         }
-        if !keep(job.time_ms(), job.theme()) {
-            return;
-        }
-        let params = &job.spec.params;
-        let sampler = params.sampler.as_deref().map(sampler_name);
-        let model = Some(params.model.as_ref()).filter(|m| !m.is_empty());
-        let base = Sample {
-            model,
-            profile: job.spec.style.as_deref(),
-            theme: job.theme(),
-            sampler: sampler.as_deref(),
-            scheduler: params.scheduler.as_deref(),
-            cfg: params.cfg,
-            steps: params.steps,
-            width: params.width,
-            height: params.height,
-            created_ms: job.time_ms(),
-            favorite: false,
-            rating: None,
-        };
-        // A done job without recorded outputs still made (at least) one image.
-        let outputs: Vec<&str> = if job.outputs.is_empty() {
-            vec![""]
-        } else {
-            job.outputs.iter().map(|o| o.as_ref()).collect()
-        };
-        for (i, output) in outputs.iter().enumerate() {
-            if let Some(&idx) = by_name
-                .get(file_name(output))
-                .filter(|_| !output.is_empty())
-            {
-                covered[idx] = true;
-            }
-            let state = favorites.lookup(Some(job.id), output);
-            let sample = Sample {
-                favorite: state.favorite,
-                rating: state.rating,
-                ..base
-            };
-            agg.add(&sample);
-            if state.favorite && top.wants(state.rating, sample.created_ms) {
-                top.push(ImageRecord {
-                    path: output.to_string(),
-                    job: Some(job.id),
-                    prompt: params.prompt.to_string(),
-                    negative: params.negative.to_string(),
-                    model: model.map(str::to_string),
-                    model_hash: job.model_hash.as_deref().map(str::to_string),
-                    profile: base.profile.map(str::to_string),
-                    theme: base.theme.map(str::to_string),
-                    sampler: sampler.as_deref().map(str::to_string),
-                    scheduler: base.scheduler.map(str::to_string),
-                    cfg: base.cfg,
-                    steps: base.steps,
-                    width: base.width,
-                    height: base.height,
-                    seed: job.seeds.get(i).copied().or(params.seed),
-                    created_ms: base.created_ms,
-                    favorite: true,
-                    rating: state.rating,
-                    source: SourceTool::JobLog,
-                });
-            }
-        }
-    })?;
+        not_done += part.not_done;
+        counts.merge(&part.counts);
+    }
+    // Scanned PNGs the log did not cover (other tools' images, or ours from elsewhere).
+    let mut agg = Aggregator::new(opts.min_support);
     let mut pngs_in_log = 0;
     for (record, covered) in scan.records.iter().zip(&covered) {
         if *covered {
             pngs_in_log += 1;
             continue;
         }
-        if !keep(record.created_ms, record.theme.as_deref()) {
+        if !keeps(opts, record.created_ms, record.theme.as_deref()) {
             continue;
         }
         let state = favorites.lookup(None, &record.path);
@@ -186,6 +162,7 @@ pub fn analyze(opts: &AnalyzeOptions) -> Result<Report> {
             top.push(record);
         }
     }
+    grouped.merge(agg.into_grouped());
     let mut missing = Vec::new();
     let top_favorites = top
         .finish()
@@ -224,9 +201,127 @@ pub fn analyze(opts: &AnalyzeOptions) -> Result<Report> {
             since_ms: opts.since_ms,
             themes: opts.themes.clone(),
         },
-        analysis: agg.finish(),
+        analysis: grouped.finish(opts.min_support),
         top_favorites,
     })
+}
+
+/// Logs at least this large are read on several threads.
+const PARALLEL_FROM: u64 = 64 << 20;
+
+/// Whether an image made at `time` with `theme` passes the filters.
+fn keeps(opts: &AnalyzeOptions, time: Option<u64>, theme: Option<&str>) -> bool {
+    opts.since_ms
+        .is_none_or(|since| time.is_some_and(|t| t >= since))
+        && (opts.themes.is_empty() || theme.is_some_and(|t| opts.themes.iter().any(|w| w == t)))
+}
+
+/// What every thread reads with.
+struct Context<'a> {
+    opts: &'a AnalyzeOptions,
+    favorites: &'a FavoriteSet,
+    by_name: &'a HashMap<&'a str, usize>,
+    pngs: usize,
+}
+
+/// What one thread found in its byte range of the log.
+struct Part {
+    agg: Aggregator,
+    top: TopList,
+    /// Which scanned PNGs the log's outputs named.
+    covered: Vec<bool>,
+    not_done: u64,
+    counts: LineCounts,
+}
+
+impl Context<'_> {
+    fn read_part(&self, start: u64, end: u64) -> Result<Part> {
+        let mut part = Part {
+            agg: Aggregator::new(self.opts.min_support),
+            top: TopList::new(self.opts.top),
+            covered: vec![false; self.pngs],
+            not_done: 0,
+            counts: LineCounts::default(),
+        };
+        part.counts = stream_range(&self.opts.log, start, end, |line| {
+            if let LogLine::Job(job) = line {
+                self.add_job(&mut part, &job);
+            }
+        })?;
+        Ok(part)
+    }
+
+    fn add_job(&self, part: &mut Part, job: &JobView) {
+        if job.state != "done" {
+            part.not_done += 1;
+            return;
+        }
+        if !keeps(self.opts, job.time_ms(), job.theme()) {
+            return;
+        }
+        let params = &job.spec.params;
+        let sampler = params.sampler.as_deref().map(sampler_name);
+        let model = Some(params.model.as_ref()).filter(|m| !m.is_empty());
+        let base = Sample {
+            model,
+            profile: job.spec.style.as_deref(),
+            theme: job.theme(),
+            sampler: sampler.as_deref(),
+            scheduler: params.scheduler.as_deref(),
+            cfg: params.cfg,
+            steps: params.steps,
+            width: params.width,
+            height: params.height,
+            created_ms: job.time_ms(),
+            favorite: false,
+            rating: None,
+        };
+        // A done job without recorded outputs still made (at least) one image.
+        let outputs: Vec<&str> = if job.outputs.is_empty() {
+            vec![""]
+        } else {
+            job.outputs.iter().map(|o| o.as_ref()).collect()
+        };
+        for (i, output) in outputs.iter().enumerate() {
+            if let Some(&idx) = self
+                .by_name
+                .get(file_name(output))
+                .filter(|_| !output.is_empty())
+            {
+                part.covered[idx] = true;
+            }
+            let state = self.favorites.lookup(Some(job.id), output);
+            let sample = Sample {
+                favorite: state.favorite,
+                rating: state.rating,
+                ..base
+            };
+            part.agg.add(&sample);
+            if state.favorite && part.top.wants(state.rating, sample.created_ms) {
+                part.top.push(ImageRecord {
+                    path: output.to_string(),
+                    job: Some(job.id),
+                    prompt: params.prompt.to_string(),
+                    negative: params.negative.to_string(),
+                    model: model.map(str::to_string),
+                    model_hash: job.model_hash.as_deref().map(str::to_string),
+                    profile: base.profile.map(str::to_string),
+                    theme: base.theme.map(str::to_string),
+                    sampler: sampler.as_deref().map(str::to_string),
+                    scheduler: base.scheduler.map(str::to_string),
+                    cfg: base.cfg,
+                    steps: base.steps,
+                    width: base.width,
+                    height: base.height,
+                    seed: job.seeds.get(i).copied().or(params.seed),
+                    created_ms: base.created_ms,
+                    favorite: true,
+                    rating: state.rating,
+                    source: SourceTool::JobLog,
+                });
+            }
+        }
+    }
 }
 
 /// Finds an image on disk: as recorded, relative to the output folder, or by file name
@@ -293,6 +388,13 @@ impl TopList {
             Self::score(b.rating, b.created_ms).cmp(&Self::score(a.rating, a.created_ms))
         });
         self.items.truncate(self.limit);
+    }
+
+    /// Takes in another thread's list.
+    fn absorb(&mut self, other: TopList) {
+        for record in other.items {
+            self.push(record);
+        }
     }
 
     fn finish(mut self) -> Vec<ImageRecord> {

@@ -7,7 +7,7 @@ use crate::error::{AnalyticsError, Result};
 use crate::favorites::FavoriteEvent;
 use serde::Deserialize;
 use std::borrow::Cow;
-use std::io::BufRead;
+use std::io::{BufRead, Seek, SeekFrom};
 use std::path::Path;
 
 /// A string borrowed from the line when it has no escapes (the common case), so the
@@ -137,23 +137,59 @@ pub fn parse_line(line: &[u8]) -> Option<LogLine<'_>> {
 
 /// Calls `visit` for every job and event line of `log`, in order, with constant memory.
 /// A missing log reads as empty.
-pub fn stream_log(log: &Path, mut visit: impl FnMut(LogLine<'_>)) -> Result<LineCounts> {
+pub fn stream_log(log: &Path, visit: impl FnMut(LogLine<'_>)) -> Result<LineCounts> {
+    stream_range(log, 0, u64::MAX, visit)
+}
+
+/// `parts` byte ranges covering a file of `len` bytes, for reading it on several threads.
+pub fn split_ranges(len: u64, parts: usize) -> Vec<(u64, u64)> {
+    let parts = parts.max(1) as u64;
+    let step = len.div_ceil(parts).max(1);
+    (0..parts)
+        .map(|i| {
+            (
+                i * step,
+                if i + 1 == parts {
+                    u64::MAX
+                } else {
+                    (i + 1) * step
+                },
+            )
+        })
+        .collect()
+}
+
+/// Like [`stream_log`] for the lines that start at a byte offset in `[start, end)`, so
+/// adjacent ranges read every line exactly once.
+pub fn stream_range(
+    log: &Path,
+    start: u64,
+    end: u64,
+    mut visit: impl FnMut(LogLine<'_>),
+) -> Result<LineCounts> {
     let mut counts = LineCounts::default();
-    let file = match std::fs::File::open(log) {
+    let mut file = match std::fs::File::open(log) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(counts),
         Err(e) => return Err(AnalyticsError::io(log)(e)),
     };
+    let io = AnalyticsError::io;
+    let mut pos = start.saturating_sub(1);
+    file.seek(SeekFrom::Start(pos)).map_err(io(log))?;
     let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
     let mut line = Vec::with_capacity(4096);
-    loop {
+    if start > 0 {
+        // The line running into `start` belongs to the range before (unless the byte
+        // before `start` ends a line, in which case this only consumes that newline).
+        pos += reader.read_until(b'\n', &mut line).map_err(io(log))? as u64;
+    }
+    while pos < end {
         line.clear();
-        let n = reader
-            .read_until(b'\n', &mut line)
-            .map_err(AnalyticsError::io(log))?;
+        let n = reader.read_until(b'\n', &mut line).map_err(io(log))?;
         if n == 0 {
             break;
         }
+        pos += n as u64;
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
@@ -170,6 +206,16 @@ pub fn stream_log(log: &Path, mut visit: impl FnMut(LogLine<'_>)) -> Result<Line
         }
     }
     Ok(counts)
+}
+
+impl LineCounts {
+    /// Adds the counts of another range.
+    pub fn merge(&mut self, o: &LineCounts) {
+        self.lines += o.lines;
+        self.jobs += o.jobs;
+        self.events += o.events;
+        self.skipped += o.skipped;
+    }
 }
 
 #[cfg(test)]

@@ -68,6 +68,32 @@ pub struct Grouped {
 }
 
 impl Grouped {
+    /// Adds the counts of another part of the log (read by another thread).
+    pub fn merge(&mut self, other: Grouped) {
+        fn add_map(into: &mut HashMap<String, Counts>, from: HashMap<String, Counts>) {
+            for (k, c) in from {
+                into.entry(k).or_default().merge(&c);
+            }
+        }
+        self.total.merge(&other.total);
+        let (d, p) = (
+            self.dims.len().max(other.dims.len()),
+            self.pairs.len().max(other.pairs.len()),
+        );
+        self.dims.resize(d, HashMap::new());
+        self.pairs.resize(p, HashMap::new());
+        for (into, from) in self.dims.iter_mut().zip(other.dims) {
+            add_map(into, from);
+        }
+        for (into, from) in self.pairs.iter_mut().zip(other.pairs) {
+            add_map(into, from);
+        }
+        add_map(&mut self.configs, other.configs);
+        for (day, c) in other.days {
+            self.days.entry(day).or_default().merge(&c);
+        }
+    }
+
     /// The report's figures, with groups below `min` images marked and unranked.
     pub fn finish(self, min: u64) -> Analysis {
         let mut dims = self.dims;

@@ -242,3 +242,17 @@ fn events_append_and_fold_in_order() {
         .starred()
         .is_empty());
 }
+
+#[test]
+fn threads_give_the_same_report_as_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("jobs.log");
+    write_lines(&log, &fixture_lines());
+    let mut opts = AnalyzeOptions::new(log);
+    opts.threads = 1;
+    let one = analyze(&opts).unwrap();
+    for threads in [2, 3, 5, 64] {
+        opts.threads = threads;
+        assert_eq!(analyze(&opts).unwrap(), one, "{threads} threads");
+    }
+}
