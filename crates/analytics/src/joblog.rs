@@ -241,4 +241,35 @@ mod tests {
             "no id: not a job"
         );
     }
+
+    #[test]
+    fn ranges_read_every_line_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("jobs.log");
+        let mut text = String::new();
+        for id in 0..50 {
+            text.push_str(&format!("{{\"id\":{id},\"state\":\"done\"}}\n"));
+            if id % 7 == 0 {
+                text.push_str("torn {\n\n");
+            }
+        }
+        std::fs::write(&log, &text).unwrap();
+        let whole = stream_log(&log, |_| {}).unwrap();
+        assert_eq!((whole.jobs, whole.skipped), (50, 8));
+        for parts in [2, 3, 7, 40, 2000] {
+            let mut ids = Vec::new();
+            let mut total = LineCounts::default();
+            for (start, end) in split_ranges(text.len() as u64, parts) {
+                let counts = stream_range(&log, start, end, |l| {
+                    if let LogLine::Job(j) = l {
+                        ids.push(j.id);
+                    }
+                })
+                .unwrap();
+                total.merge(&counts);
+            }
+            assert_eq!(total, whole, "{parts} parts");
+            assert_eq!(ids, (0..50).collect::<Vec<u64>>(), "{parts} parts");
+        }
+    }
 }
