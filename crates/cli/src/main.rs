@@ -1,8 +1,10 @@
-//! The `imagelab` command line. Today: `generate` (the engine in-process, no daemon), the GPU
-//! commands, and `prompts` / `profiles` (themes, templates and style profiles).
+//! The `imagelab` command line: `generate` (the engine in-process, no daemon), `gpus` /
+//! `gpu-pick`, `prompts` / `profiles` (themes, templates and style profiles) and `analyze`
+//! (favorites analytics from `jobs.log`).
 //! Every flag of `generate` can also come from an `IMAGELAB_*` environment variable, which
 //! is the headless mode for cron jobs and containers.
 
+mod analyze;
 mod generate;
 mod gpus;
 mod logging;
@@ -34,6 +36,9 @@ enum Command {
     Prompts(prompts::PromptsArgs),
     /// List the style profiles (mature ones only with --mature), or import A1111/Fooocus styles.
     Profiles(prompts::ProfilesArgs),
+    /// Favorite rates by model, profile and settings from jobs.log and PNG folders; reports
+    /// (HTML, Markdown, JSON) and a theme of the winners.
+    Analyze(analyze::AnalyzeArgs),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +49,7 @@ fn main() -> ExitCode {
         Command::GpuPick(args) => gpus::run_pick(args),
         Command::Prompts(args) => prompts::run_prompts(args),
         Command::Profiles(args) => prompts::run_profiles(args),
+        Command::Analyze(args) => analyze::run(args),
     };
     match result {
         Ok(code) => code,
