@@ -229,7 +229,7 @@ pub fn run(args: GenerateArgs) -> Result<ExitCode> {
         checkpoint,
         vae,
         clip,
-        device,
+        placement: device.into(),
         dtype,
     };
     let pipeline =

@@ -48,7 +48,7 @@ fn load(path: &Path) -> Pipeline {
         checkpoint: path.to_path_buf(),
         vae: None,
         clip: None,
-        device: DeviceSpec::Cpu,
+        placement: DeviceSpec::Cpu.into(),
         dtype: DType::Fp32,
     })
     .unwrap()
