@@ -108,9 +108,10 @@ fn check_tiling(tile: i64, overlap: i64) -> Result<()> {
     Ok(())
 }
 
-/// Runs `f` on every tile of `input` (laid out on `input`'s grid of `grid` cells per input
-/// sample), blending the outputs (at `out_scale` output samples per grid cell).
-fn run_tiled(
+/// Runs `f` on every tile of `input` (`grid` input samples per grid cell; tiles of `tile`
+/// cells overlapping by `overlap`), blending the outputs (`out_scale` output samples per
+/// cell) with the feathered weights of [`axis_tiles`]. Returns fp32.
+pub fn tiled_apply(
     input: &Tensor,
     grid: i64,
     tile: i64,
@@ -167,7 +168,7 @@ impl AutoencoderKl {
     pub fn decode_tiled(&self, latents: &Tensor, tile: i64, overlap: i64) -> Result<Tensor> {
         self.check_input("latents", latents, self.config.latent_channels, 1)?;
         let factor = self.config.downscale_factor();
-        run_tiled(latents, 1, tile, overlap, factor, &|piece| {
+        tiled_apply(latents, 1, tile, overlap, factor, &|piece| {
             self.decode(piece)
         })
     }
@@ -177,7 +178,7 @@ impl AutoencoderKl {
     pub fn encode_tiled(&self, images: &Tensor, tile: i64, overlap: i64) -> Result<Tensor> {
         let factor = self.config.downscale_factor();
         self.check_input("images", images, self.config.in_channels, factor)?;
-        run_tiled(images, factor, tile, overlap, 1, &|piece| {
+        tiled_apply(images, factor, tile, overlap, 1, &|piece| {
             self.encode(piece)
         })
     }
