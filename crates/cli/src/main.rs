@@ -1,7 +1,9 @@
-//! The `imagelab` command line. Today: `generate` (the engine in-process, no daemon).
+//! The `imagelab` command line. Today: `generate` (the engine in-process, no daemon),
+//! `gpus` / `gpu-pick`, and `bench`.
 //! Every flag of `generate` can also come from an `IMAGELAB_*` environment variable, which
 //! is the headless mode for cron jobs and containers.
 
+mod bench;
 mod generate;
 mod gpus;
 mod logging;
@@ -26,6 +28,9 @@ enum Command {
     Generate(Box<generate::GenerateArgs>),
     /// List the GPUs: memory, utilization, temperature, power and their processes.
     Gpus(gpus::GpusArgs),
+    /// Measure load, text encoding, UNet step, denoise, VAE decode and end-to-end speed on
+    /// random-weight SDXL and SD 1.5 models (nothing downloaded; `--size small` for CI).
+    Bench(bench::BenchArgs),
     /// Print the indices of idle GPUs (for CUDA_VISIBLE_DEVICES); exit 1 if too few, 2 without NVML.
     GpuPick(gpus::PickArgs),
 }
@@ -36,6 +41,7 @@ fn main() -> ExitCode {
         Command::Generate(args) => generate::run(*args),
         Command::Gpus(args) => gpus::run_gpus(args),
         Command::GpuPick(args) => gpus::run_pick(args),
+        Command::Bench(args) => bench::run(args),
     };
     match result {
         Ok(code) => code,

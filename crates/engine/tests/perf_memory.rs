@@ -13,7 +13,7 @@ use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use tch::{Kind, Tensor};
 
 fn reference_dir() -> &'static Path {
@@ -240,12 +240,12 @@ fn cache_hits_cost_no_load_and_evict_least_recently_used() {
     let (mut cache, loads) = counting_cache(2);
     let sd1 = cache.get_or_load(&cpu("sd1")).unwrap();
     let again = cache.get_or_load(&cpu("sd1")).unwrap();
-    assert!(Arc::ptr_eq(&sd1, &again), "a hit returns the same pipeline");
+    assert!(Rc::ptr_eq(&sd1, &again), "a hit returns the same pipeline");
     assert_eq!(loads.get(), 1);
 
     let sd2 = cache.get_or_load(&cpu("sd2")).unwrap();
     let sd2_bytes: u64 = sd2.memory_report().iter().map(|c| c.bytes).sum();
-    let sd2_weak = Arc::downgrade(&sd2);
+    let sd2_weak = Rc::downgrade(&sd2);
     drop(sd2);
     // Touch sd1 so sd2 becomes the least recently used.
     cache.get_or_load(&cpu("sd1")).unwrap();

@@ -4,8 +4,12 @@
 //! time, so a replaced file is reloaded), the VAE and text-encoder overrides (the same),
 //! the placement and the precision. Least recently used goes first.
 //!
+//! The cache hands out `Rc<Pipeline>`, not `Arc`: a tch `Tensor` is `Send` but not
+//! `Sync`, so a pipeline cannot be shared between threads anyway; each GPU worker process
+//! keeps its own cache on its one thread.
+//!
 //! Eviction drops the cache's reference; the pipeline's tensors are freed as soon as no
-//! job still holds its `Arc`. On CUDA the freed blocks go back to libtorch's caching
+//! job still holds its `Rc`. On CUDA the freed blocks go back to libtorch's caching
 //! allocator, where the next load reuses them; tch 0.24 exposes no
 //! `c10::cuda::CUDACachingAllocator::emptyCache`, so they are not handed back to the
 //! driver (other processes see them as used until this process exits). Releasing them
@@ -15,7 +19,7 @@ use super::{ModelChoice, Pipeline, Placement};
 use crate::error::{EngineError, Result};
 use imagelab_core::DType;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::rc::Rc;
 use std::time::SystemTime;
 
 /// A file as the cache sees it: a changed size or modification time is a different file.
@@ -81,7 +85,7 @@ type Loader = Box<dyn FnMut(&ModelChoice) -> Result<Pipeline>>;
 pub struct PipelineCache {
     capacity: usize,
     /// Most recently used last.
-    entries: Vec<(CacheKey, Arc<Pipeline>)>,
+    entries: Vec<(CacheKey, Rc<Pipeline>)>,
     stats: CacheStats,
     loader: Loader,
 }
@@ -115,7 +119,7 @@ impl PipelineCache {
 
     /// The cached pipeline for `choice`, or a fresh load (evicting the least recently used
     /// one first when full, so two models never need to fit at once beyond capacity).
-    pub fn get_or_load(&mut self, choice: &ModelChoice) -> Result<Arc<Pipeline>> {
+    pub fn get_or_load(&mut self, choice: &ModelChoice) -> Result<Rc<Pipeline>> {
         let key = CacheKey::of(choice)?;
         if let Some(pos) = self.entries.iter().position(|(k, _)| *k == key) {
             self.stats.hits += 1;
@@ -130,7 +134,7 @@ impl PipelineCache {
             self.evict_oldest();
         }
         self.stats.loads += 1;
-        let pipeline = Arc::new((self.loader)(choice)?);
+        let pipeline = Rc::new((self.loader)(choice)?);
         if self.capacity > 0 {
             self.entries.push((key, pipeline.clone()));
         }

@@ -16,7 +16,7 @@ pub(super) fn copy_out_of_map(
     device: Device,
     target: Kind,
 ) -> Result<Tensor> {
-    let aligned = (bytes.as_ptr() as usize) % file_kind.elt_size_in_bytes() == 0;
+    let aligned = (bytes.as_ptr() as usize).is_multiple_of(file_kind.elt_size_in_bytes());
     if !aligned || bytes.is_empty() {
         // A header whose length is not a multiple of the element size leaves the data
         // unaligned; libtorch's kernels may assume alignment, so copy through safe code.
