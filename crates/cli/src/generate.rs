@@ -7,7 +7,7 @@ use clap::Args;
 use imagelab_core::{
     config::Config, parse_sampler_label, paths, DType, DeviceSpec, GenerationParams, SchedulerName,
 };
-use imagelab_engine::pipeline::{ModelChoice, Pipeline, StepEvent};
+use imagelab_engine::pipeline::{ModelChoice, Pipeline, Placement, StepEvent, VaeTiling};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -55,6 +55,19 @@ pub struct GenerateArgs {
     /// cpu, cuda or cuda:N (default: cuda when available).
     #[arg(long, env = "IMAGELAB_DEVICE")]
     pub device: Option<String>,
+    /// Split layout: the UNet's device (default: --device).
+    #[arg(long, env = "IMAGELAB_UNET_DEVICE")]
+    pub unet_device: Option<String>,
+    /// Split layout: the text encoders' device (default: --device).
+    #[arg(long, env = "IMAGELAB_TEXT_DEVICE")]
+    pub text_device: Option<String>,
+    /// Split layout: the VAE's device (default: --device).
+    #[arg(long, env = "IMAGELAB_VAE_DEVICE")]
+    pub vae_device: Option<String>,
+    /// Run the VAE in tiles for small cards: `on` (512-pixel tiles, 128 overlap) or
+    /// TILE,OVERLAP in pixels (multiples of 8).
+    #[arg(long, env = "IMAGELAB_VAE_TILING")]
+    pub vae_tiling: Option<String>,
     /// fp32, fp16 or bf16 (default: fp16 on CUDA, fp32 on the CPU).
     #[arg(long, env = "IMAGELAB_DTYPE")]
     pub dtype: Option<String>,
@@ -124,6 +137,51 @@ fn explain_missing_checkpoint(checkpoints: &Path) {
     );
 }
 
+/// The VAE tiling flag: `on`/`off`, or `TILE,OVERLAP` in pixels.
+fn parse_vae_tiling(flag: Option<&str>) -> Result<Option<VaeTiling>> {
+    let Some(text) = flag else { return Ok(None) };
+    match text.trim() {
+        "off" | "" => return Ok(None),
+        "on" => return Ok(Some(VaeTiling::default())),
+        _ => {}
+    }
+    let bad = || {
+        anyhow::anyhow!("invalid --vae-tiling {text:?}: expected on, off or TILE,OVERLAP in pixels (multiples of 8, overlap smaller than tile)")
+    };
+    let (tile, overlap) = text.split_once(',').ok_or_else(bad)?;
+    let tile: i64 = tile.trim().parse().map_err(|_| bad())?;
+    let overlap: i64 = overlap.trim().parse().map_err(|_| bad())?;
+    if tile < 8 || tile % 8 != 0 || overlap < 0 || overlap % 8 != 0 || overlap >= tile {
+        return Err(bad());
+    }
+    Ok(Some(VaeTiling {
+        tile: tile / 8,
+        overlap: overlap / 8,
+    }))
+}
+
+/// Each component's device: its own flag, else `--device`'s choice.
+fn pick_placement(args: &GenerateArgs, device: DeviceSpec) -> Result<Placement> {
+    let or_default = |flag: &Option<String>| -> Result<DeviceSpec> {
+        let spec = match flag {
+            Some(d) => d.parse::<DeviceSpec>()?,
+            None => device,
+        };
+        if let DeviceSpec::Cuda(i) = spec {
+            let count = tch::Cuda::device_count();
+            if i as i64 >= count {
+                bail!("invalid device {spec}: {count} CUDA device(s) visible");
+            }
+        }
+        Ok(spec)
+    };
+    Ok(Placement {
+        unet: or_default(&args.unet_device)?,
+        text_encoders: or_default(&args.text_device)?,
+        vae: or_default(&args.vae_device)?,
+    })
+}
+
 fn pick_device(args: &GenerateArgs, config: &Config) -> Result<(DeviceSpec, DType)> {
     let device = match &args.device {
         Some(d) => d.parse::<DeviceSpec>()?,
@@ -141,7 +199,11 @@ fn pick_device(args: &GenerateArgs, config: &Config) -> Result<(DeviceSpec, DTyp
             DType::Fp16
         }),
     };
-    if device == DeviceSpec::Cpu && dtype != DType::Fp32 {
+    let on_cpu = device == DeviceSpec::Cpu
+        || [&args.unet_device, &args.text_device, &args.vae_device]
+            .iter()
+            .any(|d| d.as_deref().map(str::trim) == Some("cpu"));
+    if on_cpu && dtype != DType::Fp32 {
         bail!("invalid dtype {dtype} on the CPU: the CPU runs in fp32 (use --dtype fp32, or --device cuda)");
     }
     if let DeviceSpec::Cuda(i) = device {
@@ -215,8 +277,10 @@ pub fn run(args: GenerateArgs) -> Result<ExitCode> {
         }
     }
     let (device, dtype) = pick_device(&args, &config)?;
+    let placement = pick_placement(&args, device)?;
+    let vae_tiling = parse_vae_tiling(args.vae_tiling.as_deref())?;
     log::info!(
-        "generate: model={} device={device} dtype={dtype} params={}",
+        "generate: model={} device={placement} dtype={dtype} params={}",
         checkpoint.display(),
         serde_json::to_string(&params)?
     );
@@ -229,7 +293,7 @@ pub fn run(args: GenerateArgs) -> Result<ExitCode> {
         checkpoint,
         vae,
         clip,
-        device,
+        placement,
         dtype,
     };
     let pipeline =
@@ -245,7 +309,7 @@ pub fn run(args: GenerateArgs) -> Result<ExitCode> {
         .progress_chars("=> "),
     );
     bar.set_message("sampling");
-    let images = pipeline.generate(&params, &mut |event| match event {
+    let images = pipeline.generate_with(&params, vae_tiling, &mut |event| match event {
         StepEvent::Sampling { done, total } => {
             bar.set_length(total as u64);
             bar.set_position(done as u64);

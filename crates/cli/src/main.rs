@@ -1,10 +1,11 @@
-//! The `imagelab` command line: `generate` (the engine in-process, no daemon), `gpus` /
-//! `gpu-pick`, `prompts` / `profiles` (themes, templates and style profiles) and `analyze`
-//! (favorites analytics from `jobs.log`).
-//! Every flag of `generate` can also come from an `IMAGELAB_*` environment variable, which
-//! is the headless mode for cron jobs and containers.
+//! The `imagelab` command line: `generate` (the engine in-process, no daemon), `bench`,
+//! `gpus` / `gpu-pick`, `prompts` / `profiles` (themes, templates and style profiles) and
+//! `analyze` (favorites analytics from `jobs.log`). Every flag of `generate` can also come
+//! from an `IMAGELAB_*` environment variable, which is the headless mode for cron jobs and
+//! containers.
 
 mod analyze;
+mod bench;
 mod generate;
 mod gpus;
 mod logging;
@@ -30,6 +31,9 @@ enum Command {
     Generate(Box<generate::GenerateArgs>),
     /// List the GPUs: memory, utilization, temperature, power and their processes.
     Gpus(gpus::GpusArgs),
+    /// Measure load, text encoding, UNet step, denoise, VAE decode and end-to-end speed on
+    /// random-weight SDXL and SD 1.5 models (nothing downloaded; `--size small` for CI).
+    Bench(bench::BenchArgs),
     /// Print the indices of idle GPUs (for CUDA_VISIBLE_DEVICES); exit 1 if too few, 2 without NVML.
     GpuPick(gpus::PickArgs),
     /// Print prompts from a theme or a template (random draws, or every combination with --all).
@@ -50,6 +54,7 @@ fn main() -> ExitCode {
         Command::Prompts(args) => prompts::run_prompts(args),
         Command::Profiles(args) => prompts::run_profiles(args),
         Command::Analyze(args) => analyze::run(args),
+        Command::Bench(args) => bench::run(args),
     };
     match result {
         Ok(code) => code,

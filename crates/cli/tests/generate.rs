@@ -316,3 +316,60 @@ fn headless_mode_reads_the_environment_and_logs_per_instance() {
         "{log}"
     );
 }
+
+#[test]
+fn placement_and_vae_tiling_flags() {
+    let sb = sandbox();
+    let base = [
+        "--model", "sdxl", "--seed", "3", "--width", "128", "--height", "128",
+    ];
+    ok(&run(&sb, &base));
+    let split = [
+        &base[..],
+        &[
+            "--unet-device",
+            "cpu",
+            "--text-device",
+            "cpu",
+            "--vae-device",
+            "cpu",
+        ],
+    ]
+    .concat();
+    ok(&run(&sb, &split));
+    ok(&run(&sb, &[&base[..], &["--vae-tiling", "64,32"]].concat()));
+    let files = sb.outputs();
+    assert_eq!(files.len(), 3);
+    let (plain, split, tiled) = (
+        pixels(&files[0]).2,
+        pixels(&files[1]).2,
+        pixels(&files[2]).2,
+    );
+    // Split placement on one device is the same computation: identical pixels.
+    assert_eq!(plain, split);
+    // Tiling is approximate (see the engine's vae_tiled tests): close, not equal.
+    let mean_diff = plain
+        .iter()
+        .zip(&tiled)
+        .map(|(a, b)| (*a as f64 - *b as f64).abs())
+        .sum::<f64>()
+        / plain.len() as f64;
+    assert!(
+        mean_diff < 40.0,
+        "tiled decode differs by {mean_diff} on average"
+    );
+
+    for (flag, value, needle) in [
+        ("--vae-tiling", "100,8", "--vae-tiling"),
+        ("--vae-tiling", "64,64", "--vae-tiling"),
+        ("--text-device", "cuda:99", "cuda:99"),
+        ("--vae-device", "gpu", "device"),
+    ] {
+        let out = run(&sb, &[&base[..], &[flag, value]].concat());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(needle),
+            "{flag} {value}: {err}"
+        );
+    }
+}

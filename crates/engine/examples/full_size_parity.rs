@@ -38,7 +38,7 @@ fn main() -> anyhow::Result<ExitCode> {
         checkpoint: dir.join("sdxl_full.safetensors"),
         vae: None,
         clip: None,
-        device: DeviceSpec::Cuda(0),
+        placement: DeviceSpec::Cuda(0).into(),
         dtype,
     };
     let pipeline = Pipeline::load(&choice)?;

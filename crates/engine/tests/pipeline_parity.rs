@@ -48,7 +48,7 @@ fn load(path: &Path) -> Pipeline {
         checkpoint: path.to_path_buf(),
         vae: None,
         clip: None,
-        device: DeviceSpec::Cpu,
+        placement: DeviceSpec::Cpu.into(),
         dtype: DType::Fp32,
     })
     .unwrap()
@@ -180,7 +180,7 @@ fn bf16_runs_every_part_in_half_precision_close_to_fp32() {
         checkpoint: dir.join("sdxl.safetensors"),
         vae: None,
         clip: None,
-        device: DeviceSpec::Cpu,
+        placement: DeviceSpec::Cpu.into(),
         dtype: DType::Bf16,
     })
     .unwrap();

@@ -1,7 +1,7 @@
 //! Assembling a [`Pipeline`]: classify the checkpoint, apply the VAE / text-encoder
 //! overrides (checking they fit), load every part to the device, and describe results.
 
-use super::{torch_device, torch_kind, ModelChoice, Pipeline, RgbImage};
+use super::{torch_device, torch_kind, ComponentMemory, ModelChoice, Pipeline, RgbImage};
 use crate::checkpoint::{self, Family};
 use crate::clip::{self, ClipConfig, ClipTextEncoder};
 use crate::error::{EngineError, Result};
@@ -11,6 +11,8 @@ use crate::vae::{self, AutoencoderKl, VaeConfig};
 use crate::weights::Weights;
 use imagelab_core::{GenerationParams, ENGINE_VERSION};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use tch::Kind;
 
 /// Names and hashes recorded in every image.
@@ -102,14 +104,32 @@ fn encoder_width(w: &Weights) -> Option<i64> {
     .and_then(|shape| shape.get(1).copied())
 }
 
+/// One component's entry in the memory report, read from the counter its weights fed.
+fn component_memory(
+    component: String,
+    device: imagelab_core::DeviceSpec,
+    ledger: &Arc<AtomicU64>,
+) -> ComponentMemory {
+    ComponentMemory {
+        component,
+        device,
+        bytes: ledger.load(Ordering::Relaxed),
+    }
+}
+
 pub(super) fn load(choice: &ModelChoice) -> Result<Pipeline> {
-    let device = torch_device(choice.device);
+    let placement = choice.placement;
+    let device = torch_device(placement.unet);
+    let text_device = torch_device(placement.text_encoders);
+    let vae_device = torch_device(placement.vae);
     let kind = torch_kind(choice.dtype);
     let source = checkpoint::open_model(&choice.checkpoint)?;
     let family = source.family;
+    let mut memory = Vec::new();
 
-    let unet_weights = source.unet.to(device, kind);
+    let (unet_weights, unet_bytes) = source.unet.to(device, kind).counted();
     let unet = UNet::load(&unet_weights, &UNetConfig::detect(&unet_weights)?)?;
+    memory.push(component_memory("unet".into(), placement.unet, &unet_bytes));
 
     // The SDXL VAE overflows in fp16 (NaNs); bf16 has fp32's range, so use it there.
     let vae_kind = if kind == Kind::Half && family == Family::Sdxl {
@@ -136,7 +156,8 @@ pub(super) fn load(choice: &ModelChoice) -> Result<Pipeline> {
                 reason: "it has no VAE (first_stage_model.*); pick one with --vae".into(),
             })?,
     }
-    .to(device, vae_kind);
+    .to(vae_device, vae_kind);
+    let (vae_weights, vae_bytes) = vae_weights.counted();
     let vae_cfg = VaeConfig::detect(&vae_weights).map_err(|e| match &choice.vae {
         Some(path) => EngineError::Incompatible {
             what: "VAE",
@@ -146,6 +167,7 @@ pub(super) fn load(choice: &ModelChoice) -> Result<Pipeline> {
         None => e,
     })?;
     let vae = AutoencoderKl::load(&vae_weights, &vae_cfg)?;
+    memory.push(component_memory("vae".into(), placement.vae, &vae_bytes));
 
     let mut encoder_weights = source.text_encoders.clone();
     if let Some(path) = &choice.clip {
@@ -192,12 +214,17 @@ pub(super) fn load(choice: &ModelChoice) -> Result<Pipeline> {
             // A replacement from --clip has no config.json; the folder's applies only to its own.
             let config = source.text_encoder_configs.get(i).cloned().flatten();
             let replaced = choice.clip.is_some();
-            load_encoder(
-                &w.to(device, kind),
-                if replaced { None } else { config.as_deref() },
-            )
+            let (w, bytes) = w.to(text_device, kind).counted();
+            let encoder = load_encoder(&w, if replaced { None } else { config.as_deref() })?;
+            let name = format!("text_encoder_{i}");
+            Ok((
+                encoder,
+                component_memory(name, placement.text_encoders, &bytes),
+            ))
         })
         .collect::<Result<Vec<_>>>()?;
+    let (encoders, encoder_memory): (Vec<_>, Vec<_>) = encoders.into_iter().unzip();
+    memory.extend(encoder_memory);
 
     let info = ModelInfo {
         model_name: file_label(&choice.checkpoint),
@@ -216,9 +243,13 @@ pub(super) fn load(choice: &ModelChoice) -> Result<Pipeline> {
         encoders,
         tokenizer: ClipTokenizer::shared()?,
         schedule: crate::sampling::ModelSchedule::stable_diffusion(),
+        placement,
         device,
+        text_device,
+        vae_device,
         kind,
         vae_kind,
+        memory,
     })
 }
 

@@ -1,10 +1,12 @@
 //! Text-to-image and image-to-image: load a model's parts onto a device, encode prompts,
 //! make ComfyUI-compatible noise, sample, decode, and describe the result for the PNG.
 
+mod cache;
 pub mod conditioning;
 pub mod denoiser;
 mod loading;
 pub mod noise;
+mod placement;
 
 use crate::checkpoint::{Family, Prediction};
 use crate::clip::ClipTextEncoder;
@@ -19,7 +21,9 @@ use imagelab_core::{DType, DeviceSpec, GenerationParams};
 use std::path::PathBuf;
 use tch::{Device, Kind, Tensor};
 
+pub use cache::{CacheKey, CacheStats, PipelineCache};
 pub use loading::ModelInfo;
+pub use placement::{bytes_on, ComponentMemory, Placement, VaeTiling};
 
 /// What to load and where.
 #[derive(Debug, Clone)]
@@ -27,8 +31,22 @@ pub struct ModelChoice {
     pub checkpoint: PathBuf,
     pub vae: Option<PathBuf>,
     pub clip: Option<PathBuf>,
-    pub device: DeviceSpec,
+    /// The device of each component ([`Placement::single`] for one device).
+    pub placement: Placement,
     pub dtype: DType,
+}
+
+impl ModelChoice {
+    /// A checkpoint with its own VAE and text encoders, everything on one device.
+    pub fn new(checkpoint: impl Into<PathBuf>, device: DeviceSpec, dtype: DType) -> ModelChoice {
+        ModelChoice {
+            checkpoint: checkpoint.into(),
+            vae: None,
+            clip: None,
+            placement: Placement::single(device),
+            dtype,
+        }
+    }
 }
 
 /// Progress reported while generating.
@@ -60,9 +78,15 @@ pub struct Pipeline {
     encoders: Vec<ClipTextEncoder>,
     tokenizer: &'static ClipTokenizer,
     schedule: ModelSchedule,
+    placement: Placement,
+    /// The UNet's device: sampling (noise, latents, guidance) happens here.
     device: Device,
+    text_device: Device,
+    vae_device: Device,
     kind: Kind,
     vae_kind: Kind,
+    /// Bytes per component, counted as the tensors were loaded (see [`Pipeline::memory_report`]).
+    memory: Vec<ComponentMemory>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -108,10 +132,23 @@ impl Pipeline {
             self.tokenizer,
             prompt,
             clip_skip,
-            self.device,
+            self.text_device,
         )
     }
 
+    /// Where each component lives.
+    pub fn placement(&self) -> Placement {
+        self.placement
+    }
+
+    /// The bytes each loaded component's weights occupy, and on which device (for the
+    /// GUI's VRAM panel and the daemon's API).
+    pub fn memory_report(&self) -> Vec<ComponentMemory> {
+        self.memory.clone()
+    }
+
+    /// One side's guidance, encoded on the text device and moved to the UNet's device once
+    /// (the conditioning seam of the split layout).
     fn guidance(&self, prompt: &str, params: &GenerationParams) -> Result<GuidanceInput> {
         let cond = encode_prompt(
             self.family,
@@ -119,9 +156,14 @@ impl Pipeline {
             self.tokenizer,
             prompt,
             params.clip_skip,
-            self.device,
+            self.text_device,
         )?;
-        let vector = match (&self.family, cond.pooled) {
+        let context = cond.context.f_to_device(self.device)?;
+        let pooled = cond
+            .pooled
+            .map(|p| p.f_to_device(self.device))
+            .transpose()?;
+        let vector = match (&self.family, pooled) {
             (Family::Sdxl, Some(pooled)) => {
                 let (h, w) = (params.height as i64, params.width as i64);
                 Some(crate::unet::sdxl_vector(
@@ -133,10 +175,7 @@ impl Pipeline {
             }
             _ => None,
         };
-        Ok(GuidanceInput {
-            context: cond.context,
-            vector,
-        })
+        Ok(GuidanceInput { context, vector })
     }
 
     /// The starting latents: pure noise for text-to-image, the encoded init image plus
@@ -162,13 +201,19 @@ impl Pipeline {
         }
     }
 
-    /// Encodes an init image `[1,3,H,W]` in [-1,1] to scaled latents.
-    fn encode_init(&self, image: &Tensor) -> Result<Tensor> {
+    /// Encodes an init image `[1,3,H,W]` in [-1,1] to scaled latents on the UNet's device
+    /// (the init-image seam: encoded where the VAE lives, moved once).
+    fn encode_init(&self, image: &Tensor, tiling: Option<VaeTiling>) -> Result<Tensor> {
         let latent = tch::no_grad(|| {
-            self.vae
-                .encode(&image.to_device(self.device).to_kind(self.vae_kind))
+            let image = image
+                .f_to_device(self.vae_device)?
+                .f_to_kind(self.vae_kind)?;
+            match tiling {
+                Some(t) => self.vae.encode_tiled(&image, t.tile, t.overlap),
+                None => self.vae.encode(&image),
+            }
         })?;
-        Ok(latent.to_kind(Kind::Float) * self.family.latent_scale())
+        Ok(latent.f_to_kind(Kind::Float)?.f_to_device(self.device)? * self.family.latent_scale())
     }
 
     /// Generates `params.batch` images; `params.seed` must already be resolved (≥ 0).
@@ -177,15 +222,34 @@ impl Pipeline {
         params: &GenerationParams,
         on_step: &mut dyn FnMut(StepEvent),
     ) -> Result<Vec<RgbImage>> {
-        let latents = self.sample_latents(params, on_step)?;
+        self.generate_with(params, None, on_step)
+    }
+
+    /// [`Pipeline::generate`] with the VAE run in tiles (small cards; see `vae::tiled`).
+    pub fn generate_with(
+        &self,
+        params: &GenerationParams,
+        vae_tiling: Option<VaeTiling>,
+        on_step: &mut dyn FnMut(StepEvent),
+    ) -> Result<Vec<RgbImage>> {
+        let latents = self.sample_latents_with(params, vae_tiling, on_step)?;
         on_step(StepEvent::Decoding);
-        self.decode(&latents, params.seed)
+        self.decode_with(&latents, params.seed, vae_tiling)
     }
 
     /// Runs everything up to the final latents (in the UNet's latent space, fp32).
     pub fn sample_latents(
         &self,
         params: &GenerationParams,
+        on_step: &mut dyn FnMut(StepEvent),
+    ) -> Result<Tensor> {
+        self.sample_latents_with(params, None, on_step)
+    }
+
+    fn sample_latents_with(
+        &self,
+        params: &GenerationParams,
+        vae_tiling: Option<VaeTiling>,
         on_step: &mut dyn FnMut(StepEvent),
     ) -> Result<Tensor> {
         params.validate()?;
@@ -198,11 +262,10 @@ impl Pipeline {
         }
         let _guard = tch::no_grad_guard();
         let init = match &params.init_image {
-            Some(path) => Some(self.encode_init(&loading::read_init_image(
-                path,
-                params.width,
-                params.height,
-            )?)?),
+            Some(path) => Some(self.encode_init(
+                &loading::read_init_image(path, params.width, params.height)?,
+                vae_tiling,
+            )?),
             None => None,
         };
         let denoise = if init.is_some() { params.strength } else { 1.0 };
@@ -237,16 +300,40 @@ impl Pipeline {
         )
     }
 
-    /// Decodes latents to images in [-1, 1] (fp32, `[B, 3, H, W]`).
+    /// Decodes latents to images in [-1, 1] (fp32, `[B, 3, H, W]`, on the VAE's device).
+    /// The latents cross to the VAE's device once, here (the decode seam).
     pub fn decode_to_tensor(&self, latents: &Tensor) -> Result<Tensor> {
+        self.decode_to_tensor_with(latents, None)
+    }
+
+    /// [`Pipeline::decode_to_tensor`], in tiles when `tiling` is given.
+    pub fn decode_to_tensor_with(
+        &self,
+        latents: &Tensor,
+        tiling: Option<VaeTiling>,
+    ) -> Result<Tensor> {
         let _guard = tch::no_grad_guard();
-        let scaled = (latents / self.family.latent_scale()).to_kind(self.vae_kind);
-        Ok(self.vae.decode(&scaled)?.to_kind(Kind::Float))
+        let latents = latents.f_to_device(self.vae_device)?;
+        let scaled = (latents / self.family.latent_scale()).f_to_kind(self.vae_kind)?;
+        let images = match tiling {
+            Some(t) => self.vae.decode_tiled(&scaled, t.tile, t.overlap)?,
+            None => self.vae.decode(&scaled)?,
+        };
+        Ok(images.f_to_kind(Kind::Float)?)
     }
 
     /// Decodes final latents to 8-bit images.
     pub fn decode(&self, latents: &Tensor, seed: i64) -> Result<Vec<RgbImage>> {
-        let images = self.decode_to_tensor(latents)?;
+        self.decode_with(latents, seed, None)
+    }
+
+    fn decode_with(
+        &self,
+        latents: &Tensor,
+        seed: i64,
+        tiling: Option<VaeTiling>,
+    ) -> Result<Vec<RgbImage>> {
+        let images = self.decode_to_tensor_with(latents, tiling)?;
         let rgb = crate::vae::tensor_to_rgb8(&images)?;
         Ok(rgb
             .into_iter()

@@ -10,12 +10,14 @@ mod blocks;
 mod config;
 mod diffusers_keys;
 mod image;
+mod tiled;
 
 pub use config::VaeConfig;
 pub use diffusers_keys::{
     detect_layout, diffusers_to_ldm_key, vae_weights_from_file, VaeLayout, CHECKPOINT_VAE_PREFIX,
 };
 pub use image::{rgb8_to_tensor, tensor_to_rgb8};
+pub use tiled::{axis_tiles, tiled_apply, AxisTile};
 
 use crate::error::{EngineError, Result};
 use crate::layers::Conv2d;

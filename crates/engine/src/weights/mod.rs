@@ -5,11 +5,16 @@
 //! checkpoint), possibly assembled from several files and possibly under renamed keys
 //! (a diffusers folder is indexed under the original single-file names).
 
+mod copy;
+
 use crate::error::{EngineError, Result};
+use copy::copy_out_of_map;
+pub use copy::tensor_bytes;
 use memmap2::Mmap;
 use safetensors::tensor::{Dtype, Metadata};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tch::{Device, Kind, Tensor};
 
@@ -149,14 +154,13 @@ impl WeightFile {
                 ),
             });
         }
-        let host = Tensor::f_from_data_size(bytes, &shape, file_kind)?;
         // Integer tensors (position ids) keep their kind; floats take the target precision.
         let is_float = matches!(
             file_kind,
             Kind::Float | Kind::Half | Kind::BFloat16 | Kind::Double
         );
         let target = if is_float { kind } else { file_kind };
-        Ok(host.f_to_device(device)?.f_to_kind(target)?)
+        copy_out_of_map(bytes, &shape, file_kind, device, target)
     }
 }
 
@@ -169,6 +173,8 @@ pub struct Weights {
     prefix: String,
     device: Device,
     kind: Kind,
+    /// When set, every tensor handed out adds its size here (see [`Weights::counted`]).
+    ledger: Option<Arc<AtomicU64>>,
 }
 
 impl std::fmt::Debug for Weights {
@@ -196,6 +202,7 @@ impl Weights {
             prefix: String::new(),
             device: Device::Cpu,
             kind: Kind::Float,
+            ledger: None,
         }
     }
 
@@ -211,6 +218,7 @@ impl Weights {
             prefix: String::new(),
             device: Device::Cpu,
             kind: Kind::Float,
+            ledger: None,
         }
     }
 
@@ -221,6 +229,21 @@ impl Weights {
             kind,
             ..self.clone()
         }
+    }
+
+    /// The same view with a fresh byte counter: every tensor loaded through it (or through
+    /// views made from it) adds `numel × element size` of the tensor as loaded, on the
+    /// target device and kind. A module keeps every tensor it loads, so after loading the
+    /// counter is the bytes the module holds; the pipeline reports it per component.
+    pub fn counted(&self) -> (Weights, Arc<AtomicU64>) {
+        let ledger = Arc::new(AtomicU64::new(0));
+        (
+            Weights {
+                ledger: Some(ledger.clone()),
+                ..self.clone()
+            },
+            ledger,
+        )
     }
 
     /// A view whose names are relative to `prefix` (joined with a `.`).
@@ -296,7 +319,11 @@ impl Weights {
                 source_name: self.label.clone(),
                 name: full.clone(),
             })?;
-        file.load(stored, self.device, self.kind)
+        let tensor = file.load(stored, self.device, self.kind)?;
+        if let Some(ledger) = &self.ledger {
+            ledger.fetch_add(tensor_bytes(&tensor), Ordering::Relaxed);
+        }
+        Ok(tensor)
     }
 
     /// Loads `name` and checks its shape.
@@ -324,66 +351,4 @@ impl Weights {
 }
 
 #[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-
-    fn safetensors_with_header_len(len: u64) -> Vec<u8> {
-        let json = b"{}";
-        let mut header = json.to_vec();
-        header.resize(len as usize, b' ');
-        let mut bytes = len.to_le_bytes().to_vec();
-        bytes.extend(header);
-        bytes
-    }
-
-    #[test]
-    fn a_header_length_starting_with_0x80_is_not_a_pickle() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("x.safetensors");
-        std::fs::write(&path, safetensors_with_header_len(0x1780)).unwrap();
-        let file = WeightFile::open(&path).unwrap();
-        assert!(file.shapes().is_empty());
-    }
-
-    #[test]
-    fn pickle_and_zip_content_is_refused_whatever_the_name() {
-        let dir = tempfile::tempdir().unwrap();
-        for (name, bytes) in [
-            ("a.safetensors", &b"\x80\x02}q\x00.........."[..]),
-            ("b.safetensors", b"PK\x03\x04zipzipzipzip"),
-        ] {
-            let path = dir.path().join(name);
-            std::fs::write(&path, bytes).unwrap();
-            let err = WeightFile::open(&path).unwrap_err();
-            assert!(matches!(err, EngineError::PickleRefused { .. }), "{err}");
-        }
-        for ext in ["ckpt", "pt", "pth", "bin"] {
-            let err = refuse_pickle(Path::new(&format!("m.{ext}")))
-                .unwrap_err()
-                .to_string();
-            assert!(
-                err.contains("never unpickles") && err.contains("safetensors"),
-                "{err}"
-            );
-        }
-    }
-
-    #[test]
-    fn truncated_files_name_the_tensor() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.safetensors");
-        Tensor::write_safetensors(
-            &[("w", Tensor::zeros([64], (Kind::Float, Device::Cpu)))],
-            &path,
-        )
-        .unwrap();
-        let bytes = std::fs::read(&path).unwrap();
-        std::fs::write(&path, &bytes[..bytes.len() - 4]).unwrap();
-        let err = WeightFile::open(&path).unwrap_err().to_string();
-        assert!(
-            err.contains("t.safetensors") && err.contains("not a valid safetensors"),
-            "{err}"
-        );
-    }
-}
+mod tests;

@@ -1,0 +1,313 @@
+//! `imagelab bench`: speed and memory on random-weight models of the real architectures,
+//! with nothing downloaded. For each model it writes a single-file checkpoint, then times
+//! the load (and its GiB/s), text encoding, the UNet step with CFG (batch 2), a whole
+//! denoise, the VAE decode, one image end to end (prompt to PNG on disk) and a batch, and
+//! reads the GPU memory the process holds. `--device cpu --size small` runs in seconds
+//! on tiny models for CI.
+
+mod models;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use imagelab_core::{DType, DeviceSpec, GenerationParams, SamplerName, SchedulerName};
+use imagelab_engine::pipeline::{ModelChoice, Pipeline, StepEvent};
+use models::BenchModel;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// cpu, cuda or cuda:N (default: cuda when available).
+    #[arg(long)]
+    pub device: Option<String>,
+    /// full (the real architectures at their native sizes) or small (tiny models, 64², for CI).
+    #[arg(long, default_value = "full")]
+    pub size: String,
+    /// sdxl, sd15 or all.
+    #[arg(long, default_value = "all")]
+    pub model: String,
+    /// fp32, fp16 or bf16 (default: fp16 on CUDA, fp32 on the CPU).
+    #[arg(long)]
+    pub dtype: Option<String>,
+    /// Steps of the timed denoise.
+    #[arg(long, default_value_t = 20)]
+    pub steps: u32,
+    /// Images in the batch measured for images per second (default: 4, 2 when small).
+    #[arg(long)]
+    pub batch: Option<u32>,
+    /// Also write the results here as JSON.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Where the checkpoints and images go (default: a temporary folder, removed after).
+    #[arg(long)]
+    pub work_dir: Option<PathBuf>,
+}
+
+const PROMPT: &str = "a lighthouse at dusk, volumetric light, detailed oil painting";
+const NEGATIVE: &str = "blurry, low quality";
+
+/// Waits for queued GPU work so the clock measures it, not its launch.
+fn sync(device: DeviceSpec) {
+    if let DeviceSpec::Cuda(i) = device {
+        tch::Cuda::synchronize(i as i64);
+    }
+}
+
+/// GPU memory this process holds on `device`, in MiB, from NVML (includes the CUDA context
+/// and what libtorch's caching allocator keeps reserved, which never shrinks during a run,
+/// so read after the run it is the peak reserved). `None` on the CPU or without NVML.
+fn process_gpu_mib(device: DeviceSpec) -> Option<u64> {
+    use imagelab_gpu::GpuProbe;
+    let DeviceSpec::Cuda(index) = device else {
+        return None;
+    };
+    let mut probe = imagelab_gpu::NvmlProbe::new().ok()?;
+    let pid = std::process::id();
+    let samples = probe.snapshot().ok()?;
+    // CUDA_VISIBLE_DEVICES may renumber; with several GPUs visible, trust the index.
+    let gpu = samples.get(index)?;
+    gpu.processes
+        .iter()
+        .find(|p| p.pid == pid)
+        .and_then(|p| p.used_mib)
+}
+
+fn params(model: BenchModel, steps: u32, batch: u32) -> GenerationParams {
+    GenerationParams {
+        prompt: PROMPT.into(),
+        negative: NEGATIVE.into(),
+        model: model.name.into(),
+        width: model.image_size,
+        height: model.image_size,
+        steps,
+        cfg: 5.0,
+        sampler: SamplerName::Euler,
+        scheduler: SchedulerName::Normal,
+        seed: 1,
+        batch,
+        ..GenerationParams::default()
+    }
+}
+
+fn timed<T>(device: DeviceSpec, f: impl FnOnce() -> Result<T>) -> Result<(T, f64)> {
+    sync(device);
+    let start = Instant::now();
+    let out = f()?;
+    sync(device);
+    Ok((out, start.elapsed().as_secs_f64()))
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(|a, b| a.total_cmp(b));
+    xs.get(xs.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// Every measurement for one model.
+fn bench_model(
+    model: BenchModel,
+    device: DeviceSpec,
+    dtype: DType,
+    args: &BenchArgs,
+    batch: u32,
+    dir: &Path,
+) -> Result<Value> {
+    let path = dir.join(format!("bench_{}.safetensors", model.name));
+    let file_kind = if args.size == "small" {
+        tch::Kind::Float
+    } else {
+        tch::Kind::Half
+    };
+    eprintln!("{}: writing a random checkpoint…", model.name);
+    let file_bytes = models::write_checkpoint(model, &path, file_kind)?;
+    models::warm_page_cache(&path)?;
+    // The model hash is cached per file; compute it first so the load measures weights only.
+    imagelab_engine::model_hash::short_sha256(&path)?;
+
+    eprintln!("{}: loading…", model.name);
+    let choice = ModelChoice::new(&path, device, dtype);
+    let (pipeline, load_s) = timed(device, || Ok(Pipeline::load(&choice)?))?;
+    let weight_bytes: u64 = pipeline.memory_report().iter().map(|c| c.bytes).sum();
+
+    // Warm-up: kernels chosen, allocator filled.
+    let warm = params(model, 2, 1);
+    pipeline.generate(&warm, &mut |_| {})?;
+
+    let (_, text_s) = timed(device, || Ok(pipeline.encode_prompt(PROMPT, None)?))?;
+
+    eprintln!("{}: {} steps…", model.name, args.steps);
+    let p = params(model, args.steps, 1);
+    let mut stamps = Vec::new();
+    let (latents, denoise_s) = timed(device, || {
+        Ok(pipeline.sample_latents(&p, &mut |event| {
+            if let StepEvent::Sampling { .. } = event {
+                sync(device);
+                stamps.push(Instant::now());
+            }
+        })?)
+    })?;
+    let step_s = median(
+        stamps
+            .windows(2)
+            .map(|w| (w[1] - w[0]).as_secs_f64())
+            .collect(),
+    );
+    let (_, decode_s) = timed(device, || Ok(pipeline.decode_to_tensor(&latents)?))?;
+
+    let png = dir.join(format!("bench_{}.png", model.name));
+    let _ = std::fs::remove_file(&png);
+    let (_, e2e_s) = timed(device, || {
+        let images = pipeline.generate(&p, &mut |_| {})?;
+        let first = images.first().context("no image generated")?;
+        let bytes = pipeline.encode_png(&p, first)?;
+        imagelab_engine::png_out::write_new_file(&png, &bytes)?;
+        Ok(())
+    })?;
+
+    let pb = params(model, args.steps, batch);
+    let (_, batch_s) = timed(device, || Ok(pipeline.generate(&pb, &mut |_| {})?))?;
+
+    Ok(json!({
+        "model": model.name,
+        "image_size": model.image_size,
+        "device": device.to_string(),
+        "dtype": dtype,
+        "steps": args.steps,
+        "checkpoint_bytes": file_bytes,
+        "weight_bytes_loaded": weight_bytes,
+        "load_s": load_s,
+        "load_gib_per_s": file_bytes as f64 / (1u64 << 30) as f64 / load_s,
+        "text_encode_s": text_s,
+        "unet_cfg_step_s": step_s,
+        "denoise_s": denoise_s,
+        "vae_decode_s": decode_s,
+        "end_to_end_s_per_image": e2e_s,
+        "batch": batch,
+        "batch_images_per_s": batch as f64 / batch_s,
+        "gpu_process_mib_after_run": process_gpu_mib(device),
+        "memory_report": pipeline.memory_report(),
+    }))
+}
+
+fn print_table(results: &[Value]) {
+    let rows: [(&str, &str, f64); 11] = [
+        (
+            "checkpoint GiB",
+            "checkpoint_bytes",
+            1.0 / (1u64 << 30) as f64,
+        ),
+        ("load s", "load_s", 1.0),
+        ("load GiB/s", "load_gib_per_s", 1.0),
+        ("text encode ms", "text_encode_s", 1e3),
+        ("UNet CFG step ms", "unet_cfg_step_s", 1e3),
+        ("denoise s", "denoise_s", 1.0),
+        ("VAE decode ms", "vae_decode_s", 1e3),
+        ("end to end s/image", "end_to_end_s_per_image", 1.0),
+        ("batch images/s", "batch_images_per_s", 1.0),
+        ("GPU MiB (process)", "gpu_process_mib_after_run", 1.0),
+        (
+            "weights GiB loaded",
+            "weight_bytes_loaded",
+            1.0 / (1u64 << 30) as f64,
+        ),
+    ];
+    print!("{:<22}", "");
+    for r in results {
+        print!("{:>14}", r["model"].as_str().unwrap_or("?"));
+    }
+    println!();
+    for (label, key, scale) in rows {
+        print!("{label:<22}");
+        for r in results {
+            match r[key].as_f64() {
+                Some(v) => print!("{:>14.3}", v * scale),
+                None => print!("{:>14}", "n/a"),
+            }
+        }
+        println!();
+    }
+}
+
+pub fn run(args: BenchArgs) -> Result<ExitCode> {
+    let device: DeviceSpec = match &args.device {
+        Some(d) => d.parse()?,
+        None if tch::Cuda::is_available() => DeviceSpec::Cuda(0),
+        None => DeviceSpec::Cpu,
+    };
+    if let DeviceSpec::Cuda(i) = device {
+        if i as i64 >= tch::Cuda::device_count() {
+            bail!(
+                "{device} is not available (CUDA devices: {})",
+                tch::Cuda::device_count()
+            );
+        }
+    }
+    let dtype: DType = match &args.dtype {
+        Some(d) => d.parse()?,
+        None if device == DeviceSpec::Cpu => DType::Fp32,
+        None => DType::Fp16,
+    };
+    let models: Vec<BenchModel> = match (args.size.as_str(), args.model.as_str()) {
+        ("full", "all") => vec![models::SDXL, models::SD15],
+        ("full", "sdxl") => vec![models::SDXL],
+        ("full", "sd15") => vec![models::SD15],
+        ("small", "all") => vec![models::SDXL_SMALL, models::SD15_SMALL],
+        ("small", "sdxl") => vec![models::SDXL_SMALL],
+        ("small", "sd15") => vec![models::SD15_SMALL],
+        (size, model) => {
+            bail!("unknown --size {size:?} / --model {model:?} (full|small, sdxl|sd15|all)")
+        }
+    };
+    if args.steps < 2 {
+        bail!("--steps must be at least 2 (the step time is measured between steps)");
+    }
+    let batch = args
+        .batch
+        .unwrap_or(if args.size == "small" { 2 } else { 4 });
+    let temp = tempfile_dir(args.work_dir.as_deref())?;
+    let dir = temp.path();
+    // Keep the model-hash cache of the throwaway checkpoints out of the user's settings.
+    std::env::set_var("AIIMAGEGEN_HOME", dir.join("home"));
+    let mut results = Vec::new();
+    for model in models {
+        results.push(bench_model(model, device, dtype, &args, batch, dir)?);
+        let _ = std::fs::remove_file(dir.join(format!("bench_{}.safetensors", model.name)));
+    }
+    print_table(&results);
+    if let Some(path) = &args.json {
+        let doc = json!({
+            "engine": imagelab_core::ENGINE_VERSION,
+            "size": args.size,
+            "results": results,
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&doc)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The work folder: the user's (kept) or a temporary one (removed on drop).
+enum WorkDir {
+    Kept(PathBuf),
+    Temp(tempfile::TempDir),
+}
+
+impl WorkDir {
+    fn path(&self) -> &Path {
+        match self {
+            WorkDir::Kept(p) => p,
+            WorkDir::Temp(t) => t.path(),
+        }
+    }
+}
+
+fn tempfile_dir(given: Option<&Path>) -> Result<WorkDir> {
+    match given {
+        Some(p) => {
+            std::fs::create_dir_all(p)?;
+            Ok(WorkDir::Kept(p.to_path_buf()))
+        }
+        None => Ok(WorkDir::Temp(tempfile::tempdir()?)),
+    }
+}

@@ -1,0 +1,77 @@
+//! `imagelab bench --device cpu --size small`: runs in seconds with no Python and no
+//! downloaded weights, prints the table and writes every figure as JSON.
+#![allow(clippy::unwrap_used)]
+
+use std::process::Command;
+
+#[test]
+fn cpu_small_bench_writes_every_figure() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("bench.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_imagelab"))
+        .args([
+            "bench", "--device", "cpu", "--size", "small", "--steps", "4", "--json",
+        ])
+        .arg(&json)
+        .arg("--work-dir")
+        .arg(dir.path().join("work"))
+        // No Python may be needed: make any attempt to run one fail.
+        .env("IMAGELAB_PYTHON", "/nonexistent/python")
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for label in [
+        "load GiB/s",
+        "UNet CFG step ms",
+        "VAE decode ms",
+        "batch images/s",
+    ] {
+        assert!(stdout.contains(label), "{stdout}");
+    }
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let results = doc["results"].as_array().unwrap();
+    let names: Vec<&str> = results
+        .iter()
+        .map(|r| r["model"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["sdxl_small", "sd15_small"]);
+    for r in results {
+        for key in [
+            "load_s",
+            "load_gib_per_s",
+            "text_encode_s",
+            "unet_cfg_step_s",
+            "denoise_s",
+            "vae_decode_s",
+            "end_to_end_s_per_image",
+            "batch_images_per_s",
+        ] {
+            let v = r[key].as_f64().unwrap_or(f64::NAN);
+            assert!(v > 0.0 && v.is_finite(), "{key} = {v}");
+        }
+        // The CPU has no GPU memory figure; the loaded weights equal the file's (fp32 both).
+        assert!(r["gpu_process_mib_after_run"].is_null());
+        assert!(r["weight_bytes_loaded"].as_u64().unwrap() > 0);
+        let report = r["memory_report"].as_array().unwrap();
+        assert!(report.iter().any(|c| c["component"] == "unet"));
+    }
+    // The SDXL model really is SDXL: two text encoders in the report.
+    let sdxl = results[0]["memory_report"].as_array().unwrap();
+    assert_eq!(sdxl.len(), 4);
+}
+
+#[test]
+fn bad_bench_flags_are_errors() {
+    let out = Command::new(env!("CARGO_BIN_EXE_imagelab"))
+        .args(["bench", "--device", "cpu", "--size", "huge"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--size"));
+}

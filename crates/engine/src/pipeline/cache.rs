@@ -1,0 +1,211 @@
+//! The last N loaded pipelines, kept so that switching back to a model costs no load.
+//!
+//! Keyed by what decides the loaded weights: the checkpoint (path, size, modification
+//! time, so a replaced file is reloaded), the VAE and text-encoder overrides (the same),
+//! the placement and the precision. Least recently used goes first.
+//!
+//! The cache hands out `Rc<Pipeline>`, not `Arc`: a tch `Tensor` is `Send` but not
+//! `Sync`, so a pipeline cannot be shared between threads anyway; each GPU worker process
+//! keeps its own cache on its one thread.
+//!
+//! Eviction drops the cache's reference; the pipeline's tensors are freed as soon as no
+//! job still holds its `Rc`. On CUDA the freed blocks go back to libtorch's caching
+//! allocator, where the next load reuses them; tch 0.24 exposes no
+//! `c10::cuda::CUDACachingAllocator::emptyCache`, so they are not handed back to the
+//! driver (other processes see them as used until this process exits). Releasing them
+//! would take a small C++ shim; see BENCHMARKS.md.
+
+use super::{ModelChoice, Pipeline, Placement};
+use crate::error::{EngineError, Result};
+use imagelab_core::DType;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::SystemTime;
+
+/// A file as the cache sees it: a changed size or modification time is a different file.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct FileStamp {
+    path: PathBuf,
+    len: u64,
+    modified: Option<SystemTime>,
+}
+
+impl FileStamp {
+    fn of(path: &Path) -> Result<FileStamp> {
+        let meta = std::fs::metadata(path).map_err(|source| EngineError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(FileStamp {
+            path: std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()),
+            len: meta.len(),
+            modified: meta.modified().ok(),
+        })
+    }
+}
+
+/// Everything that decides what a load produces.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CacheKey {
+    checkpoint: FileStamp,
+    vae: Option<FileStamp>,
+    clip: Option<FileStamp>,
+    placement: Placement,
+    dtype: DType,
+}
+
+impl CacheKey {
+    /// Reads the files' sizes and times (a folder checkpoint is stamped by its folder).
+    pub fn of(choice: &ModelChoice) -> Result<CacheKey> {
+        Ok(CacheKey {
+            checkpoint: FileStamp::of(&choice.checkpoint)?,
+            vae: choice.vae.as_deref().map(FileStamp::of).transpose()?,
+            clip: choice.clip.as_deref().map(FileStamp::of).transpose()?,
+            placement: choice.placement,
+            dtype: choice.dtype,
+        })
+    }
+}
+
+/// Counters since the cache was made.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CacheStats {
+    pub hits: u64,
+    pub misses: u64,
+    /// Loads that ran (a failed load counts as a miss but leaves nothing cached).
+    pub loads: u64,
+    pub evictions: u64,
+    /// Weight bytes (per [`Pipeline::memory_report`]) of the evicted pipelines.
+    pub evicted_bytes: u64,
+}
+
+type Loader = Box<dyn FnMut(&ModelChoice) -> Result<Pipeline>>;
+
+/// A least-recently-used cache of loaded pipelines.
+pub struct PipelineCache {
+    capacity: usize,
+    /// Most recently used last.
+    entries: Vec<(CacheKey, Rc<Pipeline>)>,
+    stats: CacheStats,
+    loader: Loader,
+}
+
+impl std::fmt::Debug for PipelineCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PipelineCache")
+            .field("capacity", &self.capacity)
+            .field("entries", &self.entries.len())
+            .field("stats", &self.stats)
+            .finish()
+    }
+}
+
+impl PipelineCache {
+    /// Keeps up to `capacity` pipelines (the setting `pipeline_cache_size`, default 2).
+    /// A capacity of 0 caches nothing: every call loads.
+    pub fn new(capacity: usize) -> PipelineCache {
+        PipelineCache::with_loader(capacity, Box::new(Pipeline::load))
+    }
+
+    /// The same with another loader (tests count loads through it).
+    pub fn with_loader(capacity: usize, loader: Loader) -> PipelineCache {
+        PipelineCache {
+            capacity,
+            entries: Vec::new(),
+            stats: CacheStats::default(),
+            loader,
+        }
+    }
+
+    /// The cached pipeline for `choice`, or a fresh load (evicting the least recently used
+    /// one first when full, so two models never need to fit at once beyond capacity).
+    pub fn get_or_load(&mut self, choice: &ModelChoice) -> Result<Rc<Pipeline>> {
+        let key = CacheKey::of(choice)?;
+        if let Some(pos) = self.entries.iter().position(|(k, _)| *k == key) {
+            self.stats.hits += 1;
+            let entry = self.entries.remove(pos);
+            let pipeline = entry.1.clone();
+            self.entries.push(entry);
+            return Ok(pipeline);
+        }
+        self.stats.misses += 1;
+        // Make room before loading: on a GPU the old weights must go before the new come.
+        while !self.entries.is_empty() && self.entries.len() >= self.capacity {
+            self.evict_oldest();
+        }
+        self.stats.loads += 1;
+        let pipeline = Rc::new((self.loader)(choice)?);
+        if self.capacity > 0 {
+            self.entries.push((key, pipeline.clone()));
+        }
+        Ok(pipeline)
+    }
+
+    fn evict_oldest(&mut self) {
+        if self.entries.is_empty() {
+            return;
+        }
+        let (_, pipeline) = self.entries.remove(0);
+        self.stats.evictions += 1;
+        self.stats.evicted_bytes += pipeline
+            .memory_report()
+            .iter()
+            .map(|c| c.bytes)
+            .sum::<u64>();
+        let placement = pipeline.placement();
+        drop(pipeline);
+        release_device_memory(placement);
+    }
+
+    /// Drops every cached pipeline.
+    pub fn clear(&mut self) {
+        while !self.entries.is_empty() {
+            self.evict_oldest();
+        }
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        self.stats
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The cached checkpoints, least recently used first.
+    pub fn checkpoints(&self) -> Vec<PathBuf> {
+        self.entries
+            .iter()
+            .map(|(_, p)| p.info.model_path.clone())
+            .collect()
+    }
+
+    /// Weight bytes the cached pipelines hold, summed over their memory reports.
+    pub fn resident_bytes(&self) -> u64 {
+        self.entries
+            .iter()
+            .flat_map(|(_, p)| p.memory_report())
+            .map(|c| c.bytes)
+            .sum()
+    }
+}
+
+/// After an eviction: wait for the devices the pipeline used, so its frees have happened
+/// before the next load allocates. (No `empty_cache` in tch 0.24; see the module notes.)
+fn release_device_memory(placement: Placement) {
+    for device in [placement.unet, placement.text_encoders, placement.vae] {
+        if let imagelab_core::DeviceSpec::Cuda(index) = device {
+            if tch::Cuda::is_available() {
+                tch::Cuda::synchronize(index as i64);
+            }
+        }
+    }
+}
