@@ -1,7 +1,8 @@
 //! `--export-theme`: the winning configurations as a theme file for the prompt generator,
-//! closing the loop from "what I liked" to "make more like it". The shape (agreed with the
-//! prompts crate, which is not a dependency): `name`, `templates`, `negative`, `profile`
-//! (optional), `models`, `settings.{sampler,scheduler,cfg,steps,size}.choices`.
+//! closing the loop from "what I liked" to "make more like it". The shape is the prompts
+//! crate's theme format (not a dependency; a CLI test loads the export with it): `name`,
+//! `templates` (favorite prompts, template syntax escaped), `negative`, `profile`
+//! (optional), `models`, and `settings.{sampler,scheduler,cfg,steps,size}` as lists.
 
 use crate::aggregate::{GroupStats, NONE, UNKNOWN};
 use crate::analyze::Report;
@@ -13,8 +14,10 @@ const WINNERS: usize = 3;
 /// Most prompt templates taken from the top favorites.
 const TEMPLATES: usize = 10;
 
-/// A list of values the generator picks from.
+/// A list of values the generator picks from; written as a plain YAML list, which is how
+/// the prompts crate's theme files spell a choice.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(transparent)]
 pub struct Choices<T> {
     pub choices: Vec<T>,
 }
@@ -78,10 +81,13 @@ pub fn export_theme(report: &Report, name: &str) -> Result<ExportedTheme> {
     for f in &favorites {
         let prompt = f.prompt.trim();
         if !prompt.is_empty()
-            && !theme.templates.iter().any(|t| t == prompt)
+            && !theme
+                .templates
+                .iter()
+                .any(|t| *t == escape_template(prompt))
             && theme.templates.len() < TEMPLATES
         {
-            theme.templates.push(prompt.to_string());
+            theme.templates.push(escape_template(prompt));
         }
     }
     let s = &mut theme.settings;
@@ -149,4 +155,17 @@ fn most_common<'a>(values: impl Iterator<Item = &'a str>) -> String {
         .find(|(_, n)| *n == best)
         .map(|(k, _)| k.to_string())
         .unwrap_or_default()
+}
+
+/// A favorite's prompt as a template that expands to exactly itself: the template syntax's
+/// special characters (`{ } | $ _`) are backslash-escaped.
+pub fn escape_template(prompt: &str) -> String {
+    let mut out = String::with_capacity(prompt.len());
+    for c in prompt.chars() {
+        if matches!(c, '{' | '}' | '|' | '$' | '_') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }

@@ -232,16 +232,13 @@ fn exported_theme_has_the_agreed_shape() {
     assert_eq!(v["profile"].as_str(), Some("noir"));
     assert_eq!(v["models"].as_sequence().unwrap().len(), 2);
     for key in ["sampler", "scheduler", "cfg", "steps", "size"] {
-        let choices = v["settings"][key]["choices"].as_sequence();
+        let choices = v["settings"][key].as_sequence();
         assert!(
             choices.is_some_and(|c| !c.is_empty()),
-            "settings.{key}.choices in {yaml}"
+            "settings.{key} list in {yaml}"
         );
     }
-    assert_eq!(
-        v["settings"]["size"]["choices"][0].as_str(),
-        Some("1024x1024")
-    );
-    assert_eq!(v["settings"]["cfg"]["choices"][0].as_f64(), Some(7.0));
-    assert_eq!(v["settings"]["steps"]["choices"][0].as_u64(), Some(20));
+    assert_eq!(v["settings"]["size"][0].as_str(), Some("1024x1024"));
+    assert_eq!(v["settings"]["cfg"][0].as_f64(), Some(7.0));
+    assert_eq!(v["settings"]["steps"][0].as_u64(), Some(20));
 }

@@ -118,10 +118,44 @@ fn html_and_markdown_files_and_theme_export() {
     assert_eq!(theme["name"].as_str(), Some("best"));
     assert_eq!(theme["models"][0].as_str(), Some("alpha"));
     assert_eq!(theme["profile"].as_str(), Some("cinematic"));
-    assert_eq!(
-        theme["settings"]["sampler"]["choices"][0].as_str(),
-        Some("euler")
+    assert_eq!(theme["settings"]["sampler"][0].as_str(), Some("euler"));
+    // The exported theme is one the prompt generator loads and draws from (with the
+    // shipped style profiles, which its `profile:` refers to).
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../themes/profiles");
+    std::fs::create_dir_all(dir.path().join("themes/profiles")).unwrap();
+    for entry in std::fs::read_dir(shipped).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(
+            entry.path(),
+            dir.path().join("themes/profiles").join(entry.file_name()),
+        )
+        .unwrap();
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_imagelab"))
+        .args([
+            "prompts", "--theme", "best", "-n", "3", "--seed", "1", "--json",
+        ])
+        .current_dir(dir.path())
+        .env("AIIMAGEGEN_HOME", dir.path().join("home"))
+        .env("IMAGELAB_APP_DIR", dir.path())
+        .env_remove("IMAGELAB_THEMES_DIR")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let drawn: serde_json::Value = serde_json::from_str(line).unwrap();
+        let prompt = drawn["prompt"].as_str().unwrap();
+        // The favorite prompt, inside the exported profile's template.
+        assert!(
+            prompt.contains("a lighthouse, take ") && prompt.starts_with("cinematic"),
+            "{prompt}"
+        );
+        assert_eq!(drawn["params"]["sampler"], "euler");
+    }
     let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("reports"))
         .unwrap()
         .collect();
