@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The checks that need an NVIDIA GPU (run on a GPU machine, not in CI): full-size SDXL parity
-# against diffusers in fp16, a 1024x1024 `imagelab generate` on CUDA, and the diffusers
-# reference benchmark beside it. Expects the binaries built by
+# against diffusers in fp16, a 1024x1024 `imagelab generate` on CUDA, `imagelab bench`, and
+# the diffusers reference benchmark beside it (same call, same machine). Expects the binaries built by
 #   cargo build --release -p imagelab -p imagelab-engine --example full_size_parity
 # in $BIN (default: $CARGO_TARGET_DIR/release) and a Python with torch, diffusers and
 # transformers (default: python3). Results go to $OUT (default: ./gpu-check).
@@ -22,5 +22,7 @@ echo "== imagelab generate, 1024x1024, 20 steps, CUDA"
 ln -sf "$out/work/sdxl_full.safetensors" "$out/work/models/checkpoints/sdxl_full.safetensors"
 ( cd "$out/work" && IMAGELAB_APP_DIR="$out/work" /usr/bin/time -v "$bin/imagelab" generate --model sdxl_full \
     --prompt "a lighthouse at dusk" --device cuda --dtype fp16 --seed 1 --json ) 2>&1 | tee "$out/generate.txt"
+echo "== imagelab bench (SDXL 1024², SD 1.5 512², fp16)"
+( cd "$out/work" && "$bin/imagelab" bench --json "$out/imagelab_bench.json" ) 2>&1 | tee "$out/imagelab_bench.txt" || true
 echo "== diffusers reference benchmark"
 OUT="$out" "$py" "$repo/../shared/perf/sdxl_diffusers_bench.py" 2>&1 | tail -3 | tee "$out/diffusers_bench.txt" || true
