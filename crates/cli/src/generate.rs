@@ -92,7 +92,7 @@ pub struct GenerateArgs {
 }
 
 /// Fills generation parameters from the saved defaults, then the flags.
-fn build_params(args: &GenerateArgs, config: &Config) -> Result<GenerationParams> {
+pub(crate) fn build_params(args: &GenerateArgs, config: &Config) -> Result<GenerationParams> {
     let mut p = config.default_params();
     p.prompt = args.prompt.clone();
     if let Some(n) = &args.negative {

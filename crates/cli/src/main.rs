@@ -6,6 +6,7 @@
 
 mod analyze;
 mod bench;
+mod client_cmds;
 mod generate;
 mod gpus;
 mod logging;
@@ -27,6 +28,18 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run the daemon (HTTP API on 127.0.0.1 with the durable queue), or `daemon status`.
+    Daemon(client_cmds::DaemonArgs),
+    /// Queue jobs on the daemon: the same flags as `generate`, or --file JOB.yaml.
+    Submit(client_cmds::SubmitArgs),
+    /// List the daemon's jobs.
+    Jobs(client_cmds::JobsArgs),
+    /// Show one job.
+    Job(client_cmds::JobArgs),
+    /// Cancel a queued or running job.
+    Cancel(client_cmds::CancelArgs),
+    /// Pause or resume the queue, or show its counts.
+    Queue(client_cmds::QueueArgs),
     /// Generate images now, in this process (no daemon needed).
     Generate(Box<generate::GenerateArgs>),
     /// List the GPUs: memory, utilization, temperature, power and their processes.
@@ -49,6 +62,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Generate(args) => generate::run(*args),
+        Command::Daemon(args) => client_cmds::run_daemon(args),
+        Command::Submit(args) => client_cmds::run_submit(args),
+        Command::Jobs(args) => client_cmds::run_jobs(args),
+        Command::Job(args) => client_cmds::run_job(args),
+        Command::Cancel(args) => client_cmds::run_cancel(args),
+        Command::Queue(args) => client_cmds::run_queue(args),
         Command::Gpus(args) => gpus::run_gpus(args),
         Command::GpuPick(args) => gpus::run_pick(args),
         Command::Prompts(args) => prompts::run_prompts(args),

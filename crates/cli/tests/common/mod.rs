@@ -28,12 +28,18 @@ impl Sandbox {
         self.dir.path().join(rel)
     }
 
-    /// `imagelab generate` in the sandbox, with no `IMAGELAB_*` or `INSTANCE_ID` leaking in
-    /// from the test's own environment.
+    /// `imagelab generate` in the sandbox.
     pub fn generate(&self) -> Command {
+        let mut cmd = self.imagelab();
+        cmd.arg("generate");
+        cmd
+    }
+
+    /// `imagelab` in the sandbox, with no `IMAGELAB_*` or `INSTANCE_ID` leaking in from the
+    /// test's own environment.
+    pub fn imagelab(&self) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_imagelab"));
-        cmd.arg("generate")
-            .current_dir(self.dir.path())
+        cmd.current_dir(self.dir.path())
             .env("AIIMAGEGEN_HOME", self.path("home"))
             .env("IMAGELAB_APP_DIR", self.dir.path())
             .env("CUDA_VISIBLE_DEVICES", "");

@@ -1,0 +1,236 @@
+//! The daemon and its client commands: `imagelab daemon [status]`, `submit`, `jobs`, `job`,
+//! `cancel` and `queue pause|resume|status`. The client side talks to the daemon found
+//! through `daemon.json` in the settings folder.
+
+use crate::generate::{build_params, GenerateArgs};
+use crate::logging;
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand, ValueEnum};
+use imagelab_client::Client;
+use imagelab_core::api::{JobPriority, JobSource, JobView, ListQuery, SubmitRequest};
+use imagelab_core::config::{settings_dir, Config};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Args, Debug)]
+pub struct DaemonArgs {
+    #[command(subcommand)]
+    pub action: Option<DaemonAction>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DaemonAction {
+    /// Is the daemon running, and what is in its queue?
+    Status,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Priority {
+    Interactive,
+    Normal,
+    Background,
+}
+
+#[derive(Args, Debug)]
+pub struct SubmitArgs {
+    /// A YAML (or JSON) job file: a submit request (`spec:` with the generation settings,
+    /// `priority:`, `count:`, …); see jobs/example.yaml. Flags are ignored when given.
+    #[arg(long)]
+    pub file: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "normal")]
+    pub priority: Priority,
+    /// Run only on this GPU (UUID).
+    #[arg(long)]
+    pub gpu: Option<String>,
+    /// Queue N jobs with N seeds (seed, seed+1, …; random per job with seed −1).
+    #[arg(long, default_value_t = 1)]
+    pub count: u32,
+    #[command(flatten)]
+    pub params: Box<GenerateArgs>,
+}
+
+#[derive(Args, Debug)]
+pub struct JobsArgs {
+    /// queued, leased, done, failed, dead or cancelled.
+    #[arg(long)]
+    pub state: Option<String>,
+    #[arg(long)]
+    pub limit: Option<usize>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct JobArgs {
+    pub id: u64,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CancelArgs {
+    pub id: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct QueueArgs {
+    #[arg(value_enum)]
+    pub action: QueueAction,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum QueueAction {
+    Pause,
+    Resume,
+    Status,
+}
+
+fn client() -> Result<Client> {
+    Ok(Client::from_daemon_json(&settings_dir())?)
+}
+
+pub fn run_daemon(args: DaemonArgs) -> Result<ExitCode> {
+    match args.action {
+        Some(DaemonAction::Status) => {
+            let client = client()?;
+            let health = client.health()?;
+            let status = client.status()?;
+            println!(
+                "daemon {} (protocol {}): running",
+                health.version, health.protocol
+            );
+            println!(
+                "queue: {}",
+                if status.paused { "paused" } else { "running" }
+            );
+            for (state, count) in &status.counts {
+                println!("  {state:<10} {count}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        None => {
+            let log = logging::init("daemon")?;
+            let config = Config::load()?;
+            let daemon_config =
+                imagelab_daemon::DaemonConfig::from_folders(&config.folders(), &settings_dir());
+            eprintln!("imagelab daemon: logging to {}", log.display());
+            eprintln!(
+                "note: GPU workers are not built yet, so queued jobs wait until they are; the API, \
+                 the queue and its controls work"
+            );
+            imagelab_daemon::run_foreground(daemon_config)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn request_from_args(args: &SubmitArgs) -> Result<SubmitRequest> {
+    if let Some(path) = &args.file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read job file {}", path.display()))?;
+        let mut request: SubmitRequest = serde_yaml::from_str(&text)
+            .with_context(|| format!("job file {} is not valid", path.display()))?;
+        request.source = JobSource::Cli;
+        return Ok(request);
+    }
+    let config = Config::load()?;
+    let mut spec = build_params(&args.params, &config)?;
+    spec.model = args.params.model.clone().unwrap_or_default();
+    spec.validate()?;
+    Ok(SubmitRequest {
+        spec,
+        style: None,
+        priority: match args.priority {
+            Priority::Interactive => JobPriority::Interactive,
+            Priority::Normal => JobPriority::Normal,
+            Priority::Background => JobPriority::Background,
+        },
+        count: args.count,
+        gpu: args.gpu.clone(),
+        source: JobSource::Cli,
+    })
+}
+
+pub fn run_submit(args: SubmitArgs) -> Result<ExitCode> {
+    let request = request_from_args(&args)?;
+    let response = client()?.submit(&request)?;
+    // `--json` (shared with generate) prints {"ids":[…]} instead of one id per line.
+    if args.params.json {
+        println!("{}", serde_json::json!({ "ids": response.ids }));
+    } else {
+        for id in &response.ids {
+            println!("{id}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn one_line(job: &JobView) -> String {
+    let prompt: String = job.spec.prompt.chars().take(48).collect();
+    format!(
+        "{:>6}  {:<9}  {:<11}  {:<20}  {prompt}",
+        job.id,
+        job.state,
+        format!("{:?}", job.priority).to_lowercase(),
+        job.spec.model
+    )
+}
+
+pub fn run_jobs(args: JobsArgs) -> Result<ExitCode> {
+    let jobs = client()?.list(&ListQuery {
+        state: args.state.clone(),
+        limit: args.limit,
+    })?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&jobs)?);
+    } else {
+        println!(
+            "{:>6}  {:<9}  {:<11}  {:<20}  prompt",
+            "id", "state", "priority", "model"
+        );
+        for job in &jobs {
+            println!("{}", one_line(job));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn run_job(args: JobArgs) -> Result<ExitCode> {
+    let job = client()?.get(args.id)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&job)?);
+    } else {
+        println!("{}", one_line(&job));
+        println!(
+            "seed(s): {:?}, attempts {}/{}",
+            job.seeds, job.attempts, job.max_attempts
+        );
+        if let Some(error) = &job.error {
+            println!("error: {error}");
+        }
+        for output in &job.outputs {
+            println!("output: {output}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn run_cancel(args: CancelArgs) -> Result<ExitCode> {
+    let job = client()?.cancel(args.id)?;
+    println!("{}", one_line(&job));
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn run_queue(args: QueueArgs) -> Result<ExitCode> {
+    let client = client()?;
+    let status = match args.action {
+        QueueAction::Pause => client.pause()?,
+        QueueAction::Resume => client.resume()?,
+        QueueAction::Status => client.status()?,
+    };
+    println!("queue {}", if status.paused { "paused" } else { "running" });
+    for (state, count) in &status.counts {
+        println!("  {state:<10} {count}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
