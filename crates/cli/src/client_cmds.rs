@@ -16,6 +16,23 @@ use std::process::ExitCode;
 pub struct DaemonArgs {
     #[command(subcommand)]
     pub action: Option<DaemonAction>,
+    /// A worker to run jobs on: `cpu` or `cuda:N`; repeat for several. Default: one per
+    /// visible CUDA device (none without CUDA).
+    #[arg(long = "worker")]
+    pub workers: Vec<String>,
+}
+
+/// Turns `cpu` / `cuda:N` into a worker whose child sees only that device.
+fn worker_spec(text: &str) -> Result<imagelab_daemon::WorkerSpec> {
+    match text.parse::<imagelab_core::DeviceSpec>()? {
+        imagelab_core::DeviceSpec::Cpu => Ok(imagelab_daemon::WorkerSpec::cpu("cpu")),
+        imagelab_core::DeviceSpec::Cuda(i) => Ok(imagelab_daemon::WorkerSpec {
+            name: format!("cuda{i}"),
+            device: "cuda".into(),
+            gpu: format!("cuda:{i}"),
+            cuda_visible_devices: Some(i.to_string()),
+        }),
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -111,13 +128,28 @@ pub fn run_daemon(args: DaemonArgs) -> Result<ExitCode> {
         None => {
             let log = logging::init("daemon")?;
             let config = Config::load()?;
-            let daemon_config =
+            let mut daemon_config =
                 imagelab_daemon::DaemonConfig::from_folders(&config.folders(), &settings_dir());
+            let workers: Vec<String> = if args.workers.is_empty() {
+                (0..tch::Cuda::device_count())
+                    .map(|i| format!("cuda:{i}"))
+                    .collect()
+            } else {
+                args.workers.clone()
+            };
+            daemon_config.workers = workers
+                .iter()
+                .map(|w| worker_spec(w))
+                .collect::<Result<_>>()?;
+            daemon_config.worker_program = Some(std::env::current_exe()?);
             eprintln!("imagelab daemon: logging to {}", log.display());
-            eprintln!(
-                "note: GPU workers are not built yet, so queued jobs wait until they are; the API, \
-                 the queue and its controls work"
-            );
+            if workers.is_empty() {
+                eprintln!(
+                    "note: no CUDA device and no --worker given: jobs will queue but not run"
+                );
+            } else {
+                eprintln!("workers: {}", workers.join(", "));
+            }
             imagelab_daemon::run_foreground(daemon_config)?;
             Ok(ExitCode::SUCCESS)
         }

@@ -11,6 +11,7 @@ mod generate;
 mod gpus;
 mod logging;
 mod prompts;
+mod worker;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -30,6 +31,9 @@ struct Cli {
 enum Command {
     /// Run the daemon (HTTP API on 127.0.0.1 with the durable queue), or `daemon status`.
     Daemon(client_cmds::DaemonArgs),
+    /// The engine as a daemon's child process (JSON lines on stdin/stdout); not for people.
+    #[command(hide = true)]
+    Worker(worker::WorkerArgs),
     /// Queue jobs on the daemon: the same flags as `generate`, or --file JOB.yaml.
     Submit(client_cmds::SubmitArgs),
     /// List the daemon's jobs.
@@ -64,6 +68,7 @@ fn main() -> ExitCode {
         Command::Generate(args) => generate::run(*args),
         Command::Daemon(args) => client_cmds::run_daemon(args),
         Command::Submit(args) => client_cmds::run_submit(args),
+        Command::Worker(args) => worker::run(args),
         Command::Jobs(args) => client_cmds::run_jobs(args),
         Command::Job(args) => client_cmds::run_job(args),
         Command::Cancel(args) => client_cmds::run_cancel(args),

@@ -5,8 +5,8 @@
 
 mod common;
 
-use common::Sandbox;
-use std::process::{Child, Output};
+use common::{fixtures, Sandbox};
+use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
 struct Daemon {
@@ -25,9 +25,15 @@ fn imagelab(sb: &Sandbox, args: &[&str]) -> Output {
 }
 
 fn start(sb: &Sandbox) -> Daemon {
+    start_with(sb, &[])
+}
+
+fn start_with(sb: &Sandbox, extra: &[&str]) -> Daemon {
     std::fs::create_dir_all(sb.path("jobs")).unwrap();
     let mut cmd = sb.imagelab();
-    cmd.arg("daemon").stderr(std::process::Stdio::null());
+    cmd.arg("daemon")
+        .args(extra)
+        .stderr(std::process::Stdio::null());
     let daemon = Daemon {
         child: cmd.spawn().unwrap(),
     };
@@ -119,4 +125,92 @@ fn without_a_daemon_the_client_says_so() {
         !out.status.success() && err.contains("daemon is not running"),
         "{err}"
     );
+}
+
+fn job_json(sb: &Sandbox, id: u64) -> serde_json::Value {
+    serde_json::from_str(&stdout(&imagelab(sb, &["job", &id.to_string(), "--json"]))).unwrap()
+}
+
+fn wait_for(
+    sb: &Sandbox,
+    id: u64,
+    what: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let job = job_json(sb, id);
+        if done(&job) {
+            return job;
+        }
+        assert!(Instant::now() < deadline, "job {id} never {what}: {job}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The PIDs of `parent`'s child processes (from /proc).
+fn children_of(parent: u32) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{parent}/task"))
+        .unwrap()
+        .flatten()
+    {
+        let text = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        pids.extend(
+            text.split_whitespace()
+                .filter_map(|p| p.parse::<u32>().ok()),
+        );
+    }
+    pids
+}
+
+#[test]
+fn a_cpu_worker_runs_queued_jobs_and_survives_being_killed() {
+    let sb = Sandbox::new();
+    std::fs::copy(
+        fixtures().join("sd1.safetensors"),
+        sb.path("models/checkpoints/tiny.safetensors"),
+    )
+    .unwrap();
+    let daemon = start_with(&sb, &["--worker", "cpu"]);
+    let base = [
+        "submit", "--model", "tiny", "--prompt", "a fox", "--width", "64", "--height", "64",
+        "--seed", "3",
+    ];
+
+    // A job runs to completion and its image lands in output/ under the job's own name.
+    let id: u64 = stdout(&imagelab(&sb, &[&base[..], &["--steps", "2"]].concat()))
+        .trim()
+        .parse()
+        .unwrap();
+    let job = wait_for(&sb, id, "finished", |j| {
+        j["state"] != "queued" && j["state"] != "leased"
+    });
+    assert_eq!(job["state"], "done", "{job}");
+    let name = format!("job{id:010}_000.png");
+    assert_eq!(job["outputs"][0], name.as_str());
+    assert!(sb.path("output").join(&name).exists());
+
+    // Killing the worker in the middle of a job costs one attempt; the job still finishes.
+    let id: u64 = stdout(&imagelab(&sb, &[&base[..], &["--steps", "400"]].concat()))
+        .trim()
+        .parse()
+        .unwrap();
+    wait_for(&sb, id, "started", |j| j["state"] == "leased");
+    std::thread::sleep(Duration::from_millis(300));
+    let workers = children_of(daemon.child.id());
+    assert_eq!(workers.len(), 1, "one worker child: {workers:?}");
+    Command::new("kill")
+        .args(["-9", &workers[0].to_string()])
+        .status()
+        .unwrap();
+    let job = wait_for(&sb, id, "finished after the kill", |j| {
+        j["state"] == "done" || j["state"] == "dead"
+    });
+    assert_eq!(job["state"], "done", "{job}");
+    assert_eq!(job["attempts"], 1, "the killed attempt is counted: {job}");
+    let after = children_of(daemon.child.id());
+    assert_eq!(after.len(), 1, "a new worker replaced the killed one");
+    assert_ne!(after[0], workers[0]);
+    assert!(stdout(&imagelab(&sb, &["daemon", "status"])).contains("done"));
 }

@@ -5,41 +5,11 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::OnceLock;
-
-/// Tiny checkpoints, built once per test binary by the engine's pipeline reference.
-fn fixtures() -> &'static Path {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let script =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../engine/tests/reference/pipeline_ref.py");
-        let python = std::env::var_os("IMAGELAB_PYTHON")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                PathBuf::from(std::env::var("HOME").unwrap())
-                    .join(".cache/imagelab/venv/bin/python")
-            });
-        let out = Command::new(python)
-            .arg(&script)
-            .arg("--out")
-            .arg(dir.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        dir
-    })
-    .path()
-}
+use std::process::Output;
 
 mod common;
 
-use common::Sandbox;
+use common::{fixtures, Sandbox};
 
 /// A sandbox with the tiny checkpoints and standalone parts in its model folders.
 fn sandbox() -> Sandbox {

@@ -9,6 +9,7 @@ pub mod config;
 pub mod names;
 pub mod params;
 pub mod paths;
+pub mod worker;
 
 pub use config::{Config, ConfigError, Folders};
 pub use names::{parse_sampler_label, SamplerName, SchedulerName, UnknownName};

@@ -12,10 +12,12 @@ mod files;
 mod info;
 mod routes;
 mod submit;
+mod supervisor;
 
 pub use auth::new_token;
 pub use error::{ApiFailure, DaemonError, Result};
 pub use info::write_daemon_info;
+pub use supervisor::{Supervisor, WorkerSpec};
 
 use actix_web::{web, App, HttpServer};
 use imagelab_core::api::{DaemonInfo, PROTOCOL_VERSION};
@@ -47,6 +49,10 @@ pub struct DaemonConfig {
     pub queue: QueueOptions,
     /// Let the server stop gracefully on SIGINT/SIGTERM (the binary); tests leave it off.
     pub handle_signals: bool,
+    /// The workers to run jobs on, each an `imagelab worker` child of `worker_program`;
+    /// none means jobs only queue up.
+    pub workers: Vec<WorkerSpec>,
+    pub worker_program: Option<PathBuf>,
 }
 
 impl DaemonConfig {
@@ -63,6 +69,8 @@ impl DaemonConfig {
             recovery: RecoveryPolicy::default(),
             queue: QueueOptions::default(),
             handle_signals: false,
+            workers: Vec::new(),
+            worker_program: None,
         }
     }
 
@@ -179,9 +187,20 @@ impl Daemon {
             queue: Some(queue),
             handle,
             thread: Some(thread),
+            supervisor: None,
         };
         // On failure `running` is dropped, which stops the server and frees the queue.
         running.info_path = Some(write_daemon_info(&config.settings_dir, &running.info)?);
+        if let (Some(program), Some(queue)) = (&config.worker_program, &running.queue) {
+            if !config.workers.is_empty() {
+                running.supervisor = Some(Supervisor::start(
+                    queue.clone(),
+                    &config.workers,
+                    program.clone(),
+                    config.output_dir.clone(),
+                ));
+            }
+        }
         log::info!(
             "daemon listening on http://{address}, jobs in {}",
             config.jobs_dir.display()
@@ -209,6 +228,7 @@ pub struct RunningDaemon {
     queue: Option<Arc<Queue>>,
     handle: actix_web::dev::ServerHandle,
     thread: Option<JoinHandle<std::io::Result<()>>>,
+    supervisor: Option<Supervisor>,
 }
 
 impl std::fmt::Debug for RunningDaemon {
@@ -245,6 +265,14 @@ impl RunningDaemon {
         self.info_path.as_deref()
     }
 
+    /// The PIDs of the worker child processes now running.
+    pub fn worker_pids(&self) -> Vec<u32> {
+        self.supervisor
+            .as_ref()
+            .map(Supervisor::worker_pids)
+            .unwrap_or_default()
+    }
+
     /// What start-up recovery did with jobs the previous daemon left running.
     pub fn recovery(&self) -> &Recovery {
         &self.recovery
@@ -277,6 +305,9 @@ impl RunningDaemon {
                 Err(_) => Err(DaemonError::Server("the server thread panicked".into())),
             },
         };
+        if let Some(supervisor) = self.supervisor.take() {
+            supervisor.stop();
+        }
         self.close_queue();
         if let Some(path) = self.info_path.take() {
             info::remove_daemon_info(&path, &self.info.token);

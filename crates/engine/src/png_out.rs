@@ -110,6 +110,31 @@ pub fn write_new_file(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Writes `bytes` to `path`, replacing a file of that name, never visible half-written
+/// (temporary name in the same folder, fsync, rename). Only for names that belong to one
+/// job alone (the queue's deterministic output names), so a retried job replaces its own
+/// earlier image instead of adding a second one.
+pub fn write_replacing(path: &Path, bytes: &[u8]) -> Result<()> {
+    let out = |reason: String| EngineError::Output {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| out(e.to_string()))?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".imagelab-")
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(|e| out(e.to_string()))?;
+    tmp.write_all(bytes).map_err(|e| out(e.to_string()))?;
+    tmp.as_file().sync_all().map_err(|e| out(e.to_string()))?;
+    tmp.persist(path).map_err(|e| out(e.error.to_string()))?;
+    Ok(())
+}
+
 /// Writes into `dir` under the first free name `{stem}_{NNNNN}.png` and returns it.
 pub fn write_numbered(dir: &Path, stem: &str, bytes: &[u8]) -> Result<PathBuf> {
     let mut n = next_free_index(dir, stem);

@@ -2,8 +2,9 @@
 //! settings folder, with `imagelab generate` commands that see only that folder.
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 
 pub struct Sandbox {
     pub dir: tempfile::TempDir,
@@ -60,4 +61,33 @@ impl Sandbox {
         files.sort();
         files
     }
+}
+
+/// Tiny checkpoints, built once per test binary by the engine's pipeline reference.
+pub fn fixtures() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../engine/tests/reference/pipeline_ref.py");
+        let python = std::env::var_os("IMAGELAB_PYTHON")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(std::env::var("HOME").unwrap())
+                    .join(".cache/imagelab/venv/bin/python")
+            });
+        let out = Command::new(python)
+            .arg(&script)
+            .arg("--out")
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        dir
+    })
+    .path()
 }

@@ -1,0 +1,142 @@
+//! `imagelab worker`: the engine as a child process of the daemon. It reads one
+//! `WorkRequest` per line on stdin and answers with `WorkerEvent` lines on stdout, keeping
+//! the last few models loaded (the pipeline cache), until stdin closes.
+
+use anyhow::Result;
+use clap::Args;
+use imagelab_core::config::Config;
+use imagelab_core::worker::{WorkRequest, WorkerEvent};
+use imagelab_core::{paths, DType, DeviceSpec};
+use imagelab_engine::pipeline::{ModelChoice, PipelineCache, StepEvent};
+use imagelab_engine::EngineError;
+use std::io::{BufRead, Write};
+use std::process::ExitCode;
+use std::time::Instant;
+
+#[derive(Args, Debug)]
+pub struct WorkerArgs {
+    /// cpu, cuda or cuda:N (the daemon sets CUDA_VISIBLE_DEVICES, so usually cuda).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// fp32, fp16 or bf16 (default: fp16 on CUDA, fp32 on the CPU).
+    #[arg(long)]
+    pub dtype: Option<String>,
+}
+
+fn emit(event: &WorkerEvent) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer(&mut out, event)?;
+    out.write_all(b"\n")?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Errors another attempt cannot fix: the input or the model file is wrong.
+fn retryable(err: &EngineError) -> bool {
+    !matches!(
+        err,
+        EngineError::Invalid { .. }
+            | EngineError::PickleRefused { .. }
+            | EngineError::UnknownArchitecture { .. }
+            | EngineError::CorruptSafetensors { .. }
+            | EngineError::Incompatible { .. }
+            | EngineError::MissingTensor { .. }
+            | EngineError::ShapeMismatch { .. }
+    )
+}
+
+fn run_one(
+    request: &WorkRequest,
+    cache: &mut PipelineCache,
+    device: DeviceSpec,
+    dtype: DType,
+) -> Result<WorkerEvent> {
+    let config = Config::load()?;
+    let folders = config.folders();
+    let failed = |error: String, retryable: bool| WorkerEvent::Failed {
+        job: request.job,
+        error,
+        retryable,
+    };
+    let checkpoint = match paths::resolve_model_file(
+        &folders.checkpoints(),
+        &request.params.model,
+        "model",
+        false,
+    ) {
+        Ok(path) => path,
+        Err(e) => return Ok(failed(e.to_string(), false)),
+    };
+    let pipeline = match cache.get_or_load(&ModelChoice::new(checkpoint, device, dtype)) {
+        Ok(p) => p,
+        Err(e) => return Ok(failed(format!("{e}"), retryable(&e))),
+    };
+    let started = Instant::now();
+    let mut steps = 0usize;
+    let images = pipeline.generate(&request.params, &mut |event| {
+        if let StepEvent::Sampling { done, total } = event {
+            steps = total;
+            let _ = emit(&WorkerEvent::Progress {
+                job: request.job,
+                done,
+                total,
+            });
+        }
+    });
+    let images = match images {
+        Ok(images) => images,
+        Err(e) => return Ok(failed(format!("{e}"), retryable(&e))),
+    };
+    let step_time_ms = (steps > 0).then(|| started.elapsed().as_secs_f64() * 1000.0 / steps as f64);
+    let mut outputs = Vec::new();
+    for (image, stem) in images.iter().zip(&request.stems) {
+        let name = format!("{stem}.png");
+        let bytes = pipeline.encode_png(&request.params, image)?;
+        if let Err(e) =
+            imagelab_engine::png_out::write_replacing(&request.output_dir.join(&name), &bytes)
+        {
+            return Ok(failed(e.to_string(), true));
+        }
+        outputs.push(name);
+    }
+    Ok(WorkerEvent::Done {
+        job: request.job,
+        seeds: vec![request.params.seed; outputs.len()],
+        outputs,
+        model_hash: Some(pipeline.info.model_hash.clone()),
+        step_time_ms,
+    })
+}
+
+pub fn run(args: WorkerArgs) -> Result<ExitCode> {
+    crate::logging::init("worker")?;
+    let device: DeviceSpec = args.device.parse()?;
+    let dtype = match &args.dtype {
+        Some(d) => d.parse::<DType>()?,
+        None if device == DeviceSpec::Cpu => DType::Fp32,
+        None => DType::Fp16,
+    };
+    let mut cache = PipelineCache::new(Config::load()?.pipeline_cache_size);
+    emit(&WorkerEvent::Ready {
+        pid: std::process::id(),
+    })?;
+    for line in std::io::stdin().lock().lines() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let event = match serde_json::from_str::<WorkRequest>(&line) {
+            Ok(request) => {
+                log::info!("job {}: {}", request.job, request.params.model);
+                run_one(&request, &mut cache, device, dtype)?
+            }
+            Err(e) => WorkerEvent::Failed {
+                job: 0,
+                error: format!("malformed request: {e}"),
+                retryable: false,
+            },
+        };
+        emit(&event)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
