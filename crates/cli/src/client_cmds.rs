@@ -266,3 +266,97 @@ pub fn run_queue(args: QueueArgs) -> Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+#[derive(Args, Debug)]
+pub struct FavArgs {
+    /// A job id, or an image (a file name in output/, or a path to one there).
+    pub target: String,
+    /// A 1–5 rating beside the star.
+    #[arg(long)]
+    pub rating: Option<u8>,
+}
+
+#[derive(Args, Debug)]
+pub struct FavsArgs {
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A job id when the target is a number, else the image's name inside output/.
+fn favorite_request(
+    target: &str,
+    rating: Option<u8>,
+) -> Result<imagelab_core::api::FavoriteRequest> {
+    if let Ok(job) = target.parse::<u64>() {
+        return Ok(imagelab_core::api::FavoriteRequest {
+            job: Some(job),
+            image: None,
+            rating,
+        });
+    }
+    let output = Config::load()?.folders().output;
+    let path = std::path::Path::new(target);
+    let absolute = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()?.join(path)
+    };
+    // A path into output/ becomes its name there; a bare name is taken as one already.
+    let name = match (absolute.canonicalize(), output.canonicalize()) {
+        (Ok(file), Ok(dir)) if file.starts_with(&dir) => {
+            file.strip_prefix(&dir)?.display().to_string()
+        }
+        _ => target.to_string(),
+    };
+    Ok(imagelab_core::api::FavoriteRequest {
+        job: None,
+        image: Some(name),
+        rating,
+    })
+}
+
+pub fn run_fav(args: FavArgs) -> Result<ExitCode> {
+    let favorite = client()?.favorite(&favorite_request(&args.target, args.rating)?)?;
+    let what = favorite
+        .job
+        .map(|j| format!("job {j}"))
+        .or(favorite.image)
+        .unwrap_or_default();
+    match favorite.rating {
+        Some(r) => println!("starred {what} ({r}/5)"),
+        None => println!("starred {what}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn run_unfav(args: FavArgs) -> Result<ExitCode> {
+    let answer = client()?.unfavorite(&favorite_request(&args.target, None)?)?;
+    let removed = answer["removed"].as_bool().unwrap_or(false);
+    println!(
+        "{}",
+        if removed {
+            "unstarred"
+        } else {
+            "was not starred"
+        }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn run_favs(args: FavsArgs) -> Result<ExitCode> {
+    let favorites = client()?.favorites()?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&favorites)?);
+    } else {
+        for f in &favorites {
+            let what = f
+                .job
+                .map(|j| format!("job {j}"))
+                .or(f.image.clone())
+                .unwrap_or_default();
+            let rating = f.rating.map(|r| format!("  {r}/5")).unwrap_or_default();
+            println!("{what}{rating}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -44,6 +44,12 @@ enum Command {
     Cancel(client_cmds::CancelArgs),
     /// Pause or resume the queue, or show its counts.
     Queue(client_cmds::QueueArgs),
+    /// Star a job's images or one image (optionally rated 1–5).
+    Fav(client_cmds::FavArgs),
+    /// Remove a star.
+    Unfav(client_cmds::FavArgs),
+    /// List the starred jobs and images.
+    Favs(client_cmds::FavsArgs),
     /// Generate images now, in this process (no daemon needed).
     Generate(Box<generate::GenerateArgs>),
     /// List the GPUs: memory, utilization, temperature, power and their processes.
@@ -73,6 +79,9 @@ fn main() -> ExitCode {
         Command::Job(args) => client_cmds::run_job(args),
         Command::Cancel(args) => client_cmds::run_cancel(args),
         Command::Queue(args) => client_cmds::run_queue(args),
+        Command::Fav(args) => client_cmds::run_fav(args),
+        Command::Unfav(args) => client_cmds::run_unfav(args),
+        Command::Favs(args) => client_cmds::run_favs(args),
         Command::Gpus(args) => gpus::run_gpus(args),
         Command::GpuPick(args) => gpus::run_pick(args),
         Command::Prompts(args) => prompts::run_prompts(args),

@@ -213,4 +213,41 @@ fn a_cpu_worker_runs_queued_jobs_and_survives_being_killed() {
     assert_eq!(after.len(), 1, "a new worker replaced the killed one");
     assert_ne!(after[0], workers[0]);
     assert!(stdout(&imagelab(&sb, &["daemon", "status"])).contains("done"));
+
+    // Favorites: a job with a rating, an image by its path, listed, removed, and counted by
+    // the analytics that read jobs.log.
+    let first = id - 1;
+    let out = stdout(&imagelab(
+        &sb,
+        &["fav", &first.to_string(), "--rating", "5"],
+    ));
+    assert_eq!(out.trim(), format!("starred job {first} (5/5)"));
+    let image = format!("output/job{id:010}_000.png");
+    assert!(stdout(&imagelab(&sb, &["fav", &image])).contains(&format!("job{id:010}_000.png")));
+    let favs: serde_json::Value =
+        serde_json::from_str(&stdout(&imagelab(&sb, &["favs", "--json"]))).unwrap();
+    assert_eq!(favs.as_array().unwrap().len(), 2, "{favs}");
+    assert_eq!(favs[0]["rating"], 5);
+    assert_eq!(
+        stdout(&imagelab(&sb, &["unfav", &image])).trim(),
+        "unstarred"
+    );
+    for (args, needle) in [
+        (vec!["fav", "999999"], "999999"),
+        (vec!["fav", &first.to_string(), "--rating", "9"], "rating"),
+        (vec!["fav", "../secret.png"], "image"),
+    ] {
+        let out = imagelab(&sb, &args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(needle),
+            "{args:?}: {err}"
+        );
+    }
+    let out = imagelab(&sb, &["analyze", "--out", "report.json"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && err.contains("2 images, 1 favorites"),
+        "{err}"
+    );
 }

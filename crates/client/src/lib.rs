@@ -3,8 +3,8 @@
 //! turns every answer into the protocol types of `imagelab_core::api`. No async runtime.
 
 use imagelab_core::api::{
-    ApiError, DaemonInfo, Health, JobView, ListQuery, ModelList, OutputFile, QueueStatus,
-    SubmitBatch, SubmitRequest, SubmitResponse, DAEMON_INFO_FILE,
+    ApiError, DaemonInfo, FavoriteRequest, FavoriteView, Health, JobView, ListQuery, ModelList,
+    OutputFile, QueueStatus, SubmitBatch, SubmitRequest, SubmitResponse, DAEMON_INFO_FILE,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -252,6 +252,21 @@ impl Client {
 
     pub fn resume(&self) -> Result<QueueStatus> {
         self.call("POST", "/v1/queue/resume", None)
+    }
+
+    /// Stars a job or an image in `output/` (rating 1–5 optional).
+    pub fn favorite(&self, request: &FavoriteRequest) -> Result<FavoriteView> {
+        self.post_json("/v1/favorites", request)
+    }
+
+    /// Removes a star; the answer says whether there was one.
+    pub fn unfavorite(&self, request: &FavoriteRequest) -> Result<serde_json::Value> {
+        self.post_json("/v1/favorites/remove", request)
+    }
+
+    /// Every starred job and image.
+    pub fn favorites(&self) -> Result<Vec<FavoriteView>> {
+        self.call("GET", "/v1/favorites", None)
     }
 
     /// Whether dispatch is paused, and the jobs in each state.

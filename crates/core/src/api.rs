@@ -220,3 +220,26 @@ mod tests {
         assert!(err.to_string().contains("cuont"), "{err}");
     }
 }
+
+/// Star (or unstar) a job's images or one image in `output/`, with an optional 1–5 rating.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FavoriteRequest {
+    #[serde(default)]
+    pub job: Option<u64>,
+    /// A file name inside `output/`.
+    #[serde(default)]
+    pub image: Option<String>,
+    #[serde(default)]
+    pub rating: Option<u8>,
+}
+
+/// A favorite as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FavoriteView {
+    pub job: Option<u64>,
+    pub image: Option<String>,
+    pub rating: Option<u8>,
+    /// When it was starred, in milliseconds since the Unix epoch.
+    pub at: u64,
+}

@@ -8,6 +8,7 @@
 mod auth;
 mod convert;
 pub mod error;
+mod favorites;
 mod files;
 mod info;
 mod routes;

@@ -50,6 +50,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/queue", web::get().to(status))
             .route("/queue/pause", web::post().to(pause))
             .route("/queue/resume", web::post().to(resume))
+            .route("/favorites", web::post().to(crate::favorites::set))
+            .route("/favorites", web::get().to(crate::favorites::list))
+            .route(
+                "/favorites/remove",
+                web::post().to(crate::favorites::remove),
+            )
             .route("/models", web::get().to(files::models))
             .route("/outputs", web::get().to(files::outputs))
             .route("/outputs/{name:.*}", web::get().to(files::output))

@@ -118,11 +118,16 @@ impl JobLog {
 
     /// Appends one record as one line and waits until it is on disk.
     pub fn append(&mut self, record: &LogRecord) -> Result<()> {
+        self.append_json(record)
+    }
+
+    /// Appends any JSON value (an event line such as a favorite) the same way.
+    pub fn append_json<T: serde::Serialize>(&mut self, value: &T) -> Result<()> {
         let io = |source| QueueError::Io {
             path: self.path.clone(),
             source,
         };
-        let mut line = serde_json::to_vec(record).map_err(|e| io(std::io::Error::other(e)))?;
+        let mut line = serde_json::to_vec(value).map_err(|e| io(std::io::Error::other(e)))?;
         line.push(b'\n');
         // One write on an O_APPEND file: the line lands whole at the end, never interleaved.
         self.file.write_all(&line).map_err(io)?;
@@ -136,6 +141,12 @@ pub struct LogRead {
     pub records: Vec<LogRecord>,
     /// Lines that were not a valid record (corrupt, partial, or from an unknown format).
     pub skipped: usize,
+}
+
+fn is_event_line(line: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(line)
+        .ok()
+        .is_some_and(|v| v.get("event").is_some_and(|e| e.is_string()))
 }
 
 /// Reads every record of `jobs.log`, skipping (and counting) lines that do not parse.
@@ -158,6 +169,8 @@ pub fn read_log(path: &Path) -> Result<LogRead> {
         }
         match serde_json::from_slice::<LogRecord>(line) {
             Ok(record) => read.records.push(record),
+            // Event lines (favorites) are valid lines of another kind, not damage.
+            Err(_) if is_event_line(line) => {}
             Err(_) => read.skipped += 1,
         }
     }

@@ -26,7 +26,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
 mod admin;
+mod favorites;
 mod worker;
+
+pub use favorites::{Favorite, FavoriteTarget};
 
 const NEXT_ID: &[u8] = b"m/next_id";
 const PAUSED: &[u8] = b"m/paused";
