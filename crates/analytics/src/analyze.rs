@@ -187,6 +187,22 @@ pub fn analyze(opts: &AnalyzeOptions) -> Result<Report> {
             TopFavorite { record, file }
         })
         .collect();
+    // Every starred image named in the log is checked too, not only the ones shown: stars
+    // are few, so this costs a handful of stat calls.
+    let mut starred_images: Vec<&String> = favorites
+        .images
+        .iter()
+        .filter(|(_, s)| s.favorite)
+        .map(|(name, _)| name)
+        .collect();
+    starred_images.sort();
+    for name in starred_images {
+        if locate(name, opts.output_dir.as_deref(), &scan.records, &by_name).is_none()
+            && !missing.contains(name)
+        {
+            missing.push(name.clone());
+        }
+    }
     let shown = |v: Vec<PathBuf>| v.iter().map(|p| p.to_string_lossy().into_owned()).collect();
     Ok(Report {
         summary: Summary {
