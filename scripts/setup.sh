@@ -9,7 +9,7 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
 
 # 1. System packages (compilers for torch-sys's C++ shim, Python venv support).
-packages=(build-essential pkg-config python3 python3-venv python3-pip curl ca-certificates git)
+packages=(build-essential pkg-config python3 python3-venv python3-pip curl ca-certificates git procps)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
