@@ -22,6 +22,31 @@ pub struct DaemonArgs {
     pub workers: Vec<String>,
 }
 
+/// One worker per selected GPU, found through NVML (not CUDA: the daemon itself must never
+/// create a CUDA context, which would take memory on a card); none without NVML.
+fn default_workers(config: &Config) -> Vec<String> {
+    use imagelab_gpu::GpuProbe;
+    let policy = imagelab_gpu::IdlePolicyConfig {
+        gpus: config.gpus.clone(),
+        ..Default::default()
+    };
+    let Ok(policy) = imagelab_gpu::IdlePolicy::new(policy) else {
+        return Vec::new();
+    };
+    let Ok(mut probe) = imagelab_gpu::NvmlProbe::new() else {
+        return Vec::new();
+    };
+    probe
+        .snapshot()
+        .map(|gpus| {
+            gpus.iter()
+                .filter(|g| policy.is_selected(g))
+                .map(|g| format!("cuda:{}", g.index))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Turns `cpu` / `cuda:N` into a worker whose child sees only that device.
 fn worker_spec(text: &str) -> Result<imagelab_daemon::WorkerSpec> {
     match text.parse::<imagelab_core::DeviceSpec>()? {
@@ -131,9 +156,7 @@ pub fn run_daemon(args: DaemonArgs) -> Result<ExitCode> {
             let mut daemon_config =
                 imagelab_daemon::DaemonConfig::from_folders(&config.folders(), &settings_dir());
             let workers: Vec<String> = if args.workers.is_empty() {
-                (0..tch::Cuda::device_count())
-                    .map(|i| format!("cuda:{i}"))
-                    .collect()
+                default_workers(&config)
             } else {
                 args.workers.clone()
             };

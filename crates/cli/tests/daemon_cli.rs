@@ -192,7 +192,7 @@ fn a_cpu_worker_runs_queued_jobs_and_survives_being_killed() {
     assert!(sb.path("output").join(&name).exists());
 
     // Killing the worker in the middle of a job costs one attempt; the job still finishes.
-    let id: u64 = stdout(&imagelab(&sb, &[&base[..], &["--steps", "400"]].concat()))
+    let id: u64 = stdout(&imagelab(&sb, &[&base[..], &["--steps", "1000"]].concat()))
         .trim()
         .parse()
         .unwrap();
@@ -200,6 +200,12 @@ fn a_cpu_worker_runs_queued_jobs_and_survives_being_killed() {
     std::thread::sleep(Duration::from_millis(300));
     let workers = children_of(daemon.child.id());
     assert_eq!(workers.len(), 1, "one worker child: {workers:?}");
+    // 1000 steps take seconds even on a fast CPU: the kill lands mid-job.
+    assert_eq!(
+        job_json(&sb, id)["state"],
+        "leased",
+        "the job finished before the kill"
+    );
     Command::new("kill")
         .args(["-9", &workers[0].to_string()])
         .status()
