@@ -80,58 +80,57 @@ pub fn encode_png(
     Ok(bytes)
 }
 
-/// Writes `bytes` to `path` without ever replacing an existing file and without a partial
-/// file being visible: a temporary name in the same folder, fsync, then a hard link (which
-/// fails if `path` exists) and removal of the temporary name.
-pub fn write_new_file(path: &Path, bytes: &[u8]) -> Result<()> {
-    let out = |reason: String| EngineError::Output {
+fn output_error(path: &Path, reason: impl ToString) -> EngineError {
+    EngineError::Output {
         path: path.to_path_buf(),
-        reason,
-    };
+        reason: reason.to_string(),
+    }
+}
+
+/// `bytes` in a fsynced temporary file next to `path` (same folder, so it can be linked or
+/// renamed into place atomically); the file is removed if it is never placed.
+fn staged_next_to(path: &Path, bytes: &[u8]) -> Result<tempfile::NamedTempFile> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| out(e.to_string()))?;
+    std::fs::create_dir_all(dir).map_err(|e| output_error(path, e))?;
     let mut tmp = tempfile::Builder::new()
         .prefix(".imagelab-")
         .suffix(".tmp")
         .tempfile_in(dir)
-        .map_err(|e| out(e.to_string()))?;
-    tmp.write_all(bytes).map_err(|e| out(e.to_string()))?;
-    tmp.as_file().sync_all().map_err(|e| out(e.to_string()))?;
+        .map_err(|e| output_error(path, e))?;
+    tmp.write_all(bytes).map_err(|e| output_error(path, e))?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| output_error(path, e))?;
+    Ok(tmp)
+}
+
+/// Writes `bytes` to `path` without ever replacing an existing file and without a partial
+/// file being visible: a staged temporary file, then a hard link (which fails if `path`
+/// exists); the temporary name goes away when the staged file is dropped.
+pub fn write_new_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = staged_next_to(path, bytes)?;
     std::fs::hard_link(tmp.path(), path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::AlreadyExists {
-            out("the file already exists; imagelab never overwrites an image".into())
+            output_error(
+                path,
+                "the file already exists; imagelab never overwrites an image",
+            )
         } else {
-            out(e.to_string())
+            output_error(path, e)
         }
-    })?;
-    Ok(())
+    })
 }
 
 /// Writes `bytes` to `path`, replacing a file of that name, never visible half-written
-/// (temporary name in the same folder, fsync, rename). Only for names that belong to one
-/// job alone (the queue's deterministic output names), so a retried job replaces its own
-/// earlier image instead of adding a second one.
+/// (staged temporary file, then rename). Only for names that belong to one job alone (the
+/// queue's deterministic output names), so a retried job replaces its own earlier image
+/// instead of adding a second one.
 pub fn write_replacing(path: &Path, bytes: &[u8]) -> Result<()> {
-    let out = |reason: String| EngineError::Output {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| out(e.to_string()))?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".imagelab-")
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(|e| out(e.to_string()))?;
-    tmp.write_all(bytes).map_err(|e| out(e.to_string()))?;
-    tmp.as_file().sync_all().map_err(|e| out(e.to_string()))?;
-    tmp.persist(path).map_err(|e| out(e.error.to_string()))?;
+    let tmp = staged_next_to(path, bytes)?;
+    tmp.persist(path).map_err(|e| output_error(path, e.error))?;
     Ok(())
 }
 
@@ -256,6 +255,20 @@ mod tests {
         let b = write_numbered(dir.path(), "img", b"b").unwrap();
         assert_eq!(a.file_name().unwrap(), "img_00001.png");
         assert_eq!(b.file_name().unwrap(), "img_00002.png");
+    }
+
+    #[test]
+    fn job_outputs_replace_their_own_file_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("job0000000001_000.png");
+        write_replacing(&path, b"first attempt").unwrap();
+        write_replacing(&path, b"retry").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"retry");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temporary files left"
+        );
     }
 
     #[test]
