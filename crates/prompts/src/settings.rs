@@ -2,6 +2,7 @@
 //! (for numbers) a range. Written loosely in YAML, checked into typed values with messages
 //! that name the field and the value.
 
+use crate::profiles::RecommendedSettings;
 use crate::rng::PromptRng;
 use imagelab_core::{GenerationParams, SamplerName, SchedulerName};
 use serde::{Deserialize, Serialize};
@@ -51,22 +52,13 @@ pub struct SettingsSpec {
 }
 
 /// Values a generated prompt sets; anything `None` is left to the profile or the defaults.
+/// The model, plus the same settings a profile can recommend (serialized flat).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ParamOverrides {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none", with = "crate::names_serde")]
-    pub sampler: Option<SamplerName>,
-    #[serde(skip_serializing_if = "Option::is_none", with = "crate::names_serde")]
-    pub scheduler: Option<SchedulerName>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub steps: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cfg: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub width: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub height: Option<u32>,
+    #[serde(flatten)]
+    pub settings: RecommendedSettings,
 }
 
 impl ParamOverrides {
@@ -75,24 +67,7 @@ impl ParamOverrides {
         if let Some(v) = &self.model {
             params.model = v.clone();
         }
-        if let Some(v) = self.sampler {
-            params.sampler = v;
-        }
-        if let Some(v) = self.scheduler {
-            params.scheduler = v;
-        }
-        if let Some(v) = self.steps {
-            params.steps = v;
-        }
-        if let Some(v) = self.cfg {
-            params.cfg = v;
-        }
-        if let Some(v) = self.width {
-            params.width = v;
-        }
-        if let Some(v) = self.height {
-            params.height = v;
-        }
+        self.settings.fill(params);
     }
 }
 
@@ -140,7 +115,7 @@ impl SettingsSpec {
     /// Draws one value of each setting. Draw order (fixed): sampler, scheduler, steps, cfg,
     /// size; a fixed value draws nothing.
     pub fn draw(&self, rng: &mut PromptRng) -> Result<ParamOverrides, String> {
-        let mut o = ParamOverrides::default();
+        let mut o = RecommendedSettings::default();
         if let Some(c) = &self.sampler {
             let (sampler, scheduler) = parse_sampler(draw_value(c, rng)?)?;
             o.sampler = Some(sampler);
@@ -164,7 +139,10 @@ impl SettingsSpec {
             o.width = Some(w);
             o.height = Some(h);
         }
-        Ok(o)
+        Ok(ParamOverrides {
+            model: None,
+            settings: o,
+        })
     }
 }
 

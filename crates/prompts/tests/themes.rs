@@ -74,15 +74,20 @@ fn generation_is_reproducible_and_recorded() {
     }));
     assert_eq!(a.profile.as_deref(), Some("dark-fantasy"));
     let p = &a.params;
-    assert!(p.model.is_some() && p.sampler.is_some() && p.steps.is_some() && p.cfg.is_some());
-    assert!([28, 32, 36].contains(&p.steps.unwrap()));
-    let cfg = p.cfg.unwrap();
+    assert!(
+        p.model.is_some()
+            && p.settings.sampler.is_some()
+            && p.settings.steps.is_some()
+            && p.settings.cfg.is_some()
+    );
+    assert!([28, 32, 36].contains(&p.settings.steps.unwrap()));
+    let cfg = p.settings.cfg.unwrap();
     assert!(
         (5.0..=8.0).contains(&cfg) && (cfg * 2.0).fract() == 0.0,
         "{cfg}"
     );
     assert!(matches!(
-        (p.width, p.height),
+        (p.settings.width, p.settings.height),
         (Some(1024), Some(1024)) | (Some(832), Some(1216))
     ));
 }
@@ -97,9 +102,9 @@ fn pinned_theme_output_for_a_fixed_seed() {
     assert_eq!(g.prompt, "a blue boat at dawn");
     assert_eq!(
         (
-            g.params.sampler.map(|s| s.as_str()),
-            g.params.steps,
-            g.params.cfg
+            g.params.settings.sampler.map(|s| s.as_str()),
+            g.params.settings.steps,
+            g.params.settings.cfg
         ),
         (Some("euler"), Some(30), Some(4.5))
     );
@@ -188,7 +193,7 @@ fn resolve_layers_defaults_profile_and_theme_and_honours_the_mode() {
     assert!(params.prompt.contains("grimdark"));
     assert!(params.negative.contains("nsfw") && params.negative.contains("cartoon"));
     // The theme's draws beat the profile's recommendations, which beat the defaults.
-    assert_eq!(params.steps, generated.params.steps.unwrap());
+    assert_eq!(params.steps, generated.params.settings.steps.unwrap());
     assert_eq!(params.batch, 3);
     assert_eq!(params.model, generated.params.model.clone().unwrap());
     params.validate().unwrap();
