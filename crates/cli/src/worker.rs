@@ -1,11 +1,13 @@
 //! `imagelab worker`: the engine as a child process of the daemon. It reads one
-//! `WorkRequest` per line on stdin and answers with `WorkerEvent` lines on stdout, keeping
-//! the last few models loaded (the pipeline cache), until stdin closes.
+//! `WorkerCommand` per line on stdin (generate, load, unload, cancel) and answers with
+//! `WorkerEvent` lines on stdout, keeping the last few models loaded (the pipeline cache),
+//! until stdin closes.
 
 use anyhow::Result;
 use clap::Args;
 use imagelab_core::config::Config;
-use imagelab_core::worker::{WorkRequest, WorkerEvent};
+use imagelab_core::events::ComponentVram;
+use imagelab_core::worker::{WorkRequest, WorkerCommand, WorkerEvent};
 use imagelab_core::{paths, DType, DeviceSpec};
 use imagelab_engine::pipeline::{ModelChoice, PipelineCache, StepEvent};
 use imagelab_engine::EngineError;
@@ -80,6 +82,7 @@ fn run_one(
                 job: request.job,
                 done,
                 total,
+                preview: None,
             });
         }
     });
@@ -108,6 +111,62 @@ fn run_one(
     })
 }
 
+/// The cache's checkpoints by file name and what their components hold.
+fn models_event(cache: &PipelineCache) -> WorkerEvent {
+    let mut loaded = Vec::new();
+    let mut vram = Vec::new();
+    for pipeline in cache.pipelines() {
+        let model = file_name(&pipeline.info.model_path);
+        for part in pipeline.memory_report() {
+            vram.push(ComponentVram {
+                model: model.clone(),
+                component: part.component,
+                device: part.device.to_string(),
+                bytes: part.bytes,
+            });
+        }
+        loaded.push(model);
+    }
+    WorkerEvent::Models { loaded, vram }
+}
+
+fn file_name(path: &std::path::Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string())
+}
+
+fn load(
+    model: &str,
+    cache: &mut PipelineCache,
+    device: DeviceSpec,
+    dtype: DType,
+) -> std::result::Result<(), String> {
+    let folders = Config::load().map_err(|e| e.to_string())?.folders();
+    let checkpoint = paths::resolve_model_file(&folders.checkpoints(), model, "model", false)
+        .map_err(|e| e.to_string())?;
+    cache
+        .get_or_load(&ModelChoice::new(checkpoint, device, dtype))
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+fn unload(model: Option<&str>, cache: &mut PipelineCache) {
+    match model {
+        None => cache.clear(),
+        Some(name) => {
+            let wanted: Vec<_> = cache
+                .checkpoints()
+                .into_iter()
+                .filter(|path| file_name(path) == name || path.as_os_str() == name)
+                .collect();
+            for path in wanted {
+                cache.remove(&path);
+            }
+        }
+    }
+}
+
 pub fn run(args: WorkerArgs) -> Result<ExitCode> {
     crate::logging::init("worker")?;
     let device: DeviceSpec = args.device.parse()?;
@@ -125,11 +184,31 @@ pub fn run(args: WorkerArgs) -> Result<ExitCode> {
         if line.trim().is_empty() {
             continue;
         }
-        let event = match serde_json::from_str::<WorkRequest>(&line) {
-            Ok(request) => {
+        let event = match serde_json::from_str::<WorkerCommand>(&line) {
+            Ok(WorkerCommand::Generate(request)) => {
                 log::info!("job {}: {}", request.job, request.params.model);
-                run_one(&request, &mut cache, device, dtype)?
+                let event = run_one(&request, &mut cache, device, dtype)?;
+                emit(&event)?;
+                models_event(&cache)
             }
+            Ok(WorkerCommand::Load { model }) => {
+                log::info!("load {model}");
+                match load(&model, &mut cache, device, dtype) {
+                    Ok(()) => models_event(&cache),
+                    Err(error) => WorkerEvent::Failed {
+                        job: 0,
+                        error,
+                        retryable: false,
+                    },
+                }
+            }
+            Ok(WorkerCommand::Unload { model }) => {
+                log::info!("unload {}", model.as_deref().unwrap_or("every model"));
+                unload(model.as_deref(), &mut cache);
+                models_event(&cache)
+            }
+            // A cancel that arrives between jobs has nothing to stop.
+            Ok(WorkerCommand::Cancel { .. }) => continue,
             Err(e) => WorkerEvent::Failed {
                 job: 0,
                 error: format!("malformed request: {e}"),

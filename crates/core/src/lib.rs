@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod config;
+pub mod events;
 pub mod names;
 pub mod params;
 pub mod paths;

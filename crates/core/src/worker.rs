@@ -1,8 +1,12 @@
 //! The line protocol between the daemon and an `imagelab worker` child process: one JSON
-//! object per line, requests on the child's stdin, events on its stdout. Keeping the engine
+//! object per line, commands on the child's stdin, events on its stdout. Keeping the engine
 //! in a child means a CUDA out-of-memory error, a sticky CUDA fault or a segfault costs one
 //! job attempt and a worker restart, never the daemon.
+//!
+//! The child reads stdin on a thread of its own, so a `cancel` arrives while a job runs;
+//! the engine stops at the next step boundary and the child answers `cancelled`.
 
+use crate::events::{ComponentVram, Preview};
 use crate::params::GenerationParams;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -15,6 +19,24 @@ pub struct WorkRequest {
     /// Where the images go, and the file stem of image `i`: `{stems[i]}.png`.
     pub output_dir: PathBuf,
     pub stems: Vec<String>,
+    /// Send a preview with every `preview_every`-th step (0: none).
+    #[serde(default)]
+    pub preview_every: usize,
+}
+
+/// What the daemon asks of a worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum WorkerCommand {
+    /// Run a job; answered by `progress` lines, then `done`, `failed` or `cancelled`.
+    Generate(WorkRequest),
+    /// Load a checkpoint into the pipeline cache; answered by `models` (or `failed` with
+    /// job 0).
+    Load { model: String },
+    /// Drop one checkpoint from the cache, or all of them; answered by `models`.
+    Unload { model: Option<String> },
+    /// Stop this job at the next step boundary; ignored when it is not running.
+    Cancel { job: u64 },
 }
 
 /// What the worker reports.
@@ -22,13 +44,13 @@ pub struct WorkRequest {
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum WorkerEvent {
     /// The worker started and reads requests.
-    Ready {
-        pid: u32,
-    },
+    Ready { pid: u32 },
     Progress {
         job: u64,
         done: usize,
         total: usize,
+        #[serde(default)]
+        preview: Option<Preview>,
     },
     Done {
         job: u64,
@@ -44,4 +66,33 @@ pub enum WorkerEvent {
         error: String,
         retryable: bool,
     },
+    /// The job stopped early because the daemon asked; nothing was written.
+    Cancelled { job: u64 },
+    /// The pipeline cache now holds these checkpoints (file names, most recently used
+    /// last) using this much memory; sent after every load, unload and job.
+    Models {
+        loaded: Vec<String>,
+        vram: Vec<ComponentVram>,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_round_trip_as_tagged_lines() {
+        let cancel = WorkerCommand::Cancel { job: 3 };
+        let line = serde_json::to_string(&cancel).unwrap();
+        assert_eq!(line, r#"{"op":"cancel","job":3}"#);
+        let generate: WorkerCommand = serde_json::from_str(
+            r#"{"op":"generate","job":1,"params":{"model":"m"},"output_dir":"/o","stems":["s"]}"#,
+        )
+        .unwrap();
+        let WorkerCommand::Generate(request) = generate else {
+            panic!("not a generate command");
+        };
+        assert_eq!(request.params.model, "m");
+        assert_eq!(request.preview_every, 0);
+    }
 }

@@ -6,7 +6,7 @@
 //!
 //! Not yet here: the NVML idle policy gating dispatch, actix actors, progress events.
 
-use imagelab_core::worker::{WorkRequest, WorkerEvent};
+use imagelab_core::worker::{WorkRequest, WorkerCommand, WorkerEvent};
 use imagelab_queue::{output_stem, Completion, Job, JobState, Queue, WorkerView};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -143,8 +143,9 @@ fn run_job(
         params: job.spec.params.clone(),
         output_dir: output_dir.to_path_buf(),
         stems: (0..images).map(|i| output_stem(job.id, i)).collect(),
+        preview_every: 0,
     };
-    let sent = serde_json::to_string(&request)
+    let sent = serde_json::to_string(&WorkerCommand::Generate(request))
         .map_err(std::io::Error::other)
         .and_then(|line| writeln!(process.stdin, "{line}").and_then(|_| process.stdin.flush()));
     if sent.is_err() {
@@ -153,7 +154,13 @@ fn run_job(
     }
     loop {
         match process.next_event() {
-            Some(WorkerEvent::Progress { .. }) | Some(WorkerEvent::Ready { .. }) => continue,
+            Some(WorkerEvent::Progress { .. })
+            | Some(WorkerEvent::Ready { .. })
+            | Some(WorkerEvent::Models { .. }) => continue,
+            Some(WorkerEvent::Cancelled { .. }) => {
+                let _ = queue.cancel(job.id);
+                return true;
+            }
             Some(WorkerEvent::Done {
                 outputs,
                 seeds,

@@ -157,6 +157,29 @@ impl PipelineCache {
         release_device_memory(placement);
     }
 
+    /// Drops the cached pipelines of this checkpoint (every device and precision); returns
+    /// how many went. The GUI's "clear model" button ends here.
+    pub fn remove(&mut self, checkpoint: &std::path::Path) -> usize {
+        let mut removed = 0;
+        while let Some(pos) = self
+            .entries
+            .iter()
+            .position(|(_, p)| p.info.model_path == checkpoint)
+        {
+            let (_, pipeline) = self.entries.remove(pos);
+            let placement = pipeline.placement();
+            drop(pipeline);
+            release_device_memory(placement);
+            removed += 1;
+        }
+        removed
+    }
+
+    /// The cached pipelines, least recently used first.
+    pub fn pipelines(&self) -> impl Iterator<Item = &Pipeline> {
+        self.entries.iter().map(|(_, p)| p.as_ref())
+    }
+
     /// Drops every cached pipeline.
     pub fn clear(&mut self) {
         while !self.entries.is_empty() {

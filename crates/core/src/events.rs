@@ -1,0 +1,175 @@
+//! What the daemon tells watchers: the event stream (`GET /v1/events`, server-sent events,
+//! one JSON [`DaemonEvent`] per `data:` line) and the worker and GPU status views that
+//! `GET /v1/gpus` returns and the stream repeats whenever they change.
+
+use serde::{Deserialize, Serialize};
+
+/// A small RGB preview of a job in progress: a cheap linear latent-to-RGB projection,
+/// PNG-encoded and base64'd so it travels inside a JSON line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Preview {
+    pub width: u32,
+    pub height: u32,
+    pub png_base64: String,
+}
+
+/// Device memory one loaded component holds, as the engine counted it while loading.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ComponentVram {
+    /// `model`, `unet`, `vae`, `clip_l`, `clip_g`, …: the checkpoint first, then the part.
+    pub model: String,
+    pub component: String,
+    /// `cpu`, `cuda:0`, …
+    pub device: String,
+    pub bytes: u64,
+}
+
+/// What a worker is doing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum WorkerState {
+    /// Its child process is starting (or restarting after a crash).
+    Starting,
+    /// Ready for a job.
+    Idle,
+    /// Running this job.
+    Busy { job: u64 },
+    /// Loading or unloading a model on request.
+    Loading { model: String },
+    /// Its GPU is not idle by the policy (someone else uses it), so nothing is dispatched.
+    Blocked { reason: String },
+    /// The child could not be started; the worker retries.
+    Down { error: String },
+}
+
+impl WorkerState {
+    /// A short lowercase name for tables.
+    pub fn name(&self) -> &'static str {
+        match self {
+            WorkerState::Starting => "starting",
+            WorkerState::Idle => "idle",
+            WorkerState::Busy { .. } => "busy",
+            WorkerState::Loading { .. } => "loading",
+            WorkerState::Blocked { .. } => "blocked",
+            WorkerState::Down { .. } => "down",
+        }
+    }
+}
+
+/// One worker: a child process on one GPU, or on a pair in the split layout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerStatus {
+    pub name: String,
+    /// What the child runs on (`cpu`, `cuda`).
+    pub device: String,
+    /// The GPU UUIDs it owns (`cpu` for a CPU worker); the UNet's GPU first for a pair.
+    pub gpus: Vec<String>,
+    #[serde(flatten)]
+    pub state: WorkerState,
+    /// Checkpoints in its pipeline cache, most recently used last.
+    pub models_loaded: Vec<String>,
+    pub vram: Vec<ComponentVram>,
+    pub pid: Option<u32>,
+}
+
+/// One GPU as the supervisor last sampled it, with the idle policy's verdict.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GpuView {
+    pub index: u32,
+    pub uuid: String,
+    pub name: String,
+    pub memory_total_mib: u64,
+    pub memory_used_mib: u64,
+    pub utilization_pct: u32,
+    /// Whether the policy lets a new job start there now.
+    pub idle: bool,
+    /// Why not, when it does not.
+    pub reason: Option<String>,
+}
+
+/// `GET /v1/gpus`: the GPUs (empty without NVML) and the workers on them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct GpuStatusView {
+    /// Why there are no GPU samples, when NVML is unavailable.
+    pub nvml_error: Option<String>,
+    pub gpus: Vec<GpuView>,
+    pub workers: Vec<WorkerStatus>,
+}
+
+/// `POST /v1/workers/load` and `/v1/workers/unload`: the GUI's "load model" and "clear
+/// model" buttons. Without `worker`, the first worker (load) or every worker (unload).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ModelRequest {
+    #[serde(default)]
+    pub worker: Option<String>,
+    /// A checkpoint in `models/checkpoints/`; for unload, none clears the whole cache.
+    #[serde(default)]
+    pub model: Option<String>,
+}
+
+/// One event on the stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum DaemonEvent {
+    /// A job changed state (queued, leased, done, failed, dead, cancelled).
+    Job {
+        id: u64,
+        state: String,
+        worker: Option<String>,
+        error: Option<String>,
+    },
+    /// A sampling step finished on a worker.
+    Progress {
+        job: u64,
+        worker: String,
+        done: usize,
+        total: usize,
+        preview: Option<Preview>,
+    },
+    /// A worker's state, models or VRAM changed.
+    Worker(WorkerStatus),
+    /// The queue was paused or resumed.
+    Queue { paused: bool },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worker_status_flattens_its_state() {
+        let status = WorkerStatus {
+            name: "gpu0".into(),
+            device: "cuda".into(),
+            gpus: vec!["GPU-1".into()],
+            state: WorkerState::Busy { job: 7 },
+            models_loaded: vec!["a.safetensors".into()],
+            vram: Vec::new(),
+            pid: Some(42),
+        };
+        let json = serde_json::to_value(&status).unwrap();
+        assert_eq!(json["state"], "busy");
+        assert_eq!(json["job"], 7);
+        let back: WorkerStatus = serde_json::from_value(json).unwrap();
+        assert_eq!(back, status);
+    }
+
+    #[test]
+    fn events_are_tagged() {
+        let event = DaemonEvent::Queue { paused: true };
+        let text = serde_json::to_string(&event).unwrap();
+        assert_eq!(text, r#"{"event":"queue","paused":true}"#);
+        let worker: DaemonEvent = serde_json::from_str(
+            r#"{"event":"worker","name":"w","device":"cpu","gpus":["cpu"],"state":"idle","models_loaded":[],"vram":[],"pid":null}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            worker,
+            DaemonEvent::Worker(WorkerStatus {
+                state: WorkerState::Idle,
+                ..
+            })
+        ));
+    }
+}
