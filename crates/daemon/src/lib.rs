@@ -8,6 +8,7 @@
 mod auth;
 mod convert;
 pub mod error;
+pub mod events;
 mod favorites;
 mod files;
 mod info;
@@ -17,6 +18,7 @@ mod supervisor;
 
 pub use auth::new_token;
 pub use error::{ApiFailure, DaemonError, Result};
+pub use events::EventBus;
 pub use info::write_daemon_info;
 pub use supervisor::{Supervisor, WorkerSpec};
 
@@ -116,8 +118,10 @@ impl Daemon {
         })?;
         let token = new_token();
         let queue = Arc::new(queue);
+        let events = EventBus::new();
         let state = web::Data::new(routes::AppState {
             queue: queue.clone(),
+            events: events.clone(),
             folders: Folders {
                 models: config.models_dir.clone(),
                 output: config.output_dir.clone(),

@@ -24,6 +24,8 @@ const MAX_BODY_BYTES: usize = 4 << 20;
 /// What every handler shares.
 pub struct AppState {
     pub queue: Arc<Queue>,
+    /// Job, progress and worker events for `GET /v1/events`.
+    pub events: crate::EventBus,
     pub folders: Folders,
 }
 
