@@ -3,7 +3,6 @@
 //! through `daemon.json` in the settings folder.
 
 use crate::generate::{build_params, GenerateArgs};
-use crate::logging;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use imagelab_client::Client;
@@ -16,48 +15,11 @@ use std::process::ExitCode;
 pub struct DaemonArgs {
     #[command(subcommand)]
     pub action: Option<DaemonAction>,
-    /// A worker to run jobs on: `cpu` or `cuda:N`; repeat for several. Default: one per
-    /// visible CUDA device (none without CUDA).
+    /// A worker to run jobs on: `cpu`, `cuda:N`, or a split pair `cuda:N+M` (UNet on N,
+    /// text encoders and VAE on M); repeat for several. Default: one per GPU selected in
+    /// config.yaml, found through NVML (none without NVML).
     #[arg(long = "worker")]
     pub workers: Vec<String>,
-}
-
-/// One worker per selected GPU, found through NVML (not CUDA: the daemon itself must never
-/// create a CUDA context, which would take memory on a card); none without NVML.
-fn default_workers(config: &Config) -> Vec<String> {
-    use imagelab_gpu::GpuProbe;
-    let policy = imagelab_gpu::IdlePolicyConfig {
-        gpus: config.gpus.clone(),
-        ..Default::default()
-    };
-    let Ok(policy) = imagelab_gpu::IdlePolicy::new(policy) else {
-        return Vec::new();
-    };
-    let Ok(mut probe) = imagelab_gpu::NvmlProbe::new() else {
-        return Vec::new();
-    };
-    probe
-        .snapshot()
-        .map(|gpus| {
-            gpus.iter()
-                .filter(|g| policy.is_selected(g))
-                .map(|g| format!("cuda:{}", g.index))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// Turns `cpu` / `cuda:N` into a worker whose child sees only that device.
-fn worker_spec(text: &str) -> Result<imagelab_daemon::WorkerSpec> {
-    match text.parse::<imagelab_core::DeviceSpec>()? {
-        imagelab_core::DeviceSpec::Cpu => Ok(imagelab_daemon::WorkerSpec::cpu("cpu")),
-        imagelab_core::DeviceSpec::Cuda(i) => Ok(imagelab_daemon::WorkerSpec {
-            name: format!("cuda{i}"),
-            device: "cuda".into(),
-            gpu: format!("cuda:{i}"),
-            cuda_visible_devices: Some(i.to_string()),
-        }),
-    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -150,32 +112,7 @@ pub fn run_daemon(args: DaemonArgs) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        None => {
-            let log = logging::init("daemon")?;
-            let config = Config::load()?;
-            let mut daemon_config =
-                imagelab_daemon::DaemonConfig::from_folders(&config.folders(), &settings_dir());
-            let workers: Vec<String> = if args.workers.is_empty() {
-                default_workers(&config)
-            } else {
-                args.workers.clone()
-            };
-            daemon_config.workers = workers
-                .iter()
-                .map(|w| worker_spec(w))
-                .collect::<Result<_>>()?;
-            daemon_config.worker_program = Some(std::env::current_exe()?);
-            eprintln!("imagelab daemon: logging to {}", log.display());
-            if workers.is_empty() {
-                eprintln!(
-                    "note: no CUDA device and no --worker given: jobs will queue but not run"
-                );
-            } else {
-                eprintln!("workers: {}", workers.join(", "));
-            }
-            imagelab_daemon::run_foreground(daemon_config)?;
-            Ok(ExitCode::SUCCESS)
-        }
+        None => crate::daemon_cmd::run(&args.workers),
     }
 }
 

@@ -36,11 +36,7 @@ pub struct PickArgs {
 
 /// The policy with the GPUs the user selected in the settings file.
 fn policy() -> Result<IdlePolicyConfig> {
-    let config = Config::load()?;
-    Ok(IdlePolicyConfig {
-        gpus: config.gpus,
-        ..IdlePolicyConfig::default()
-    })
+    Ok(crate::daemon_cmd::policy_config(&Config::load()?))
 }
 
 fn exit(code: i32) -> ExitCode {

@@ -7,6 +7,7 @@
 mod analyze;
 mod bench;
 mod client_cmds;
+mod daemon_cmd;
 mod generate;
 mod gpus;
 mod logging;

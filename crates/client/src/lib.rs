@@ -274,6 +274,11 @@ impl Client {
         self.call("GET", "/v1/queue", None)
     }
 
+    /// The GPUs, the policy's verdicts and each worker's state, models and memory.
+    pub fn gpus(&self) -> Result<imagelab_core::events::GpuStatusView> {
+        self.call("GET", "/v1/gpus", None)
+    }
+
     pub fn models(&self) -> Result<ModelList> {
         self.call("GET", "/v1/models", None)
     }

@@ -75,6 +75,8 @@ pub struct Config {
     /// How many loaded pipelines stay cached.
     pub pipeline_cache_size: usize,
     pub defaults: GenerationDefaults,
+    /// The daemon's GPU policy, retries and recovery.
+    pub scheduler: crate::scheduler::SchedulerSettings,
 }
 
 impl Default for Config {
@@ -89,6 +91,7 @@ impl Default for Config {
             gpus: Vec::new(),
             pipeline_cache_size: 2,
             defaults: GenerationDefaults::default(),
+            scheduler: crate::scheduler::SchedulerSettings::default(),
         }
     }
 }

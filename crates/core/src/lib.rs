@@ -10,6 +10,7 @@ pub mod events;
 pub mod names;
 pub mod params;
 pub mod paths;
+pub mod scheduler;
 pub mod worker;
 
 pub use config::{Config, ConfigError, Folders};

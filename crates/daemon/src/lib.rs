@@ -2,8 +2,9 @@
 //! the sled database, listens on 127.0.0.1 with a bearer token published in `daemon.json`,
 //! and turns every bad request into a 4xx JSON error naming the field.
 //!
-//! This first slice serves the queue only: the supervisor, GPU workers and event stream
-//! come later. The library installs no logger; the binary chooses where logs go.
+//! Beside the server runs the supervisor (see [`supervisor`]): actix actors that poll the
+//! GPUs, keep the non-sharing policy and run jobs on `imagelab worker` children. The
+//! library installs no logger; the binary chooses where logs go.
 
 mod auth;
 mod convert;
@@ -14,18 +15,20 @@ mod files;
 mod info;
 mod routes;
 mod submit;
-mod supervisor;
+pub mod supervisor;
+mod workers_routes;
 
 pub use auth::new_token;
 pub use error::{ApiFailure, DaemonError, Result};
 pub use events::EventBus;
 pub use info::write_daemon_info;
-pub use supervisor::{Supervisor, WorkerSpec};
+pub use supervisor::{ProbeFactory, SupervisorHandle, SupervisorOptions, WorkerSpec};
 
 use actix_web::{web, App, HttpServer};
 use imagelab_core::api::{DaemonInfo, PROTOCOL_VERSION};
 use imagelab_core::Folders;
-use imagelab_queue::{Queue, QueueOptions, Recovery, RecoveryPolicy};
+use imagelab_queue::{Queue, Recovery};
+pub use imagelab_queue::{QueueOptions, RecoveryPolicy};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc};
@@ -33,7 +36,6 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// Where the daemon keeps and finds things, and where it listens.
-#[derive(Debug, Clone, PartialEq)]
 pub struct DaemonConfig {
     /// The queue database and `jobs.log`.
     pub jobs_dir: PathBuf,
@@ -56,6 +58,29 @@ pub struct DaemonConfig {
     /// none means jobs only queue up.
     pub workers: Vec<WorkerSpec>,
     pub worker_program: Option<PathBuf>,
+    /// When a GPU counts as free for our next job (config.yaml's `scheduler:` section).
+    pub policy: imagelab_gpu::IdlePolicyConfig,
+    /// A preview with every this many steps (0: none).
+    pub preview_every: usize,
+    /// Names the worker log files; the binary passes its own instance id.
+    pub instance_id: Option<String>,
+    /// GPU samples for the policy; `None` uses NVML (tests pass a scripted probe).
+    pub probe: Option<ProbeFactory>,
+    /// The policy's clock; tests pass the scripted probe's fake clock.
+    pub clock: Option<Box<dyn imagelab_gpu::Clock + Send>>,
+    /// How long a crashed worker waits before it is started again.
+    pub restart_delay: Duration,
+}
+
+impl std::fmt::Debug for DaemonConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DaemonConfig")
+            .field("jobs_dir", &self.jobs_dir)
+            .field("bind", &self.bind)
+            .field("workers", &self.workers)
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
 }
 
 impl DaemonConfig {
@@ -74,6 +99,12 @@ impl DaemonConfig {
             handle_signals: false,
             workers: Vec::new(),
             worker_program: None,
+            policy: imagelab_gpu::IdlePolicyConfig::default(),
+            preview_every: 5,
+            instance_id: None,
+            probe: None,
+            clock: None,
+            restart_delay: Duration::from_secs(1),
         }
     }
 
@@ -97,7 +128,7 @@ impl Daemon {
     /// Opens the queue (refused when another daemon holds `jobs_dir`), re-queues jobs a
     /// previous daemon left running, binds the address, writes `daemon.json` and serves on
     /// a thread of its own. Returns once the server accepts connections.
-    pub fn start(config: DaemonConfig) -> Result<RunningDaemon> {
+    pub fn start(mut config: DaemonConfig) -> Result<RunningDaemon> {
         let queue = Queue::open(&config.jobs_dir, config.queue.clone()).map_err(|source| {
             DaemonError::Queue {
                 jobs_dir: config.jobs_dir.clone(),
@@ -119,9 +150,11 @@ impl Daemon {
         let token = new_token();
         let queue = Arc::new(queue);
         let events = EventBus::new();
+        let supervisor = start_supervisor(&mut config, &queue, &events);
         let state = web::Data::new(routes::AppState {
             queue: queue.clone(),
             events: events.clone(),
+            supervisor: supervisor.as_ref().map(SupervisorHandle::link),
             folders: Folders {
                 models: config.models_dir.clone(),
                 output: config.output_dir.clone(),
@@ -192,26 +225,46 @@ impl Daemon {
             queue: Some(queue),
             handle,
             thread: Some(thread),
-            supervisor: None,
+            events,
+            supervisor,
         };
         // On failure `running` is dropped, which stops the server and frees the queue.
         running.info_path = Some(write_daemon_info(&config.settings_dir, &running.info)?);
-        if let (Some(program), Some(queue)) = (&config.worker_program, &running.queue) {
-            if !config.workers.is_empty() {
-                running.supervisor = Some(Supervisor::start(
-                    queue.clone(),
-                    &config.workers,
-                    program.clone(),
-                    config.output_dir.clone(),
-                ));
-            }
-        }
         log::info!(
             "daemon listening on http://{address}, jobs in {}",
             config.jobs_dir.display()
         );
         Ok(running)
     }
+}
+
+/// Starts the supervisor when there are workers and a program to run them with.
+fn start_supervisor(
+    config: &mut DaemonConfig,
+    queue: &Arc<Queue>,
+    events: &EventBus,
+) -> Option<SupervisorHandle> {
+    let program = config.worker_program.clone()?;
+    if config.workers.is_empty() {
+        return None;
+    }
+    let mut options =
+        SupervisorOptions::new(config.workers.clone(), program, config.output_dir.clone());
+    options.policy = config.policy.clone();
+    options.preview_every = config.preview_every;
+    options.probe = config.probe.take();
+    if let Some(clock) = config.clock.take() {
+        options.clock = clock;
+    }
+    if let Some(id) = &config.instance_id {
+        options.instance_id = id.clone();
+    }
+    options.restart_delay = config.restart_delay;
+    Some(SupervisorHandle::start(
+        queue.clone(),
+        events.clone(),
+        options,
+    ))
 }
 
 /// What `imagelab daemon` runs: starts with SIGINT/SIGTERM handling and serves until one
@@ -233,7 +286,8 @@ pub struct RunningDaemon {
     queue: Option<Arc<Queue>>,
     handle: actix_web::dev::ServerHandle,
     thread: Option<JoinHandle<std::io::Result<()>>>,
-    supervisor: Option<Supervisor>,
+    events: EventBus,
+    supervisor: Option<SupervisorHandle>,
 }
 
 impl std::fmt::Debug for RunningDaemon {
@@ -274,8 +328,21 @@ impl RunningDaemon {
     pub fn worker_pids(&self) -> Vec<u32> {
         self.supervisor
             .as_ref()
-            .map(Supervisor::worker_pids)
+            .map(SupervisorHandle::worker_pids)
             .unwrap_or_default()
+    }
+
+    /// The GPUs and workers as the supervisor last saw them (empty without workers).
+    pub fn gpu_status(&self) -> imagelab_core::events::GpuStatusView {
+        self.supervisor
+            .as_ref()
+            .map(SupervisorHandle::status)
+            .unwrap_or_default()
+    }
+
+    /// The event bus (tests subscribe to it directly).
+    pub fn events(&self) -> &EventBus {
+        &self.events
     }
 
     /// What start-up recovery did with jobs the previous daemon left running.

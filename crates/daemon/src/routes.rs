@@ -26,7 +26,18 @@ pub struct AppState {
     pub queue: Arc<Queue>,
     /// Job, progress and worker events for `GET /v1/events`.
     pub events: crate::EventBus,
+    /// Absent when the daemon runs no workers (jobs only queue up).
+    pub supervisor: Option<crate::supervisor::SupervisorLink>,
     pub folders: Folders,
+}
+
+impl AppState {
+    /// New work may be waiting: let the supervisor dispatch now, not at its next poll.
+    pub fn kick(&self) {
+        if let Some(supervisor) = &self.supervisor {
+            supervisor.kick();
+        }
+    }
 }
 
 type Reply<T> = Result<web::Json<T>, ApiFailure>;
@@ -59,6 +70,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 web::post().to(crate::favorites::remove),
             )
             .route("/models", web::get().to(files::models))
+            .route("/gpus", web::get().to(crate::workers_routes::gpus))
+            .route("/workers/load", web::post().to(crate::workers_routes::load))
+            .route(
+                "/workers/unload",
+                web::post().to(crate::workers_routes::unload),
+            )
             .route("/outputs", web::get().to(files::outputs))
             .route("/outputs/{name:.*}", web::get().to(files::output))
             .default_service(web::to(unknown_route)),
@@ -129,6 +146,7 @@ async fn submit(
     let queue = state.queue.clone();
     // The queue flushes before returning: the answer is the acknowledgement.
     let created = web::block(move || queue.enqueue_batch(jobs)).await??;
+    state.kick();
     Ok(HttpResponse::Created().json(SubmitResponse {
         ids: created.iter().map(|j| j.id.0).collect(),
         seeds: created.iter().map(|j| j.spec.params.seed).collect(),
@@ -179,9 +197,12 @@ async fn get(state: web::Data<AppState>, id: web::Path<String>) -> Reply<JobView
 async fn cancel(state: web::Data<AppState>, id: web::Path<String>) -> Reply<JobView> {
     let id = parse_id(&id)?;
     let queue = state.queue.clone();
-    Ok(web::Json(job_view(
-        web::block(move || queue.cancel(id)).await??,
-    )))
+    let job = web::block(move || queue.cancel(id)).await??;
+    // A running job was only marked; its worker must be told to stop.
+    if let Some(supervisor) = &state.supervisor {
+        supervisor.cancel(id.0);
+    }
+    Ok(web::Json(job_view(job)))
 }
 
 fn read_status(queue: &Queue) -> imagelab_queue::Result<QueueStatus> {
@@ -211,6 +232,10 @@ async fn resume(state: web::Data<AppState>) -> Reply<QueueStatus> {
             queue.resume()?;
             read_status(&queue)
         })
-        .await??,
+        .await
+        .map(|status| {
+            state.kick();
+            status
+        })??,
     ))
 }
