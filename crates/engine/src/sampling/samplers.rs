@@ -3,14 +3,18 @@
 //! step, drawing noise in the same order, so with the same noise the results agree.
 
 use super::noise::NoiseSource;
-use crate::error::Result;
+use crate::error::{EngineError, Result};
 use imagelab_core::SamplerName;
+use std::ops::ControlFlow;
 use tch::Tensor;
 
 /// The model as samplers see it.
 pub type Denoise<'a> = dyn FnMut(&Tensor, f64) -> Result<Tensor> + 'a;
 /// Called after each step with (steps done, total steps, current denoised estimate).
 pub type StepCallback<'a> = dyn FnMut(usize, usize, &Tensor) + 'a;
+/// A [`StepCallback`] that may stop the walk: `Break` after step k ends sampling there,
+/// before any further model call, with [`EngineError::Cancelled`].
+pub type StepControl<'a> = dyn FnMut(usize, usize, &Tensor) -> ControlFlow<()> + 'a;
 
 /// `(x − x₀) / σ`: the ODE's derivative.
 fn to_d(x: &Tensor, sigma: f64, denoised: &Tensor) -> Tensor {
@@ -36,6 +40,30 @@ pub fn sample(
     sigmas: &[f64],
     noise: &mut dyn NoiseSource,
     on_step: &mut StepCallback<'_>,
+) -> Result<Tensor> {
+    sample_until(
+        sampler,
+        model,
+        x,
+        sigmas,
+        noise,
+        &mut |done, total, denoised| {
+            on_step(done, total, denoised);
+            ControlFlow::Continue(())
+        },
+    )
+}
+
+/// [`sample`], stopping with [`EngineError::Cancelled`] at the first step boundary where
+/// `on_step` answers `Break`. The check sits between steps, never inside one, so a
+/// multi-evaluation step (Heun, DPM++ 2S, …) always completes.
+pub fn sample_until(
+    sampler: SamplerName,
+    model: &mut Denoise<'_>,
+    x: Tensor,
+    sigmas: &[f64],
+    noise: &mut dyn NoiseSource,
+    on_step: &mut StepControl<'_>,
 ) -> Result<Tensor> {
     let steps = sigmas.len().saturating_sub(1);
     let mut walk = Walk {
@@ -65,7 +93,7 @@ pub fn sample(
 pub(super) struct Walk<'m, 'a> {
     pub model: &'m mut Denoise<'a>,
     pub noise: &'m mut dyn NoiseSource,
-    pub on_step: &'m mut StepCallback<'a>,
+    pub on_step: &'m mut StepControl<'a>,
     pub steps: usize,
 }
 
@@ -74,8 +102,8 @@ impl Walk<'_, '_> {
         (self.model)(x, sigma)
     }
 
-    fn done(&mut self, i: usize, denoised: &Tensor) {
-        (self.on_step)(i + 1, self.steps, denoised);
+    fn done(&mut self, i: usize, denoised: &Tensor) -> Result<()> {
+        step_boundary(self.on_step, i + 1, self.steps, denoised)
     }
 
     fn noise(&mut self, like: &Tensor, sigma: f64, sigma_next: f64) -> Tensor {
@@ -86,7 +114,7 @@ impl Walk<'_, '_> {
         for i in 0..self.steps {
             let denoised = self.denoise(&x, sigmas[i])?;
             x = &x + to_d(&x, sigmas[i], &denoised) * (sigmas[i + 1] - sigmas[i]);
-            self.done(i, &denoised);
+            self.done(i, &denoised)?;
         }
         Ok(x)
     }
@@ -99,7 +127,7 @@ impl Walk<'_, '_> {
             if sigmas[i + 1] > 0.0 {
                 x = &x + self.noise(&x, sigmas[i], sigmas[i + 1]) * up;
             }
-            self.done(i, &denoised);
+            self.done(i, &denoised)?;
         }
         Ok(x)
     }
@@ -117,7 +145,7 @@ impl Walk<'_, '_> {
                 let d_2 = to_d(&x_2, sigmas[i + 1], &denoised_2);
                 x = &x + (d + d_2) / 2.0 * dt;
             }
-            self.done(i, &denoised);
+            self.done(i, &denoised)?;
         }
         Ok(x)
     }
@@ -135,7 +163,7 @@ impl Walk<'_, '_> {
                 let denoised_2 = self.denoise(&x_2, mid)?;
                 x = &x + to_d(&x_2, mid, &denoised_2) * (sigmas[i + 1] - sigmas[i]);
             }
-            self.done(i, &denoised);
+            self.done(i, &denoised)?;
         }
         Ok(x)
     }
@@ -154,7 +182,7 @@ impl Walk<'_, '_> {
                 x = &x + to_d(&x_2, mid, &denoised_2) * (down - sigmas[i]);
                 x = &x + self.noise(&x, sigmas[i], sigmas[i + 1]) * up;
             }
-            self.done(i, &denoised);
+            self.done(i, &denoised)?;
         }
         Ok(x)
     }
@@ -173,7 +201,7 @@ impl Walk<'_, '_> {
                 update += d * lms_coefficient(current, sigmas, i, j);
             }
             x = &x + update;
-            self.done(i, &denoised);
+            self.done(i, &denoised)?;
         }
         Ok(x)
     }
@@ -195,7 +223,7 @@ impl Walk<'_, '_> {
             if sigmas[i + 1] > 0.0 {
                 x = &x + self.noise(&x, sigmas[i], sigmas[i + 1]) * up;
             }
-            self.done(i, &denoised);
+            self.done(i, &denoised)?;
         }
         Ok(x)
     }
@@ -222,7 +250,7 @@ impl Walk<'_, '_> {
                 x = &x * (sigma_of(t_next_) / sigma_of(t)) - denoised_2 * (t - t_next_).exp_m1();
                 x = &x + self.noise(&x, sigma_of(t), sigma_of(t_next)) * up;
             }
-            self.done(i, &denoised);
+            self.done(i, &denoised)?;
         }
         Ok(x)
     }
@@ -245,7 +273,7 @@ impl Walk<'_, '_> {
                 };
                 x = &x * (sigmas[i + 1] / sigmas[i]) - estimate * (-h).exp_m1();
             }
-            self.done(i, &denoised);
+            self.done(i, &denoised)?;
             previous = Some(denoised);
         }
         Ok(x)
@@ -272,7 +300,7 @@ impl Walk<'_, '_> {
                 let scale = sigmas[i + 1] * (-(-2.0 * eta_h).exp_m1()).sqrt();
                 x = &x + self.noise(&x, sigmas[i], sigmas[i + 1]) * scale;
             }
-            self.done(i, &denoised);
+            self.done(i, &denoised)?;
             previous = Some((denoised, h));
         }
         Ok(x)
@@ -311,7 +339,7 @@ impl Walk<'_, '_> {
                 let scale = sigmas[i + 1] * (-(-2.0 * h).exp_m1()).sqrt();
                 x = &x + self.noise(&x, sigmas[i], sigmas[i + 1]) * scale;
             }
-            self.done(i, &denoised);
+            self.done(i, &denoised)?;
             d_2 = d_1.take();
             d_1 = Some(denoised);
             h_2 = h_1;
@@ -328,9 +356,22 @@ impl Walk<'_, '_> {
             if sigmas[i + 1] > 0.0 {
                 x = &x + self.noise(&x, sigmas[i], sigmas[i + 1]) * sigmas[i + 1];
             }
-            self.done(i, &denoised);
+            self.done(i, &denoised)?;
         }
         Ok(x)
+    }
+}
+
+/// Reports step `done` of `total` and turns a `Break` into [`EngineError::Cancelled`].
+pub(super) fn step_boundary(
+    on_step: &mut StepControl<'_>,
+    done: usize,
+    total: usize,
+    denoised: &Tensor,
+) -> Result<()> {
+    match on_step(done, total, denoised) {
+        ControlFlow::Continue(()) => Ok(()),
+        ControlFlow::Break(()) => Err(EngineError::Cancelled { done, total }),
     }
 }
 
