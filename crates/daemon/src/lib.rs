@@ -13,6 +13,7 @@ mod favorites;
 mod files;
 mod info;
 mod routes;
+mod sse;
 mod submit;
 mod supervisor;
 
@@ -130,6 +131,7 @@ impl Daemon {
             },
         });
         let token_data = routes::token_data(&token);
+        let signal_bus = events.clone();
         let (handle_tx, handle_rx) = mpsc::channel();
         let handle_signals = config.handle_signals;
         let thread = std::thread::Builder::new()
@@ -155,6 +157,7 @@ impl Daemon {
                         }
                     };
                     let server = if handle_signals {
+                        actix_rt::spawn(sse::close_on_signals(signal_bus));
                         server.run()
                     } else {
                         server.disable_signals().run()
@@ -193,6 +196,7 @@ impl Daemon {
             handle,
             thread: Some(thread),
             supervisor: None,
+            events,
         };
         // On failure `running` is dropped, which stops the server and frees the queue.
         running.info_path = Some(write_daemon_info(&config.settings_dir, &running.info)?);
@@ -234,6 +238,8 @@ pub struct RunningDaemon {
     handle: actix_web::dev::ServerHandle,
     thread: Option<JoinHandle<std::io::Result<()>>>,
     supervisor: Option<Supervisor>,
+    /// Closed on stop, which ends the event streams.
+    events: EventBus,
 }
 
 impl std::fmt::Debug for RunningDaemon {
@@ -295,6 +301,8 @@ impl RunningDaemon {
     }
 
     fn shutdown(&mut self, graceful: bool) -> Result<()> {
+        // Open event streams would otherwise hold a graceful stop up until its timeout.
+        self.events.close();
         // The stop command is sent when `stop` is called; its future only awaits the end,
         // which joining the thread does too.
         drop(self.handle.stop(graceful));

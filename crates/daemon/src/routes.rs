@@ -1,5 +1,6 @@
-//! The HTTP routes: jobs (submit, list, get, cancel), the queue (pause, resume, status)
-//! and health. Queue calls block on a disk flush, so they run on actix's blocking pool.
+//! The HTTP routes: jobs (submit, list, get, cancel), the queue (pause, resume, status),
+//! health and the event stream; submit, cancel, pause and resume publish their events.
+//! Queue calls block on a disk flush, so they run on actix's blocking pool.
 
 use crate::auth::{require_token, Token};
 use crate::convert::{job_view, queue_status};
@@ -13,6 +14,7 @@ use imagelab_core::api::{
     Health, JobView, ListQuery, QueueStatus, SubmitResponse, DEFAULT_LIST_LIMIT, JOB_STATES,
     MAX_LIST_LIMIT, PROTOCOL_VERSION,
 };
+use imagelab_core::events::DaemonEvent;
 use imagelab_core::Folders;
 use imagelab_queue::{JobId, Queue};
 use std::sync::Arc;
@@ -59,6 +61,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 web::post().to(crate::favorites::remove),
             )
             .route("/models", web::get().to(files::models))
+            .route("/events", web::get().to(crate::sse::events))
             .route("/outputs", web::get().to(files::outputs))
             .route("/outputs/{name:.*}", web::get().to(files::output))
             .default_service(web::to(unknown_route)),
@@ -129,6 +132,9 @@ async fn submit(
     let queue = state.queue.clone();
     // The queue flushes before returning: the answer is the acknowledgement.
     let created = web::block(move || queue.enqueue_batch(jobs)).await??;
+    for job in &created {
+        state.events.publish(job_event(job.id.0, "queued"));
+    }
     Ok(HttpResponse::Created().json(SubmitResponse {
         ids: created.iter().map(|j| j.id.0).collect(),
         seeds: created.iter().map(|j| j.spec.params.seed).collect(),
@@ -179,9 +185,22 @@ async fn get(state: web::Data<AppState>, id: web::Path<String>) -> Reply<JobView
 async fn cancel(state: web::Data<AppState>, id: web::Path<String>) -> Reply<JobView> {
     let id = parse_id(&id)?;
     let queue = state.queue.clone();
-    Ok(web::Json(job_view(
-        web::block(move || queue.cancel(id)).await??,
-    )))
+    let view = job_view(web::block(move || queue.cancel(id)).await??);
+    // A queued job is cancelled at once; a running one only has the stop requested, and
+    // its end is published when its worker stops it.
+    if view.state == "cancelled" {
+        state.events.publish(job_event(view.id, "cancelled"));
+    }
+    Ok(web::Json(view))
+}
+
+fn job_event(id: u64, state: &str) -> DaemonEvent {
+    DaemonEvent::Job {
+        id,
+        state: state.to_string(),
+        worker: None,
+        error: None,
+    }
 }
 
 fn read_status(queue: &Queue) -> imagelab_queue::Result<QueueStatus> {
@@ -195,22 +214,22 @@ async fn status(state: web::Data<AppState>) -> Reply<QueueStatus> {
 
 async fn pause(state: web::Data<AppState>) -> Reply<QueueStatus> {
     let queue = state.queue.clone();
-    Ok(web::Json(
-        web::block(move || {
-            queue.pause()?;
-            read_status(&queue)
-        })
-        .await??,
-    ))
+    let status = web::block(move || {
+        queue.pause()?;
+        read_status(&queue)
+    })
+    .await??;
+    state.events.publish(DaemonEvent::Queue { paused: true });
+    Ok(web::Json(status))
 }
 
 async fn resume(state: web::Data<AppState>) -> Reply<QueueStatus> {
     let queue = state.queue.clone();
-    Ok(web::Json(
-        web::block(move || {
-            queue.resume()?;
-            read_status(&queue)
-        })
-        .await??,
-    ))
+    let status = web::block(move || {
+        queue.resume()?;
+        read_status(&queue)
+    })
+    .await??;
+    state.events.publish(DaemonEvent::Queue { paused: false });
+    Ok(web::Json(status))
 }
