@@ -2,10 +2,15 @@
 //! the daemon through `daemon.json` in the settings folder, sends the bearer token, and
 //! turns every answer into the protocol types of `imagelab_core::api`. No async runtime.
 
+mod events;
+
+pub use events::EventStream;
+
 use imagelab_core::api::{
     ApiError, DaemonInfo, FavoriteRequest, FavoriteView, Health, JobView, ListQuery, ModelList,
     OutputFile, QueueStatus, SubmitBatch, SubmitRequest, SubmitResponse, DAEMON_INFO_FILE,
 };
+use imagelab_core::events::{GpuStatusView, ModelRequest, WorkerStatus};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -36,6 +41,10 @@ pub enum ClientError {
     /// The answer did not decode as the expected type.
     #[error("unexpected answer from the daemon: {0}")]
     Decode(String),
+    /// An event stream fell behind the daemon and missed this many events; the stream
+    /// goes on after it.
+    #[error("the event stream skipped {skipped} events (this watcher fell behind)")]
+    Lagged { skipped: u64 },
 }
 
 impl ClientError {
@@ -276,6 +285,21 @@ impl Client {
 
     pub fn models(&self) -> Result<ModelList> {
         self.call("GET", "/v1/models", None)
+    }
+
+    /// The GPUs and the workers on them.
+    pub fn gpus(&self) -> Result<GpuStatusView> {
+        self.call("GET", "/v1/gpus", None)
+    }
+
+    /// Loads a checkpoint on a worker (the first one when none is named).
+    pub fn load_model(&self, request: &ModelRequest) -> Result<Vec<WorkerStatus>> {
+        self.post_json("/v1/workers/load", request)
+    }
+
+    /// Drops a checkpoint (or, without a model, every one) from a worker or all of them.
+    pub fn unload_model(&self, request: &ModelRequest) -> Result<Vec<WorkerStatus>> {
+        self.post_json("/v1/workers/unload", request)
     }
 
     pub fn outputs(&self) -> Result<Vec<OutputFile>> {
