@@ -61,7 +61,7 @@ fn preview_for(
     done: usize,
     every: usize,
 ) -> Option<imagelab_core::events::Preview> {
-    if every == 0 || done % every != 0 {
+    if every == 0 || !done.is_multiple_of(every) {
         return None;
     }
     step.preview(PREVIEW_MAX_SIDE)
