@@ -3,6 +3,7 @@
 //! turns every answer into the protocol types of `imagelab_core::api`. No async runtime.
 
 mod events;
+mod workers;
 
 pub use events::EventStream;
 
@@ -10,7 +11,6 @@ use imagelab_core::api::{
     ApiError, DaemonInfo, FavoriteRequest, FavoriteView, Health, JobView, ListQuery, ModelList,
     OutputFile, QueueStatus, SubmitBatch, SubmitRequest, SubmitResponse, DAEMON_INFO_FILE,
 };
-use imagelab_core::events::{GpuStatusView, ModelRequest, WorkerStatus};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -285,21 +285,6 @@ impl Client {
 
     pub fn models(&self) -> Result<ModelList> {
         self.call("GET", "/v1/models", None)
-    }
-
-    /// The GPUs and the workers on them.
-    pub fn gpus(&self) -> Result<GpuStatusView> {
-        self.call("GET", "/v1/gpus", None)
-    }
-
-    /// Loads a checkpoint on a worker (the first one when none is named).
-    pub fn load_model(&self, request: &ModelRequest) -> Result<Vec<WorkerStatus>> {
-        self.post_json("/v1/workers/load", request)
-    }
-
-    /// Drops a checkpoint (or, without a model, every one) from a worker or all of them.
-    pub fn unload_model(&self, request: &ModelRequest) -> Result<Vec<WorkerStatus>> {
-        self.post_json("/v1/workers/unload", request)
     }
 
     pub fn outputs(&self) -> Result<Vec<OutputFile>> {

@@ -4,6 +4,7 @@
 
 mod beta;
 mod model_schedule;
+mod multistep;
 mod noise;
 mod samplers;
 mod schedulers;
