@@ -89,7 +89,7 @@ pub enum QueueAction {
     Status,
 }
 
-fn client() -> Result<Client> {
+pub(crate) fn client() -> Result<Client> {
     Ok(Client::from_daemon_json(&settings_dir())?)
 }
 

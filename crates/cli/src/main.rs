@@ -11,7 +11,9 @@ mod daemon_cmd;
 mod generate;
 mod gpus;
 mod logging;
+mod models;
 mod prompts;
+mod watch;
 mod worker;
 
 use clap::{Parser, Subcommand};
@@ -51,6 +53,10 @@ enum Command {
     Unfav(client_cmds::FavArgs),
     /// List the starred jobs and images.
     Favs(client_cmds::FavsArgs),
+    /// Follow the daemon live: a progress bar per worker and job changes (--json: events).
+    Watch(watch::WatchArgs),
+    /// List the daemon's checkpoints (with their family), VAEs and text encoders.
+    Models(models::ModelsArgs),
     /// Generate images now, in this process (no daemon needed).
     Generate(Box<generate::GenerateArgs>),
     /// List the GPUs: memory, utilization, temperature, power and their processes.
@@ -83,6 +89,8 @@ fn main() -> ExitCode {
         Command::Fav(args) => client_cmds::run_fav(args),
         Command::Unfav(args) => client_cmds::run_unfav(args),
         Command::Favs(args) => client_cmds::run_favs(args),
+        Command::Watch(args) => watch::run(args),
+        Command::Models(args) => models::run(args),
         Command::Gpus(args) => gpus::run_gpus(args),
         Command::GpuPick(args) => gpus::run_pick(args),
         Command::Prompts(args) => prompts::run_prompts(args),

@@ -1,7 +1,11 @@
 //! `imagelab worker`: the engine as a child process of the daemon. It reads one
 //! `WorkerCommand` per line on stdin (generate, load, unload, cancel) and answers with
 //! `WorkerEvent` lines on stdout, keeping the last few models loaded (the pipeline cache),
-//! until stdin closes.
+//! until stdin closes. Stdin is read on a thread of its own ([`inbox`]), so a cancel stops
+//! a running job at the next step boundary; progress lines carry a latent preview every
+//! `preview_every` steps.
+
+mod inbox;
 
 use anyhow::Result;
 use clap::Args;
@@ -9,9 +13,12 @@ use imagelab_core::config::Config;
 use imagelab_core::events::ComponentVram;
 use imagelab_core::worker::{WorkRequest, WorkerCommand, WorkerEvent};
 use imagelab_core::{paths, DType, DeviceSpec};
-use imagelab_engine::pipeline::{ModelChoice, PipelineCache, StepEvent};
+use imagelab_engine::pipeline::{ModelChoice, PipelineCache, Step, StepEvent};
+use imagelab_engine::preview::PREVIEW_MAX_SIDE;
 use imagelab_engine::EngineError;
-use std::io::{BufRead, Write};
+use inbox::Inbox;
+use std::io::Write;
+use std::ops::ControlFlow;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -47,12 +54,34 @@ fn retryable(err: &EngineError) -> bool {
     )
 }
 
+/// The preview of step `done`, when this step is one of every `preview_every` (0: none).
+/// A preview that cannot be made is logged and left out; it never fails the job.
+fn preview_for(
+    step: &Step<'_>,
+    done: usize,
+    every: usize,
+) -> Option<imagelab_core::events::Preview> {
+    if every == 0 || !done.is_multiple_of(every) {
+        return None;
+    }
+    step.preview(PREVIEW_MAX_SIDE)
+        .inspect_err(|e| log::warn!("no preview for step {done}: {e}"))
+        .ok()
+        .flatten()
+}
+
 fn run_one(
     request: &WorkRequest,
     cache: &mut PipelineCache,
     device: DeviceSpec,
     dtype: DType,
+    inbox: &mut Inbox,
 ) -> Result<WorkerEvent> {
+    let cancelled = WorkerEvent::Cancelled { job: request.job };
+    // A cancel may already wait behind the generate (or have come during an earlier job).
+    if inbox.cancel_requested(request.job) {
+        return Ok(cancelled);
+    }
     let config = Config::load()?;
     let folders = config.folders();
     let failed = |error: String, retryable: bool| WorkerEvent::Failed {
@@ -73,21 +102,39 @@ fn run_one(
         Ok(p) => p,
         Err(e) => return Ok(failed(format!("{e}"), retryable(&e))),
     };
+    // Loading can take a while; a cancel sent meanwhile saves the whole sampling run.
+    if inbox.cancel_requested(request.job) {
+        return Ok(cancelled);
+    }
     let started = Instant::now();
     let mut steps = 0usize;
-    let images = pipeline.generate(&request.params, &mut |event| {
-        if let StepEvent::Sampling { done, total } = event {
+    let images = pipeline.generate_until(&request.params, None, &mut |step| {
+        if let StepEvent::Sampling { done, total } = step.event {
             steps = total;
             let _ = emit(&WorkerEvent::Progress {
                 job: request.job,
                 done,
                 total,
-                preview: None,
+                preview: preview_for(step, done, request.preview_every),
             });
+        }
+        // Checked at every step boundary and before decoding: stopping there leaves no
+        // half-written image.
+        if inbox.cancel_requested(request.job) {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
         }
     });
     let images = match images {
         Ok(images) => images,
+        Err(EngineError::Cancelled { done, total }) => {
+            log::info!(
+                "job {}: cancelled after step {done} of {total}",
+                request.job
+            );
+            return Ok(cancelled);
+        }
         Err(e) => return Ok(failed(format!("{e}"), retryable(&e))),
     };
     let step_time_ms = (steps > 0).then(|| started.elapsed().as_secs_f64() * 1000.0 / steps as f64);
@@ -179,15 +226,12 @@ pub fn run(args: WorkerArgs) -> Result<ExitCode> {
     emit(&WorkerEvent::Ready {
         pid: std::process::id(),
     })?;
-    for line in std::io::stdin().lock().lines() {
-        let line = line?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let event = match serde_json::from_str::<WorkerCommand>(&line) {
+    let mut inbox = Inbox::stdin();
+    while let Some(incoming) = inbox.next() {
+        let event = match incoming {
             Ok(WorkerCommand::Generate(request)) => {
                 log::info!("job {}: {}", request.job, request.params.model);
-                let event = run_one(&request, &mut cache, device, dtype)?;
+                let event = run_one(&request, &mut cache, device, dtype, &mut inbox)?;
                 emit(&event)?;
                 models_event(&cache)
             }
@@ -209,9 +253,9 @@ pub fn run(args: WorkerArgs) -> Result<ExitCode> {
             }
             // A cancel that arrives between jobs has nothing to stop.
             Ok(WorkerCommand::Cancel { .. }) => continue,
-            Err(e) => WorkerEvent::Failed {
+            Err(error) => WorkerEvent::Failed {
                 job: 0,
-                error: format!("malformed request: {e}"),
+                error,
                 retryable: false,
             },
         };

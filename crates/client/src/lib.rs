@@ -2,6 +2,11 @@
 //! the daemon through `daemon.json` in the settings folder, sends the bearer token, and
 //! turns every answer into the protocol types of `imagelab_core::api`. No async runtime.
 
+mod events;
+mod workers;
+
+pub use events::EventStream;
+
 use imagelab_core::api::{
     ApiError, DaemonInfo, FavoriteRequest, FavoriteView, Health, JobView, ListQuery, ModelList,
     OutputFile, QueueStatus, SubmitBatch, SubmitRequest, SubmitResponse, DAEMON_INFO_FILE,
@@ -36,6 +41,10 @@ pub enum ClientError {
     /// The answer did not decode as the expected type.
     #[error("unexpected answer from the daemon: {0}")]
     Decode(String),
+    /// An event stream fell behind the daemon and missed this many events; the stream
+    /// goes on after it.
+    #[error("the event stream skipped {skipped} events (this watcher fell behind)")]
+    Lagged { skipped: u64 },
 }
 
 impl ClientError {
@@ -272,11 +281,6 @@ impl Client {
     /// Whether dispatch is paused, and the jobs in each state.
     pub fn status(&self) -> Result<QueueStatus> {
         self.call("GET", "/v1/queue", None)
-    }
-
-    /// The GPUs, the policy's verdicts and each worker's state, models and memory.
-    pub fn gpus(&self) -> Result<imagelab_core::events::GpuStatusView> {
-        self.call("GET", "/v1/gpus", None)
     }
 
     pub fn models(&self) -> Result<ModelList> {

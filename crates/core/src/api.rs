@@ -158,12 +158,21 @@ pub struct QueueStatus {
     pub counts: BTreeMap<String, usize>,
 }
 
-/// `GET /v1/models`: file names in each model folder.
+/// `GET /v1/models`: file names in each model folder, and each checkpoint's family.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct ModelList {
-    pub checkpoints: Vec<String>,
+    pub checkpoints: Vec<ModelEntry>,
     pub vae: Vec<String>,
     pub clip: Vec<String>,
+}
+
+/// One checkpoint: its family as its tensors name it (`sd1`, `sd2`, `sd2-v`, `sdxl`, …;
+/// see [`crate::family::inspect`]), or why it could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelEntry {
+    pub name: String,
+    pub family: Option<String>,
+    pub error: Option<String>,
 }
 
 /// One image in `output/`.

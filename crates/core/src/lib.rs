@@ -1,15 +1,18 @@
 //! Light shared types for imagelab: generation parameters, sampler and scheduler names,
 //! settings, and the validation that turns bad user input into errors naming the field.
 //!
-//! This crate depends on serde only, so the CLI client and the GUI compile fast and never
-//! link libtorch.
+//! This crate depends on serde (and `half`, for reading one probe tensor) only, so the CLI
+//! client, the daemon and the GUI compile fast and never link libtorch; model family
+//! detection from a safetensors header lives here for that reason.
 
 pub mod api;
 pub mod config;
 pub mod events;
+pub mod family;
 pub mod names;
 pub mod params;
 pub mod paths;
+pub mod safetensors_header;
 pub mod scheduler;
 pub mod worker;
 

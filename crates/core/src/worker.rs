@@ -25,6 +25,8 @@ pub struct WorkRequest {
 }
 
 /// What the daemon asks of a worker.
+// A command lives for one line of the pipe; boxing the big variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum WorkerCommand {

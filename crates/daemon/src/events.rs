@@ -4,7 +4,8 @@
 //! (and is told how many), it never slows a worker down.
 
 use imagelab_core::events::DaemonEvent;
-use tokio::sync::broadcast;
+use std::sync::Arc;
+use tokio::sync::{broadcast, watch};
 
 /// How many events a watcher may fall behind before it skips some.
 const BACKLOG: usize = 1024;
@@ -13,6 +14,8 @@ const BACKLOG: usize = 1024;
 #[derive(Debug, Clone)]
 pub struct EventBus {
     sender: broadcast::Sender<DaemonEvent>,
+    /// Set once the daemon stops: open streams end instead of holding the server up.
+    closed: Arc<watch::Sender<bool>>,
 }
 
 impl Default for EventBus {
@@ -24,7 +27,11 @@ impl Default for EventBus {
 impl EventBus {
     pub fn new() -> EventBus {
         let (sender, _) = broadcast::channel(BACKLOG);
-        EventBus { sender }
+        let (closed, _) = watch::channel(false);
+        EventBus {
+            sender,
+            closed: Arc::new(closed),
+        }
     }
 
     /// Sends to every current subscriber; with none, the event is dropped.
@@ -35,6 +42,16 @@ impl EventBus {
     /// Events from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<DaemonEvent> {
         self.sender.subscribe()
+    }
+
+    /// Tells every event stream to end (the daemon is stopping).
+    pub fn close(&self) {
+        self.closed.send_replace(true);
+    }
+
+    /// Becomes `true` when [`EventBus::close`] is called.
+    pub fn closed(&self) -> watch::Receiver<bool> {
+        self.closed.subscribe()
     }
 }
 

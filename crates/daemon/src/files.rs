@@ -4,21 +4,41 @@
 use crate::error::ApiFailure;
 use crate::routes::AppState;
 use actix_web::{web, HttpResponse};
-use imagelab_core::api::{ModelList, OutputFile};
+use imagelab_core::api::{ModelEntry, ModelList, OutputFile};
+use imagelab_core::family::inspect;
 use imagelab_core::paths::{list_model_names, resolve_in_folder, PathError};
 use std::path::Path;
 
-/// `GET /v1/models`: the loadable names in `checkpoints/`, `vae/` and `clip/`. The family
-/// of each needs the engine's classifier and is not reported yet.
+/// `GET /v1/models`: the loadable names in `checkpoints/`, `vae/` and `clip/`, with each
+/// checkpoint's family read from its safetensors header (no weights are loaded, and the
+/// daemon never links libtorch).
 pub async fn models(state: web::Data<AppState>) -> Result<web::Json<ModelList>, ApiFailure> {
     let folders = state.folders.clone();
     let list = web::block(move || ModelList {
-        checkpoints: list_model_names(&folders.checkpoints()),
+        checkpoints: checkpoint_entries(&folders.checkpoints()),
         vae: list_model_names(&folders.vae()),
         clip: list_model_names(&folders.clip()),
     })
     .await?;
     Ok(web::Json(list))
+}
+
+fn checkpoint_entries(folder: &Path) -> Vec<ModelEntry> {
+    list_model_names(folder)
+        .into_iter()
+        .map(|name| match inspect(&folder.join(&name)) {
+            Ok(detected) => ModelEntry {
+                name,
+                family: Some(detected.label()),
+                error: None,
+            },
+            Err(e) => ModelEntry {
+                name,
+                family: None,
+                error: Some(e.to_string()),
+            },
+        })
+        .collect()
 }
 
 /// The regular files directly in `folder`, sorted by name (a missing folder is empty).

@@ -14,6 +14,7 @@ mod favorites;
 mod files;
 mod info;
 mod routes;
+mod sse;
 mod submit;
 pub mod supervisor;
 mod workers_routes;
@@ -163,6 +164,7 @@ impl Daemon {
             },
         });
         let token_data = routes::token_data(&token);
+        let signal_bus = events.clone();
         let (handle_tx, handle_rx) = mpsc::channel();
         let handle_signals = config.handle_signals;
         let thread = std::thread::Builder::new()
@@ -188,6 +190,7 @@ impl Daemon {
                         }
                     };
                     let server = if handle_signals {
+                        actix_rt::spawn(sse::close_on_signals(signal_bus));
                         server.run()
                     } else {
                         server.disable_signals().run()
@@ -286,8 +289,9 @@ pub struct RunningDaemon {
     queue: Option<Arc<Queue>>,
     handle: actix_web::dev::ServerHandle,
     thread: Option<JoinHandle<std::io::Result<()>>>,
-    events: EventBus,
     supervisor: Option<SupervisorHandle>,
+    /// Closed on stop, which ends the event streams.
+    events: EventBus,
 }
 
 impl std::fmt::Debug for RunningDaemon {
@@ -362,6 +366,8 @@ impl RunningDaemon {
     }
 
     fn shutdown(&mut self, graceful: bool) -> Result<()> {
+        // Open event streams would otherwise hold a graceful stop up until its timeout.
+        self.events.close();
         // The stop command is sent when `stop` is called; its future only awaits the end,
         // which joining the thread does too.
         drop(self.handle.stop(graceful));

@@ -1,5 +1,6 @@
-//! The HTTP routes: jobs (submit, list, get, cancel), the queue (pause, resume, status)
-//! and health. Queue calls block on a disk flush, so they run on actix's blocking pool.
+//! The HTTP routes: jobs (submit, list, get, cancel), the queue (pause, resume, status),
+//! health and the event stream; submit, cancel, pause and resume publish their events.
+//! Queue calls block on a disk flush, so they run on actix's blocking pool.
 
 use crate::auth::{require_token, Token};
 use crate::convert::{job_view, queue_status};
@@ -13,6 +14,7 @@ use imagelab_core::api::{
     Health, JobView, ListQuery, QueueStatus, SubmitResponse, DEFAULT_LIST_LIMIT, JOB_STATES,
     MAX_LIST_LIMIT, PROTOCOL_VERSION,
 };
+use imagelab_core::events::DaemonEvent;
 use imagelab_core::Folders;
 use imagelab_queue::{JobId, Queue};
 use std::sync::Arc;
@@ -76,6 +78,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 "/workers/unload",
                 web::post().to(crate::workers_routes::unload),
             )
+            .route("/events", web::get().to(crate::sse::events))
             .route("/outputs", web::get().to(files::outputs))
             .route("/outputs/{name:.*}", web::get().to(files::output))
             .default_service(web::to(unknown_route)),
@@ -146,6 +149,9 @@ async fn submit(
     let queue = state.queue.clone();
     // The queue flushes before returning: the answer is the acknowledgement.
     let created = web::block(move || queue.enqueue_batch(jobs)).await??;
+    for job in &created {
+        state.events.publish(job_event(job.id.0, "queued"));
+    }
     state.kick();
     Ok(HttpResponse::Created().json(SubmitResponse {
         ids: created.iter().map(|j| j.id.0).collect(),
@@ -198,11 +204,25 @@ async fn cancel(state: web::Data<AppState>, id: web::Path<String>) -> Reply<JobV
     let id = parse_id(&id)?;
     let queue = state.queue.clone();
     let job = web::block(move || queue.cancel(id)).await??;
-    // A running job was only marked; its worker must be told to stop.
+    // A running job was only marked; its worker must be told to stop, and its end is
+    // published when the worker stops it.
     if let Some(supervisor) = &state.supervisor {
         supervisor.cancel(id.0);
     }
-    Ok(web::Json(job_view(job)))
+    let view = job_view(job);
+    if view.state == "cancelled" {
+        state.events.publish(job_event(view.id, "cancelled"));
+    }
+    Ok(web::Json(view))
+}
+
+fn job_event(id: u64, state: &str) -> DaemonEvent {
+    DaemonEvent::Job {
+        id,
+        state: state.to_string(),
+        worker: None,
+        error: None,
+    }
 }
 
 fn read_status(queue: &Queue) -> imagelab_queue::Result<QueueStatus> {
@@ -216,26 +236,23 @@ async fn status(state: web::Data<AppState>) -> Reply<QueueStatus> {
 
 async fn pause(state: web::Data<AppState>) -> Reply<QueueStatus> {
     let queue = state.queue.clone();
-    Ok(web::Json(
-        web::block(move || {
-            queue.pause()?;
-            read_status(&queue)
-        })
-        .await??,
-    ))
+    let status = web::block(move || {
+        queue.pause()?;
+        read_status(&queue)
+    })
+    .await??;
+    state.events.publish(DaemonEvent::Queue { paused: true });
+    Ok(web::Json(status))
 }
 
 async fn resume(state: web::Data<AppState>) -> Reply<QueueStatus> {
     let queue = state.queue.clone();
-    Ok(web::Json(
-        web::block(move || {
-            queue.resume()?;
-            read_status(&queue)
-        })
-        .await
-        .map(|status| {
-            state.kick();
-            status
-        })??,
-    ))
+    let status = web::block(move || {
+        queue.resume()?;
+        read_status(&queue)
+    })
+    .await??;
+    state.events.publish(DaemonEvent::Queue { paused: false });
+    state.kick();
+    Ok(web::Json(status))
 }

@@ -169,6 +169,72 @@ fn pause_survives_a_restart_on_the_same_folder() {
     assert!(!lab.client().status().unwrap().paused);
 }
 
+/// A safetensors file of zero-filled F32 tensors with these names and shapes.
+fn write_safetensors(path: &std::path::Path, tensors: &[(&str, Vec<u64>)]) {
+    let mut header = serde_json::Map::new();
+    let mut offset = 0u64;
+    for (name, shape) in tensors {
+        let bytes = shape.iter().product::<u64>() * 4;
+        header.insert(
+            name.to_string(),
+            serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [offset, offset + bytes]}),
+        );
+        offset += bytes;
+    }
+    let json = serde_json::to_vec(&header).unwrap();
+    let mut file = (json.len() as u64).to_le_bytes().to_vec();
+    file.extend_from_slice(&json);
+    file.resize(file.len() + offset as usize, 0);
+    std::fs::write(path, file).unwrap();
+}
+
+#[test]
+fn checkpoints_are_listed_with_the_family_their_header_names() {
+    let lab = Lab::new();
+    let unet = |name: &str| format!("model.diffusion_model.{name}");
+    let conv = unet("input_blocks.0.0.weight");
+    let key = unet("input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight");
+    let label = unet("label_emb.0.0.weight");
+    write_safetensors(
+        &lab.path().join("models/checkpoints/a.safetensors"),
+        &[(&conv, vec![8, 4, 3, 3]), (&key, vec![8, 768])],
+    );
+    write_safetensors(
+        &lab.path().join("models/checkpoints/b.safetensors"),
+        &[
+            (&conv, vec![8, 4, 3, 3]),
+            (&key, vec![8, 2048]),
+            (&label, vec![8, 2816]),
+            ("v_pred", vec![0]),
+        ],
+    );
+    write_safetensors(
+        &lab.path().join("models/checkpoints/c.safetensors"),
+        &[(&conv, vec![8, 9, 3, 3]), (&key, vec![8, 768])],
+    );
+    let _daemon = lab.start();
+    let models = lab.client().models().unwrap();
+    let listed: Vec<(&str, Option<&str>)> = models
+        .checkpoints
+        .iter()
+        .map(|m| (m.name.as_str(), m.family.as_deref()))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("a.safetensors", Some("sd1")),
+            ("b.safetensors", Some("sdxl-v")),
+            ("c.safetensors", None),
+            ("tiny.safetensors", None)
+        ]
+    );
+    let inpaint = models.checkpoints[2].error.as_deref().unwrap_or_default();
+    assert!(
+        inpaint.contains("c.safetensors") && inpaint.contains("9-channel"),
+        "{inpaint}"
+    );
+}
+
 #[test]
 fn models_are_listed_by_folder() {
     let lab = Lab::new();
@@ -177,7 +243,13 @@ fn models_are_listed_by_folder() {
     std::fs::write(lab.path().join("models/checkpoints/old.ckpt"), b"x").unwrap();
     let _daemon = lab.start();
     let models = lab.client().models().unwrap();
-    assert_eq!(models.checkpoints, vec!["tiny.safetensors"]);
+    let names: Vec<&str> = models.checkpoints.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(names, vec!["tiny.safetensors"]);
+    // Its two bytes are no safetensors header: no family, and an error naming the file.
+    let tiny = &models.checkpoints[0];
+    assert_eq!(tiny.family, None);
+    let error = tiny.error.as_deref().unwrap_or_default();
+    assert!(error.contains("tiny.safetensors"), "{error}");
     assert_eq!(models.vae, vec!["sdxl_vae.safetensors"]);
     assert_eq!(models.clip, vec!["clip_l.safetensors"]);
 }

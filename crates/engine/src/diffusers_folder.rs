@@ -2,9 +2,10 @@
 //! `text_encoder_2/`), presented under the single-file names so they take exactly the
 //! same loading path as a `.safetensors` checkpoint.
 
-use crate::checkpoint::{classify, ModelSource, Prediction, UNET_PREFIX, VAE_PREFIX};
+use crate::checkpoint::{classify, Family, ModelSource, Prediction, UNET_PREFIX, VAE_PREFIX};
 use crate::error::{EngineError, Result};
 use crate::weights::{WeightFile, Weights};
+use imagelab_core::family::DiffusersLayout;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -60,18 +61,15 @@ pub fn open_diffusers_folder(folder: &Path) -> Result<ModelSource> {
         });
     }
     // Text encoders stay in the Hugging Face layout; they go under the prefixes the
-    // single-file layout uses for each family, and the CLIP loader detects the layout.
-    // SDXL folders have a second text encoder; SD 2.x's single encoder is OpenCLIP (gelu),
-    // SD 1.x's is OpenAI CLIP-L (quick_gelu). This holds for any model size.
-    let encoder_prefixes: &[(&str, &str)] = if folder.join("text_encoder_2").is_dir() {
-        &[
+    // single-file layout uses for the family the folder's layout names (the shared rule).
+    let layout = DiffusersLayout::read(folder);
+    let encoder_prefixes: &[(&str, &str)] = match layout.family() {
+        Family::Sdxl => &[
             ("text_encoder", "conditioner.embedders.0.transformer"),
             ("text_encoder_2", "conditioner.embedders.1.model"),
-        ]
-    } else if text_encoder_activation(folder).as_deref() == Some("gelu") {
-        &[("text_encoder", "cond_stage_model.model")]
-    } else {
-        &[("text_encoder", "cond_stage_model.transformer")]
+        ],
+        Family::Sd2 => &[("text_encoder", "cond_stage_model.model")],
+        Family::Sd1 => &[("text_encoder", "cond_stage_model.transformer")],
     };
     for (component, prefix) in encoder_prefixes {
         if let Some(path) = component_file(folder, component) {
@@ -90,7 +88,7 @@ pub fn open_diffusers_folder(folder: &Path) -> Result<ModelSource> {
             Some(folder.join(component).join("config.json")).filter(|p| p.exists())
         })
         .collect();
-    if scheduler_says_v_prediction(folder) {
+    if layout.v_prediction {
         source.prediction = Prediction::V;
     }
     Ok(source)
@@ -104,21 +102,4 @@ fn count_indices(file: &WeightFile, prefix: &str) -> usize {
         .filter_map(|k| k.strip_prefix(prefix)?.split('.').next()?.parse().ok())
         .collect();
     indices.len()
-}
-
-fn text_encoder_activation(folder: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(folder.join("text_encoder/config.json")).ok()?;
-    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
-    json.get("hidden_act")?.as_str().map(str::to_string)
-}
-
-fn scheduler_says_v_prediction(folder: &Path) -> bool {
-    std::fs::read_to_string(folder.join("scheduler/scheduler_config.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .and_then(|v| {
-            v.get("prediction_type")
-                .and_then(|p| p.as_str().map(|s| s == "v_prediction"))
-        })
-        .unwrap_or(false)
 }

@@ -45,6 +45,10 @@ pub enum EngineError {
     },
     #[error("cannot write {path}: {reason}")]
     Output { path: PathBuf, reason: String },
+    /// The caller stopped the run at a step boundary (see `sampling::sample_until`); not a
+    /// failure, and nothing was decoded or written.
+    #[error("cancelled after step {done} of {total}")]
+    Cancelled { done: usize, total: usize },
     #[error("torch: {0}")]
     Torch(#[from] tch::TchError),
 }

@@ -11,6 +11,7 @@ pub mod layers;
 pub mod model_hash;
 pub mod pipeline;
 pub mod png_out;
+pub mod preview;
 pub mod sampling;
 pub mod tokenizer;
 pub mod unet;

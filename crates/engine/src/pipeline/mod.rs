@@ -6,6 +6,7 @@ pub mod conditioning;
 pub mod denoiser;
 mod loading;
 pub mod noise;
+mod observe;
 mod placement;
 
 use crate::checkpoint::{Family, Prediction};
@@ -23,6 +24,7 @@ use tch::{Device, Kind, Tensor};
 
 pub use cache::{CacheKey, CacheStats, PipelineCache};
 pub use loading::ModelInfo;
+pub use observe::{Step, StepEvent, StepObserver};
 pub use placement::{bytes_on, ComponentMemory, Placement, VaeTiling};
 
 /// What to load and where.
@@ -47,13 +49,6 @@ impl ModelChoice {
             dtype,
         }
     }
-}
-
-/// Progress reported while generating.
-#[derive(Debug, Clone, Copy)]
-pub enum StepEvent {
-    Sampling { done: usize, total: usize },
-    Decoding,
 }
 
 /// One generated image, 8-bit RGB.
@@ -216,41 +211,13 @@ impl Pipeline {
         Ok(latent.f_to_kind(Kind::Float)?.f_to_device(self.device)? * self.family.latent_scale())
     }
 
-    /// Generates `params.batch` images; `params.seed` must already be resolved (≥ 0).
-    pub fn generate(
-        &self,
-        params: &GenerationParams,
-        on_step: &mut dyn FnMut(StepEvent),
-    ) -> Result<Vec<RgbImage>> {
-        self.generate_with(params, None, on_step)
-    }
-
-    /// [`Pipeline::generate`] with the VAE run in tiles (small cards; see `vae::tiled`).
-    pub fn generate_with(
-        &self,
-        params: &GenerationParams,
-        vae_tiling: Option<VaeTiling>,
-        on_step: &mut dyn FnMut(StepEvent),
-    ) -> Result<Vec<RgbImage>> {
-        let latents = self.sample_latents_with(params, vae_tiling, on_step)?;
-        on_step(StepEvent::Decoding);
-        self.decode_with(&latents, params.seed, vae_tiling)
-    }
-
-    /// Runs everything up to the final latents (in the UNet's latent space, fp32).
-    pub fn sample_latents(
-        &self,
-        params: &GenerationParams,
-        on_step: &mut dyn FnMut(StepEvent),
-    ) -> Result<Tensor> {
-        self.sample_latents_with(params, None, on_step)
-    }
-
+    /// Samples, showing each step (with its denoised estimate) to `on_step`, which may stop
+    /// the run with [`EngineError::Cancelled`] at a step boundary.
     fn sample_latents_with(
         &self,
         params: &GenerationParams,
         vae_tiling: Option<VaeTiling>,
-        on_step: &mut dyn FnMut(StepEvent),
+        on_step: &mut StepObserver<'_>,
     ) -> Result<Tensor> {
         params.validate()?;
         if params.seed < 0 {
@@ -290,13 +257,15 @@ impl Pipeline {
         };
         let mut noise = SeededNoise::new(params.seed as u64);
         let total = sigmas.len().saturating_sub(1);
-        sampling::sample(
+        sampling::sample_until(
             params.sampler,
             &mut |x, sigma| model.denoise(x, sigma),
             x,
             &sigmas,
             &mut noise,
-            &mut |done, _total, _denoised| on_step(StepEvent::Sampling { done, total }),
+            &mut |done, _total, denoised| {
+                on_step(&Step::sampling(self.family, done, total, denoised))
+            },
         )
     }
 

@@ -4,6 +4,7 @@
 
 mod beta;
 mod model_schedule;
+mod multistep;
 mod noise;
 mod samplers;
 mod schedulers;
@@ -12,5 +13,8 @@ mod unipc;
 pub use beta::beta_ppf;
 pub use model_schedule::ModelSchedule;
 pub use noise::{NoiseSource, ReplayNoise, SeededNoise};
-pub use samplers::{sample, Denoise, StepCallback};
+pub use samplers::{sample, sample_until, Denoise, StepCallback, StepControl};
 pub use schedulers::{schedule_sigmas, sigmas_for};
+
+#[cfg(test)]
+mod cancel_tests;

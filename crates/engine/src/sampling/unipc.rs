@@ -6,7 +6,7 @@
 // Index loops mirror the published equations (row and step indices), so keep them.
 #![allow(clippy::needless_range_loop)]
 
-use super::samplers::{Denoise, StepCallback};
+use super::samplers::{step_boundary, Denoise, StepControl};
 use crate::error::{EngineError, Result};
 use tch::Tensor;
 
@@ -147,7 +147,7 @@ pub(super) fn sample_unipc(
     model: &mut Denoise<'_>,
     x: Tensor,
     sigmas: &[f64],
-    on_step: &mut StepCallback<'_>,
+    on_step: &mut StepControl<'_>,
 ) -> Result<Tensor> {
     if sigmas.len() < 2 {
         return Ok(x);
@@ -200,7 +200,7 @@ pub(super) fn sample_unipc(
             }
         }
         if let Some((_, m)) = history.last() {
-            on_step(step_index + 1, steps, m);
+            step_boundary(on_step, step_index + 1, steps, m)?;
         }
     }
     Ok(x / alpha(ts[steps]))

@@ -1,0 +1,87 @@
+//! `imagelab models [--json]`: the daemon's model folders, each checkpoint with the family
+//! its tensors name (sd1, sd2, sd2-v, sdxl, …) or why it cannot be read.
+
+use anyhow::Result;
+use clap::Args;
+use imagelab_core::api::ModelList;
+use std::process::ExitCode;
+
+#[derive(Args, Debug)]
+pub struct ModelsArgs {
+    /// Print the list as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: ModelsArgs) -> Result<ExitCode> {
+    let list = crate::client_cmds::client()?.models()?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&list)?);
+    } else {
+        print!("{}", table(&list));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The human listing: checkpoints with their family, then VAEs and text encoders.
+fn table(list: &ModelList) -> String {
+    let width = list
+        .checkpoints
+        .iter()
+        .map(|m| m.name.chars().count())
+        .max()
+        .unwrap_or(0);
+    let mut out = String::from("checkpoints:\n");
+    if list.checkpoints.is_empty() {
+        out.push_str("  (none)\n");
+    }
+    for entry in &list.checkpoints {
+        let family = match (&entry.family, &entry.error) {
+            (Some(family), _) => family.clone(),
+            (None, Some(error)) => format!("? ({error})"),
+            (None, None) => "?".into(),
+        };
+        out.push_str(&format!("  {:<width$}  {family}\n", entry.name));
+    }
+    for (title, names) in [("vae", &list.vae), ("clip", &list.clip)] {
+        out.push_str(&format!("{title}:\n"));
+        if names.is_empty() {
+            out.push_str("  (none)\n");
+        }
+        for name in names {
+            out.push_str(&format!("  {name}\n"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use imagelab_core::api::ModelEntry;
+
+    #[test]
+    fn checkpoints_are_listed_with_their_family_or_the_reason() {
+        let list = ModelList {
+            checkpoints: vec![
+                ModelEntry {
+                    name: "base.safetensors".into(),
+                    family: Some("sdxl".into()),
+                    error: None,
+                },
+                ModelEntry {
+                    name: "x.safetensors".into(),
+                    family: None,
+                    error: Some("not a checkpoint".into()),
+                },
+            ],
+            vae: vec!["v.safetensors".into()],
+            clip: Vec::new(),
+        };
+        assert_eq!(
+            table(&list),
+            "checkpoints:\n  base.safetensors  sdxl\n  x.safetensors     ? (not a checkpoint)\n\
+             vae:\n  v.safetensors\nclip:\n  (none)\n"
+        );
+    }
+}
