@@ -151,6 +151,9 @@ pub fn run_daemon(args: DaemonArgs) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         None => {
+            // First, while this is the only thread: the worker children must not inherit
+            // NOTIFY_SOCKET and pose as the service (NotifyAccess=main drops their messages).
+            let notify = imagelab_daemon::NotifyConfig::take_from_env();
             let log = logging::init("daemon")?;
             let config = Config::load()?;
             let mut daemon_config =
@@ -165,6 +168,7 @@ pub fn run_daemon(args: DaemonArgs) -> Result<ExitCode> {
                 .map(|w| worker_spec(w))
                 .collect::<Result<_>>()?;
             daemon_config.worker_program = Some(std::env::current_exe()?);
+            daemon_config.notify = notify;
             eprintln!("imagelab daemon: logging to {}", log.display());
             if workers.is_empty() {
                 eprintln!(

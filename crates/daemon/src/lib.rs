@@ -12,6 +12,7 @@ pub mod events;
 mod favorites;
 mod files;
 mod info;
+mod notify;
 mod routes;
 mod submit;
 mod supervisor;
@@ -20,6 +21,7 @@ pub use auth::new_token;
 pub use error::{ApiFailure, DaemonError, Result};
 pub use events::EventBus;
 pub use info::write_daemon_info;
+pub use notify::{status_line, NotifyConfig};
 pub use supervisor::{Supervisor, WorkerSpec};
 
 use actix_web::{web, App, HttpServer};
@@ -56,6 +58,9 @@ pub struct DaemonConfig {
     /// none means jobs only queue up.
     pub workers: Vec<WorkerSpec>,
     pub worker_program: Option<PathBuf>,
+    /// Tell systemd (Type=notify) when the daemon is ready, how the queue stands, and that
+    /// it is alive; `None` outside a service manager.
+    pub notify: Option<NotifyConfig>,
 }
 
 impl DaemonConfig {
@@ -74,6 +79,7 @@ impl DaemonConfig {
             handle_signals: false,
             workers: Vec::new(),
             worker_program: None,
+            notify: None,
         }
     }
 
@@ -193,6 +199,7 @@ impl Daemon {
             handle,
             thread: Some(thread),
             supervisor: None,
+            notifier: None,
         };
         // On failure `running` is dropped, which stops the server and frees the queue.
         running.info_path = Some(write_daemon_info(&config.settings_dir, &running.info)?);
@@ -206,6 +213,9 @@ impl Daemon {
                 ));
             }
         }
+        if let (Some(notify), Some(queue)) = (&config.notify, &running.queue) {
+            running.notifier = notify::Notifier::start(notify, queue, config.workers.len());
+        }
         log::info!(
             "daemon listening on http://{address}, jobs in {}",
             config.jobs_dir.display()
@@ -218,6 +228,9 @@ impl Daemon {
 /// arrives, then stops gracefully (requests in flight finish, `daemon.json` is removed).
 pub fn run_foreground(mut config: DaemonConfig) -> Result<()> {
     config.handle_signals = true;
+    if config.notify.is_none() {
+        config.notify = NotifyConfig::from_env();
+    }
     Daemon::start(config)?.wait()
 }
 
@@ -234,6 +247,7 @@ pub struct RunningDaemon {
     handle: actix_web::dev::ServerHandle,
     thread: Option<JoinHandle<std::io::Result<()>>>,
     supervisor: Option<Supervisor>,
+    notifier: Option<notify::Notifier>,
 }
 
 impl std::fmt::Debug for RunningDaemon {
@@ -295,6 +309,7 @@ impl RunningDaemon {
     }
 
     fn shutdown(&mut self, graceful: bool) -> Result<()> {
+        self.notify_stopping();
         // The stop command is sent when `stop` is called; its future only awaits the end,
         // which joining the thread does too.
         drop(self.handle.stop(graceful));
@@ -310,6 +325,8 @@ impl RunningDaemon {
                 Err(_) => Err(DaemonError::Server("the server thread panicked".into())),
             },
         };
+        // After a signal the server has stopped by itself: this is the first we hear of it.
+        self.notify_stopping();
         if let Some(supervisor) = self.supervisor.take() {
             supervisor.stop();
         }
@@ -322,6 +339,12 @@ impl RunningDaemon {
 }
 
 impl RunningDaemon {
+    fn notify_stopping(&mut self) {
+        if let Some(mut notifier) = self.notifier.take() {
+            notifier.stopping();
+        }
+    }
+
     /// Worker threads drop their app (and their share of the queue) just after the server
     /// future ends. Wait until ours is the last share and drop it on this thread, so that
     /// "stopped" means the database is closed and the jobs folder is free again.
