@@ -8,8 +8,9 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
 
-# 1. System packages (compilers for torch-sys's C++ shim, Python venv support).
-packages=(build-essential pkg-config python3 python3-venv python3-pip curl ca-certificates git procps)
+# 1. System packages (compilers for torch-sys's C++ shim, Python venv support; systemd for
+#    the systemd-analyze that checks the units in systemd/).
+packages=(build-essential pkg-config python3 python3-venv python3-pip curl ca-certificates git procps systemd)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -110,6 +110,9 @@ fn default_workers(config: &Config, samples: Option<&[GpuSample]>) -> Vec<Worker
 
 /// Runs the daemon in the foreground.
 pub fn run(worker_args: &[String]) -> Result<ExitCode> {
+    // First, while this is the only thread: the worker children must not inherit
+    // NOTIFY_SOCKET and pose as the service (NotifyAccess=main drops their messages).
+    let notify = imagelab_daemon::NotifyConfig::take_from_env();
     let log = logging::init("daemon")?;
     let config = Config::load()?;
     let samples = nvml_samples();
@@ -136,6 +139,7 @@ pub fn run(worker_args: &[String]) -> Result<ExitCode> {
     daemon.instance_id = Some(logging::instance_id());
     daemon.workers = workers;
     daemon.worker_program = Some(std::env::current_exe()?);
+    daemon.notify = notify;
     eprintln!("imagelab daemon: logging to {}", log.display());
     if daemon.workers.is_empty() {
         eprintln!(

@@ -13,6 +13,7 @@ pub mod events;
 mod favorites;
 mod files;
 mod info;
+mod notify;
 mod routes;
 mod sse;
 mod submit;
@@ -23,6 +24,7 @@ pub use auth::new_token;
 pub use error::{ApiFailure, DaemonError, Result};
 pub use events::EventBus;
 pub use info::write_daemon_info;
+pub use notify::{status_line, NotifyConfig};
 pub use supervisor::{ProbeFactory, SupervisorHandle, SupervisorOptions, WorkerSpec};
 
 use actix_web::{web, App, HttpServer};
@@ -71,6 +73,9 @@ pub struct DaemonConfig {
     pub clock: Option<Box<dyn imagelab_gpu::Clock + Send>>,
     /// How long a crashed worker waits before it is started again.
     pub restart_delay: Duration,
+    /// Tell systemd (Type=notify) when the daemon is ready, how the queue stands, and that
+    /// it is alive; `None` outside a service manager.
+    pub notify: Option<NotifyConfig>,
 }
 
 impl std::fmt::Debug for DaemonConfig {
@@ -106,6 +111,7 @@ impl DaemonConfig {
             probe: None,
             clock: None,
             restart_delay: Duration::from_secs(1),
+            notify: None,
         }
     }
 
@@ -230,9 +236,13 @@ impl Daemon {
             thread: Some(thread),
             events,
             supervisor,
+            notifier: None,
         };
         // On failure `running` is dropped, which stops the server and frees the queue.
         running.info_path = Some(write_daemon_info(&config.settings_dir, &running.info)?);
+        if let (Some(notify), Some(queue)) = (&config.notify, &running.queue) {
+            running.notifier = notify::Notifier::start(notify, queue, config.workers.len());
+        }
         log::info!(
             "daemon listening on http://{address}, jobs in {}",
             config.jobs_dir.display()
@@ -274,6 +284,9 @@ fn start_supervisor(
 /// arrives, then stops gracefully (requests in flight finish, `daemon.json` is removed).
 pub fn run_foreground(mut config: DaemonConfig) -> Result<()> {
     config.handle_signals = true;
+    if config.notify.is_none() {
+        config.notify = NotifyConfig::from_env();
+    }
     Daemon::start(config)?.wait()
 }
 
@@ -292,6 +305,7 @@ pub struct RunningDaemon {
     supervisor: Option<SupervisorHandle>,
     /// Closed on stop, which ends the event streams.
     events: EventBus,
+    notifier: Option<notify::Notifier>,
 }
 
 impl std::fmt::Debug for RunningDaemon {
@@ -366,6 +380,7 @@ impl RunningDaemon {
     }
 
     fn shutdown(&mut self, graceful: bool) -> Result<()> {
+        self.notify_stopping();
         // Open event streams would otherwise hold a graceful stop up until its timeout.
         self.events.close();
         // The stop command is sent when `stop` is called; its future only awaits the end,
@@ -383,6 +398,8 @@ impl RunningDaemon {
                 Err(_) => Err(DaemonError::Server("the server thread panicked".into())),
             },
         };
+        // After a signal the server has stopped by itself: this is the first we hear of it.
+        self.notify_stopping();
         if let Some(supervisor) = self.supervisor.take() {
             supervisor.stop();
         }
@@ -395,6 +412,12 @@ impl RunningDaemon {
 }
 
 impl RunningDaemon {
+    fn notify_stopping(&mut self) {
+        if let Some(mut notifier) = self.notifier.take() {
+            notifier.stopping();
+        }
+    }
+
     /// Worker threads drop their app (and their share of the queue) just after the server
     /// future ends. Wait until ours is the last share and drop it on this thread, so that
     /// "stopped" means the database is closed and the jobs folder is free again.

@@ -2,6 +2,8 @@
 //! settings folder, with `imagelab generate` commands that see only that folder.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod procs;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
