@@ -8,11 +8,12 @@ pub mod api;
 pub mod config;
 pub mod events;
 pub mod names;
+pub mod night;
 pub mod params;
 pub mod paths;
 pub mod worker;
 
-pub use config::{Config, ConfigError, Folders};
+pub use config::{Config, ConfigError, Folders, NightDefaults};
 pub use names::{parse_sampler_label, SamplerName, SchedulerName, UnknownName};
 pub use params::{DType, DeviceSpec, GenerationParams, ValidationError};
 pub use paths::{resolve_in_folder, resolve_model_file, PathError};
