@@ -12,6 +12,7 @@ pub mod events;
 mod favorites;
 mod files;
 mod info;
+pub mod night;
 mod routes;
 mod submit;
 mod supervisor;
@@ -56,6 +57,8 @@ pub struct DaemonConfig {
     /// none means jobs only queue up.
     pub workers: Vec<WorkerSpec>,
     pub worker_program: Option<PathBuf>,
+    /// Overnight runs: generation defaults, fallback models, content mode, tick interval.
+    pub night: night::NightOptions,
 }
 
 impl DaemonConfig {
@@ -74,6 +77,7 @@ impl DaemonConfig {
             handle_signals: false,
             workers: Vec::new(),
             worker_program: None,
+            night: night::NightOptions::default(),
         }
     }
 
@@ -119,6 +123,7 @@ impl Daemon {
         let token = new_token();
         let queue = Arc::new(queue);
         let events = EventBus::new();
+        let night = night::start_service(&config, queue.clone())?;
         let state = web::Data::new(routes::AppState {
             queue: queue.clone(),
             events: events.clone(),
@@ -128,6 +133,7 @@ impl Daemon {
                 jobs: config.jobs_dir.clone(),
                 themes: config.themes_dir.clone(),
             },
+            night: night.addr(),
         });
         let token_data = routes::token_data(&token);
         let (handle_tx, handle_rx) = mpsc::channel();
@@ -193,6 +199,7 @@ impl Daemon {
             handle,
             thread: Some(thread),
             supervisor: None,
+            night: Some(night),
         };
         // On failure `running` is dropped, which stops the server and frees the queue.
         running.info_path = Some(write_daemon_info(&config.settings_dir, &running.info)?);
@@ -234,6 +241,8 @@ pub struct RunningDaemon {
     handle: actix_web::dev::ServerHandle,
     thread: Option<JoinHandle<std::io::Result<()>>>,
     supervisor: Option<Supervisor>,
+    /// The overnight runner; stopped before the queue is closed (it holds a share).
+    night: Option<night::NightService>,
 }
 
 impl std::fmt::Debug for RunningDaemon {
@@ -312,6 +321,9 @@ impl RunningDaemon {
         };
         if let Some(supervisor) = self.supervisor.take() {
             supervisor.stop();
+        }
+        if let Some(night) = self.night.take() {
+            night.stop();
         }
         self.close_queue();
         if let Some(path) = self.info_path.take() {

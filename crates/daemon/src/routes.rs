@@ -27,6 +27,8 @@ pub struct AppState {
     /// Job, progress and worker events for `GET /v1/events`.
     pub events: crate::EventBus,
     pub folders: Folders,
+    /// The overnight runner (`/v1/night`).
+    pub night: actix::Addr<crate::night::PromptGenerator>,
 }
 
 type Reply<T> = Result<web::Json<T>, ApiFailure>;
@@ -61,6 +63,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/models", web::get().to(files::models))
             .route("/outputs", web::get().to(files::outputs))
             .route("/outputs/{name:.*}", web::get().to(files::output))
+            .route("/night", web::post().to(crate::night::routes::start))
+            .route("/night", web::get().to(crate::night::routes::status))
+            .route("/night/stop", web::post().to(crate::night::routes::stop))
             .default_service(web::to(unknown_route)),
     )
     .default_service(web::to(unknown_route));
