@@ -165,6 +165,7 @@ pub fn run_daemon(args: DaemonArgs) -> Result<ExitCode> {
                 .map(|w| worker_spec(w))
                 .collect::<Result<_>>()?;
             daemon_config.worker_program = Some(std::env::current_exe()?);
+            daemon_config.night = imagelab_daemon::night::NightOptions::from_config(&config);
             eprintln!("imagelab daemon: logging to {}", log.display());
             if workers.is_empty() {
                 eprintln!(

@@ -40,19 +40,13 @@ pub fn target_depth(workers: usize) -> u64 {
 
 /// The next step of `run` at `now_ms` with `queued` of its jobs waiting.
 pub fn step(run: &RunRecord, catalog: &Catalog, now_ms: u64, queued: u64, workers: usize) -> Step {
-    if now_ms >= run.ends_at_ms {
-        return Step::Finish(EndCause::Time, "reached its end time".to_string());
+    if let Some((cause, reason)) = over(run, now_ms) {
+        return Step::Finish(cause, reason);
     }
-    let left = match run.request.max_jobs {
-        Some(max) if run.submitted >= max => {
-            return Step::Finish(
-                EndCause::MaxJobs,
-                format!("submitted its {max} jobs (max_jobs)"),
-            );
-        }
-        Some(max) => max - run.submitted,
-        None => u64::MAX,
-    };
+    let left = run
+        .request
+        .max_jobs
+        .map_or(u64::MAX, |max| max.saturating_sub(run.submitted));
     let count = target_depth(workers).saturating_sub(queued).min(left);
     let mut jobs = Vec::new();
     for index in run.submitted..run.submitted + count {
@@ -64,6 +58,21 @@ pub fn step(run: &RunRecord, catalog: &Catalog, now_ms: u64, queued: u64, worker
         }
     }
     Step::Submit(jobs)
+}
+
+/// Whether `run` is over at `now_ms`, and why: its window closed or it submitted
+/// `max_jobs`.
+pub fn over(run: &RunRecord, now_ms: u64) -> Option<(EndCause, String)> {
+    if now_ms >= run.ends_at_ms {
+        return Some((EndCause::Time, "reached its end time".to_string()));
+    }
+    match run.request.max_jobs {
+        Some(max) if run.submitted >= max => Some((
+            EndCause::MaxJobs,
+            format!("submitted its {max} jobs (max_jobs)"),
+        )),
+        _ => None,
+    }
 }
 
 /// Job `index`'s prompt seed and image seed. Both keep 53 bits so JSON readers that use

@@ -175,7 +175,12 @@ impl Runner {
                 let created = self.queue.enqueue_batch(jobs)?;
                 record.submitted += created.len() as u64;
                 record.last_job_id = created.last().map(|j| j.id.0).or(record.last_job_id);
-                self.store.save(record)
+                self.store.save(record)?;
+                // The last allowed job is in: say so now rather than at the next tick.
+                match plan::over(record, now) {
+                    Some((cause, reason)) => self.end(cause, reason),
+                    None => Ok(()),
+                }
             }
             Step::Finish(cause, reason) => self.end(cause, reason),
         }
