@@ -192,3 +192,26 @@ fn weighted_cycles_spread_the_turns() {
     assert_eq!(weighted_cycle(&[1, 3]), vec![1, 0, 1, 1]);
     assert!(weighted_cycle(&[]).is_empty());
 }
+
+#[test]
+fn safe_mode_adds_the_safety_negative_and_both_modes_are_refused() {
+    let mut lab = TestLab::new();
+    let req = request(&["knights"]);
+    let plain = job_at(&record(req.clone()), &lab.catalog(&req), 0).unwrap();
+    assert!(!plain.spec.params.negative.contains("nsfw"));
+    lab.options.settings.safe = true;
+    let safe = job_at(&record(req.clone()), &lab.catalog(&req), 0).unwrap();
+    assert!(safe.spec.params.negative.starts_with("blurry, "));
+    assert!(
+        safe.spec.params.negative.contains("nsfw"),
+        "{}",
+        safe.spec.params.negative
+    );
+    assert_eq!(safe.spec.params.prompt, plain.spec.params.prompt);
+    lab.options.settings.mature = true;
+    let err = Catalog::load(&req, &lab.options, &lab.folders()).unwrap_err();
+    assert!(
+        matches!(&err, crate::night::NightError::Invalid { field, .. } if field == "night.mature"),
+        "{err:?}"
+    );
+}
