@@ -140,6 +140,7 @@ pub fn run(worker_args: &[String]) -> Result<ExitCode> {
     daemon.workers = workers;
     daemon.worker_program = Some(std::env::current_exe()?);
     daemon.notify = notify;
+    daemon.night = imagelab_daemon::night::NightOptions::from_config(&config);
     eprintln!("imagelab daemon: logging to {}", log.display());
     if daemon.workers.is_empty() {
         eprintln!(

@@ -12,6 +12,7 @@ mod generate;
 mod gpus;
 mod logging;
 mod models;
+mod night;
 mod prompts;
 mod watch;
 mod worker;
@@ -41,6 +42,9 @@ enum Command {
     Submit(client_cmds::SubmitArgs),
     /// List the daemon's jobs.
     Jobs(client_cmds::JobsArgs),
+    /// Overnight themed runs on the daemon: `night --theme A --until 07:00`, `night status`,
+    /// `night stop`.
+    Night(night::NightArgs),
     /// Show one job.
     Job(client_cmds::JobArgs),
     /// Cancel a queued or running job.
@@ -83,6 +87,7 @@ fn main() -> ExitCode {
         Command::Submit(args) => client_cmds::run_submit(args),
         Command::Worker(args) => worker::run(args),
         Command::Jobs(args) => client_cmds::run_jobs(args),
+        Command::Night(args) => night::run(args),
         Command::Job(args) => client_cmds::run_job(args),
         Command::Cancel(args) => client_cmds::run_cancel(args),
         Command::Queue(args) => client_cmds::run_queue(args),

@@ -11,6 +11,7 @@ use imagelab_core::api::{
     ApiError, DaemonInfo, FavoriteRequest, FavoriteView, Health, JobView, ListQuery, ModelList,
     OutputFile, QueueStatus, SubmitBatch, SubmitRequest, SubmitResponse, DAEMON_INFO_FILE,
 };
+use imagelab_core::night::{NightRequest, NightStatus};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -289,6 +290,21 @@ impl Client {
 
     pub fn outputs(&self) -> Result<Vec<OutputFile>> {
         self.call("GET", "/v1/outputs", None)
+    }
+
+    /// Starts an overnight run (409 while one is running, 400 naming the field).
+    pub fn night_start(&self, request: &NightRequest) -> Result<NightStatus> {
+        self.post_json("/v1/night", request)
+    }
+
+    /// The current or last overnight run (404 when none was ever started).
+    pub fn night_status(&self) -> Result<NightStatus> {
+        self.call("GET", "/v1/night", None)
+    }
+
+    /// Stops the running overnight run; answers the run as it ended.
+    pub fn night_stop(&self) -> Result<NightStatus> {
+        self.call("POST", "/v1/night/stop", None)
     }
 
     /// One output file's bytes.

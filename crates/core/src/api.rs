@@ -135,6 +135,19 @@ pub struct JobView {
     /// Why it failed (or the last retryable error of a job that retried).
     pub error: Option<String>,
     pub cancel_requested: bool,
+    /// Where a generated prompt came from: the theme's name and content hash, the template
+    /// and the prompt seed that remake it, and the overnight run that submitted the job.
+    /// Absent for jobs submitted with a prompt of their own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub theme: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub theme_hash: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_seed: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub night_run: Option<String>,
 }
 
 /// The query of `GET /v1/jobs`.

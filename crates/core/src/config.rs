@@ -77,6 +77,31 @@ pub struct Config {
     pub defaults: GenerationDefaults,
     /// The daemon's GPU policy, retries and recovery.
     pub scheduler: crate::scheduler::SchedulerSettings,
+    /// Overnight runs: what `imagelab night start` uses when given no themes or window, and
+    /// the daemon's fallback models and content mode for them.
+    pub night: NightDefaults,
+}
+
+/// The `night:` section of the settings file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NightDefaults {
+    /// Themes for `imagelab night start` without `--theme` (what the systemd timer runs).
+    pub themes: Vec<String>,
+    /// Checkpoints for themes that name none and runs that give no `--models` (the
+    /// daemon reads this).
+    pub models: Vec<String>,
+    /// Stop at this local time (`07:00`) when the command gives no window.
+    pub until: Option<String>,
+    /// Or run this long (`8h`, `1h30m`) when the command gives no window.
+    pub duration: Option<String>,
+    pub max_jobs: Option<u64>,
+    /// Safe mode for overnight runs: the safety negative on every prompt (the daemon reads
+    /// this; a request cannot change it).
+    pub safe: bool,
+    /// Mature mode for overnight runs: themes may use mature style profiles (the daemon
+    /// reads this; a request cannot turn it on).
+    pub mature: bool,
 }
 
 impl Default for Config {
@@ -92,6 +117,7 @@ impl Default for Config {
             pipeline_cache_size: 2,
             defaults: GenerationDefaults::default(),
             scheduler: crate::scheduler::SchedulerSettings::default(),
+            night: NightDefaults::default(),
         }
     }
 }
@@ -248,6 +274,25 @@ mod tests {
         assert_eq!(
             Config::load_from(&path).unwrap().themes_dir,
             PathBuf::from("my-themes")
+        );
+    }
+
+    #[test]
+    fn the_night_section_reads_and_refuses_unknown_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.yaml");
+        let text =
+            "night:\n  themes: [dark_fantasy, archviz]\n  until: \"07:00\"\n  max_jobs: 200\n";
+        std::fs::write(&path, text).unwrap();
+        let night = Config::load_from(&path).unwrap().night;
+        assert_eq!(night.themes, vec!["dark_fantasy", "archviz"]);
+        assert_eq!(night.until.as_deref(), Some("07:00"));
+        assert_eq!((night.max_jobs, night.mature), (Some(200), false));
+        std::fs::write(&path, "night:\n  theme: [a]\n").unwrap();
+        let err = Config::load_from(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("theme") && err.contains("config.yaml"),
+            "{err}"
         );
     }
 

@@ -10,13 +10,14 @@ pub mod config;
 pub mod events;
 pub mod family;
 pub mod names;
+pub mod night;
 pub mod params;
 pub mod paths;
 pub mod safetensors_header;
 pub mod scheduler;
 pub mod worker;
 
-pub use config::{Config, ConfigError, Folders};
+pub use config::{Config, ConfigError, Folders, NightDefaults};
 pub use names::{parse_sampler_label, SamplerName, SchedulerName, UnknownName};
 pub use params::{DType, DeviceSpec, GenerationParams, ValidationError};
 pub use paths::{resolve_in_folder, resolve_model_file, PathError};

@@ -80,6 +80,11 @@ pub fn job_view(job: Job) -> JobView {
         },
         spec: job.spec.params,
         style: job.spec.style,
+        theme: job.spec.theme,
+        theme_hash: job.spec.theme_hash,
+        template: job.spec.template,
+        prompt_seed: job.spec.prompt_seed,
+        night_run: job.spec.night_run,
         attempts: job.attempts,
         max_attempts: job.max_attempts,
         timings: JobTimings {

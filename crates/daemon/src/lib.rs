@@ -13,6 +13,7 @@ pub mod events;
 mod favorites;
 mod files;
 mod info;
+pub mod night;
 mod notify;
 mod routes;
 mod sse;
@@ -76,6 +77,8 @@ pub struct DaemonConfig {
     /// Tell systemd (Type=notify) when the daemon is ready, how the queue stands, and that
     /// it is alive; `None` outside a service manager.
     pub notify: Option<NotifyConfig>,
+    /// Overnight runs: generation defaults, fallback models, content mode, tick interval.
+    pub night: night::NightOptions,
 }
 
 impl std::fmt::Debug for DaemonConfig {
@@ -112,6 +115,7 @@ impl DaemonConfig {
             clock: None,
             restart_delay: Duration::from_secs(1),
             notify: None,
+            night: night::NightOptions::default(),
         }
     }
 
@@ -158,6 +162,11 @@ impl Daemon {
         let queue = Arc::new(queue);
         let events = EventBus::new();
         let supervisor = start_supervisor(&mut config, &queue, &events);
+        let night = night::start_service(
+            &config,
+            queue.clone(),
+            supervisor.as_ref().map(SupervisorHandle::link),
+        )?;
         let state = web::Data::new(routes::AppState {
             queue: queue.clone(),
             events: events.clone(),
@@ -168,6 +177,7 @@ impl Daemon {
                 jobs: config.jobs_dir.clone(),
                 themes: config.themes_dir.clone(),
             },
+            night: night.addr(),
         });
         let token_data = routes::token_data(&token);
         let signal_bus = events.clone();
@@ -237,6 +247,7 @@ impl Daemon {
             events,
             supervisor,
             notifier: None,
+            night: Some(night),
         };
         // On failure `running` is dropped, which stops the server and frees the queue.
         running.info_path = Some(write_daemon_info(&config.settings_dir, &running.info)?);
@@ -306,6 +317,8 @@ pub struct RunningDaemon {
     /// Closed on stop, which ends the event streams.
     events: EventBus,
     notifier: Option<notify::Notifier>,
+    /// The overnight runner; stopped before the queue is closed (it holds a share).
+    night: Option<night::NightService>,
 }
 
 impl std::fmt::Debug for RunningDaemon {
@@ -402,6 +415,9 @@ impl RunningDaemon {
         self.notify_stopping();
         if let Some(supervisor) = self.supervisor.take() {
             supervisor.stop();
+        }
+        if let Some(night) = self.night.take() {
+            night.stop();
         }
         self.close_queue();
         if let Some(path) = self.info_path.take() {

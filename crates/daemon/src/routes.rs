@@ -31,6 +31,8 @@ pub struct AppState {
     /// Absent when the daemon runs no workers (jobs only queue up).
     pub supervisor: Option<crate::supervisor::SupervisorLink>,
     pub folders: Folders,
+    /// The overnight runner (`/v1/night`).
+    pub night: actix::Addr<crate::night::PromptGenerator>,
 }
 
 impl AppState {
@@ -81,6 +83,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/events", web::get().to(crate::sse::events))
             .route("/outputs", web::get().to(files::outputs))
             .route("/outputs/{name:.*}", web::get().to(files::output))
+            .route("/night", web::post().to(crate::night::routes::start))
+            .route("/night", web::get().to(crate::night::routes::status))
+            .route("/night/stop", web::post().to(crate::night::routes::stop))
             .default_service(web::to(unknown_route)),
     )
     .default_service(web::to(unknown_route));

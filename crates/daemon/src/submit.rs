@@ -153,7 +153,7 @@ fn expand_one(
             spec: JobSpec {
                 params,
                 style: req.style.clone(),
-                model_hash: None,
+                ..JobSpec::default()
             },
             priority: priority_to_queue(req.priority),
             source: source_to_queue(req.source),

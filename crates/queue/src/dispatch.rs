@@ -32,6 +32,10 @@ impl WorkerView {
 pub(crate) struct IndexEntry {
     pub model: String,
     pub placement: Placement,
+    /// The overnight run that submitted the job, so a run counts its queued jobs from the
+    /// index alone (entries written before this field read as `None`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub night_run: Option<String>,
 }
 
 /// Picks from `entries`, which must come in index order (most urgent priority first, then
@@ -73,6 +77,7 @@ mod tests {
             IndexEntry {
                 model: model.into(),
                 placement,
+                night_run: None,
             },
         )
     }

@@ -111,6 +111,21 @@ pub struct JobSpec {
     pub style: Option<String>,
     /// The checkpoint's hash when the submitter knew it; the worker's report may fill it in.
     pub model_hash: Option<String>,
+    /// The theme a generated prompt came from (its shown name); analytics groups by it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub theme: Option<String>,
+    /// The first 12 hex digits of the theme file's sha256: which version of the theme.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub theme_hash: Option<String>,
+    /// The template the prompt was expanded from, as written in the theme.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    /// Regenerates the prompt from the theme (`Theme::generate_from_prompt_seed`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt_seed: Option<u64>,
+    /// The overnight run that submitted the job.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub night_run: Option<String>,
 }
 
 /// What a worker reports when a job succeeded.

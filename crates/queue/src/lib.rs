@@ -20,4 +20,6 @@ pub use job::{
     Timings,
 };
 pub use log::{read_log, JobLog, LogRead, LogRecord};
-pub use store::{Counts, Favorite, FavoriteTarget, Queue, QueueOptions, Recovery, RecoveryPolicy};
+pub use store::{
+    Counts, Favorite, FavoriteTarget, Queue, QueueOptions, Recovery, RecoveryPolicy, RunCounts,
+};

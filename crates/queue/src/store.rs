@@ -6,7 +6,7 @@
 //! | key                                  | value                      | meaning                 |
 //! |--------------------------------------|----------------------------|-------------------------|
 //! | `j` id:u64                           | JSON [`Job`]               | the job, with its state |
-//! | `q` priority-rank:u8 id:u64          | JSON model + placement     | queued index            |
+//! | `q` priority-rank:u8 id:u64          | JSON model, placement, run | queued index            |
 //! | `f` finished_at_ms:u64 id:u64        | empty                      | finished index          |
 //! | `m/next_id`                          | u64                        | next job id             |
 //! | `m/paused`                           | `[0]` or `[1]`             | dispatch paused         |
@@ -27,9 +27,11 @@ use std::sync::{Mutex, MutexGuard};
 
 mod admin;
 mod favorites;
+mod runs;
 mod worker;
 
 pub use favorites::{Favorite, FavoriteTarget};
+pub use runs::RunCounts;
 
 const NEXT_ID: &[u8] = b"m/next_id";
 const PAUSED: &[u8] = b"m/paused";
@@ -283,6 +285,7 @@ impl Queue {
             let entry = IndexEntry {
                 model: new.spec.params.model.clone(),
                 placement: new.placement.clone(),
+                night_run: new.spec.night_run.clone(),
             };
             let value = serde_json::to_vec(&entry)
                 .map_err(|source| QueueError::Corrupt { id: new.id, source })?;

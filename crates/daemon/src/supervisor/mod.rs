@@ -156,6 +156,22 @@ pub struct SupervisorLink {
 }
 
 impl SupervisorLink {
+    /// Workers that are free or busy with our jobs (not blocked by another user of their
+    /// GPU, not down): what the overnight runner keeps the queue fed for.
+    pub fn available_workers(&self) -> usize {
+        self.status()
+            .workers
+            .iter()
+            .filter(|w| {
+                !matches!(
+                    w.state,
+                    imagelab_core::events::WorkerState::Blocked { .. }
+                        | imagelab_core::events::WorkerState::Down { .. }
+                )
+            })
+            .count()
+    }
+
     pub fn kick(&self) {
         self.addr.do_send(Kick);
     }
