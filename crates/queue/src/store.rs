@@ -298,8 +298,21 @@ impl Queue {
         Ok(())
     }
 
-    /// The job with this id.
+    /// The job with this id. Readers take the lock too: a change is visible only once it
+    /// is flushed, so nothing a client saw can be undone by a crash.
     pub fn get(&self, id: JobId) -> Result<Job> {
+        let _inner = self.lock();
+        self.read_job(id)
+    }
+
+    /// Every job, oldest first (under the lock, like [`Queue::get`]).
+    pub fn list(&self) -> Result<Vec<Job>> {
+        let _inner = self.lock();
+        self.read_all()
+    }
+
+    /// [`Queue::get`] for callers that hold the lock.
+    pub(crate) fn read_job(&self, id: JobId) -> Result<Job> {
         let bytes = self
             .tree
             .get(job_key(id))
@@ -308,8 +321,8 @@ impl Queue {
         serde_json::from_slice(&bytes).map_err(|source| QueueError::Corrupt { id, source })
     }
 
-    /// Every job, oldest first.
-    pub fn list(&self) -> Result<Vec<Job>> {
+    /// [`Queue::list`] for callers that hold the lock.
+    pub(crate) fn read_all(&self) -> Result<Vec<Job>> {
         let mut jobs = Vec::new();
         for item in self.tree.scan_prefix(b"j") {
             let (key, bytes) = item.map_err(|e| self.storage("list jobs", e))?;
@@ -345,7 +358,7 @@ impl Queue {
     }
 
     fn transition_locked(&self, inner: &mut Inner, id: JobId, event: Event) -> Result<Job> {
-        let old = self.get(id)?;
+        let old = self.read_job(id)?;
         let new = apply(&old, event)?;
         let mut batch = Batch::default();
         let mut delta = 0;

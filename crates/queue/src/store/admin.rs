@@ -39,7 +39,7 @@ impl Queue {
     /// priority matters if it is re-queued).
     pub fn reprioritise(&self, id: JobId, priority: Priority) -> Result<Job> {
         let _inner = self.lock();
-        let old = self.get(id)?;
+        let old = self.read_job(id)?;
         if old.state.is_terminal() {
             return Err(QueueError::IllegalTransition {
                 id,
@@ -67,7 +67,7 @@ impl Queue {
         let mut delta = 0;
         let mut recovery = Recovery::default();
         let mut finished = Vec::new();
-        for old in self.list()? {
+        for old in self.read_all()? {
             if !matches!(old.state, JobState::Leased { .. }) {
                 continue;
             }
