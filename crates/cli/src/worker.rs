@@ -13,7 +13,7 @@ use imagelab_core::config::Config;
 use imagelab_core::events::ComponentVram;
 use imagelab_core::worker::{WorkRequest, WorkerCommand, WorkerEvent};
 use imagelab_core::{paths, DType, DeviceSpec};
-use imagelab_engine::pipeline::{ModelChoice, PipelineCache, Step, StepEvent};
+use imagelab_engine::pipeline::{ModelChoice, PipelineCache, Placement, Step, StepEvent};
 use imagelab_engine::preview::PREVIEW_MAX_SIDE;
 use imagelab_engine::EngineError;
 use inbox::Inbox;
@@ -30,6 +30,32 @@ pub struct WorkerArgs {
     /// fp32, fp16 or bf16 (default: fp16 on CUDA, fp32 on the CPU).
     #[arg(long)]
     pub dtype: Option<String>,
+    /// The split layout of a GPU pair: the UNet on the first visible GPU, the text
+    /// encoders and VAE on the second (the daemon's `--worker cuda:N+M`).
+    #[arg(long)]
+    pub split: bool,
+}
+
+/// Where the components go: one device, or the pair of a split worker.
+fn placement(device: DeviceSpec, split: bool) -> Result<Placement> {
+    if !split {
+        return Ok(Placement::single(device));
+    }
+    if device == DeviceSpec::Cpu {
+        anyhow::bail!("--split needs --device cuda (two visible GPUs)");
+    }
+    Ok(Placement {
+        unet: DeviceSpec::Cuda(0),
+        text_encoders: DeviceSpec::Cuda(1),
+        vae: DeviceSpec::Cuda(1),
+    })
+}
+
+fn choice(checkpoint: std::path::PathBuf, placement: Placement, dtype: DType) -> ModelChoice {
+    ModelChoice {
+        placement,
+        ..ModelChoice::new(checkpoint, placement.unet, dtype)
+    }
 }
 
 fn emit(event: &WorkerEvent) -> Result<()> {
@@ -73,7 +99,7 @@ fn preview_for(
 fn run_one(
     request: &WorkRequest,
     cache: &mut PipelineCache,
-    device: DeviceSpec,
+    device: Placement,
     dtype: DType,
     inbox: &mut Inbox,
 ) -> Result<WorkerEvent> {
@@ -98,7 +124,7 @@ fn run_one(
         Ok(path) => path,
         Err(e) => return Ok(failed(e.to_string(), false)),
     };
-    let pipeline = match cache.get_or_load(&ModelChoice::new(checkpoint, device, dtype)) {
+    let pipeline = match cache.get_or_load(&choice(checkpoint, device, dtype)) {
         Ok(p) => p,
         Err(e) => return Ok(failed(format!("{e}"), retryable(&e))),
     };
@@ -186,14 +212,14 @@ fn file_name(path: &std::path::Path) -> String {
 fn load(
     model: &str,
     cache: &mut PipelineCache,
-    device: DeviceSpec,
+    device: Placement,
     dtype: DType,
 ) -> std::result::Result<(), String> {
     let folders = Config::load().map_err(|e| e.to_string())?.folders();
     let checkpoint = paths::resolve_model_file(&folders.checkpoints(), model, "model", false)
         .map_err(|e| e.to_string())?;
     cache
-        .get_or_load(&ModelChoice::new(checkpoint, device, dtype))
+        .get_or_load(&choice(checkpoint, device, dtype))
         .map(drop)
         .map_err(|e| e.to_string())
 }
@@ -222,6 +248,7 @@ pub fn run(args: WorkerArgs) -> Result<ExitCode> {
         None if device == DeviceSpec::Cpu => DType::Fp32,
         None => DType::Fp16,
     };
+    let device = placement(device, args.split)?;
     let mut cache = PipelineCache::new(Config::load()?.pipeline_cache_size);
     emit(&WorkerEvent::Ready {
         pid: std::process::id(),

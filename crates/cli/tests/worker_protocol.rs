@@ -219,3 +219,17 @@ fn a_cancel_stops_the_running_job_and_bad_lines_do_not_stop_the_worker() {
     assert_eq!(worker.next()["event"], "models");
     assert!(sb.path("output/job6.png").exists());
 }
+
+#[test]
+fn a_split_worker_needs_cuda() {
+    let sb = Sandbox::new();
+    let out = sb
+        .imagelab()
+        .args(["worker", "--device", "cpu", "--split"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a CPU worker cannot split");
+    assert!(err.contains("--split"), "{err}");
+}
