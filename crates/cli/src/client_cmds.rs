@@ -82,11 +82,35 @@ pub struct QueueArgs {
     pub action: QueueAction,
 }
 
+#[derive(Args, Debug)]
+pub struct PriorityArgs {
+    pub id: u64,
+    #[arg(value_enum)]
+    pub priority: Priority,
+}
+
+/// `imagelab priority ID LEVEL`: move a queued (or running) job to another priority.
+pub fn run_priority(args: PriorityArgs) -> Result<ExitCode> {
+    let job = client()?.set_priority(args.id, wire_priority(args.priority))?;
+    println!("job {} is now {:?} priority", job.id, job.priority);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn wire_priority(p: Priority) -> JobPriority {
+    match p {
+        Priority::Interactive => JobPriority::Interactive,
+        Priority::Normal => JobPriority::Normal,
+        Priority::Background => JobPriority::Background,
+    }
+}
+
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum QueueAction {
     Pause,
     Resume,
     Status,
+    /// Remove finished, failed, dead and cancelled jobs (jobs.log keeps them).
+    Clear,
 }
 
 pub(crate) fn client() -> Result<Client> {
@@ -132,11 +156,7 @@ fn request_from_args(args: &SubmitArgs) -> Result<SubmitRequest> {
     Ok(SubmitRequest {
         spec,
         style: None,
-        priority: match args.priority {
-            Priority::Interactive => JobPriority::Interactive,
-            Priority::Normal => JobPriority::Normal,
-            Priority::Background => JobPriority::Background,
-        },
+        priority: wire_priority(args.priority),
         count: args.count,
         gpu: args.gpu.clone(),
         source: JobSource::Cli,
@@ -219,6 +239,11 @@ pub fn run_queue(args: QueueArgs) -> Result<ExitCode> {
         QueueAction::Pause => client.pause()?,
         QueueAction::Resume => client.resume()?,
         QueueAction::Status => client.status()?,
+        QueueAction::Clear => {
+            let cleared = client.clear_finished()?;
+            println!("removed {} finished jobs", cleared.removed);
+            client.status()?
+        }
     };
     println!("queue {}", if status.paused { "paused" } else { "running" });
     for (state, count) in &status.counts {

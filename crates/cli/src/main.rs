@@ -49,7 +49,9 @@ enum Command {
     Job(client_cmds::JobArgs),
     /// Cancel a queued or running job.
     Cancel(client_cmds::CancelArgs),
-    /// Pause or resume the queue, or show its counts.
+    /// Move a queued job to another priority (interactive, normal, background).
+    Priority(client_cmds::PriorityArgs),
+    /// Pause or resume the queue, show its counts, or clear its finished jobs.
     Queue(client_cmds::QueueArgs),
     /// Star a job's images or one image (optionally rated 1–5).
     Fav(client_cmds::FavArgs),
@@ -91,6 +93,7 @@ fn main() -> ExitCode {
         Command::Job(args) => client_cmds::run_job(args),
         Command::Cancel(args) => client_cmds::run_cancel(args),
         Command::Queue(args) => client_cmds::run_queue(args),
+        Command::Priority(args) => client_cmds::run_priority(args),
         Command::Fav(args) => client_cmds::run_fav(args),
         Command::Unfav(args) => client_cmds::run_unfav(args),
         Command::Favs(args) => client_cmds::run_favs(args),

@@ -256,6 +256,21 @@ impl Client {
         self.call("POST", &format!("/v1/jobs/{id}/cancel"), None)
     }
 
+    /// Moves a queued or running job to another priority.
+    pub fn set_priority(
+        &self,
+        id: u64,
+        priority: imagelab_core::api::JobPriority,
+    ) -> Result<JobView> {
+        let body = imagelab_core::api::PriorityRequest { priority };
+        self.post_json(&format!("/v1/jobs/{id}/priority"), &body)
+    }
+
+    /// Removes finished, failed, dead and cancelled jobs from the queue (jobs.log keeps them).
+    pub fn clear_finished(&self) -> Result<imagelab_core::api::ClearResponse> {
+        self.call("POST", "/v1/queue/clear", None)
+    }
+
     pub fn pause(&self) -> Result<QueueStatus> {
         self.call("POST", "/v1/queue/pause", None)
     }

@@ -163,6 +163,20 @@ pub struct ListQuery {
 /// The job states a [`ListQuery`] may filter on.
 pub const JOB_STATES: &[&str] = &["queued", "leased", "done", "failed", "dead", "cancelled"];
 
+/// `POST /v1/jobs/{id}/priority`: move a queued or running job to another priority.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriorityRequest {
+    pub priority: JobPriority,
+}
+
+/// `POST /v1/queue/clear`: how many finished jobs were removed from the queue (they stay in
+/// `jobs.log`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClearResponse {
+    pub removed: usize,
+}
+
 /// `GET /v1/queue`: whether dispatch is paused and how many jobs are in each state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct QueueStatus {

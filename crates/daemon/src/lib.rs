@@ -15,6 +15,7 @@ mod files;
 mod info;
 pub mod night;
 mod notify;
+mod queue_routes;
 mod routes;
 mod sse;
 mod submit;

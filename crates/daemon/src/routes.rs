@@ -64,6 +64,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/jobs", web::get().to(list))
             .route("/jobs/{id}", web::get().to(get))
             .route("/jobs/{id}/cancel", web::post().to(cancel))
+            .route(
+                "/jobs/{id}/priority",
+                web::post().to(crate::queue_routes::set_priority),
+            )
+            .route("/queue/clear", web::post().to(crate::queue_routes::clear))
             .route("/queue", web::get().to(status))
             .route("/queue/pause", web::post().to(pause))
             .route("/queue/resume", web::post().to(resume))

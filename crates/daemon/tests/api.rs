@@ -301,3 +301,44 @@ fn jobs_left_running_by_a_dead_daemon_are_requeued_at_start() {
         "the last attempt is still shown"
     );
 }
+
+#[test]
+fn jobs_are_reprioritised_and_finished_ones_cleared() {
+    let lab = Lab::new();
+    let daemon = lab.start();
+    let client = lab.client();
+    let ids = client.submit(&SubmitRequest::new(spec(1))).unwrap().ids;
+    let first = ids[0];
+    let job = client
+        .set_priority(first, JobPriority::Interactive)
+        .unwrap();
+    assert_eq!(job.priority, JobPriority::Interactive);
+    assert_eq!(
+        client.get(first).unwrap().priority,
+        JobPriority::Interactive
+    );
+    let second = client.submit(&SubmitRequest::new(spec(2))).unwrap().ids[0];
+    client.cancel(second).unwrap();
+    // A finished job has no priority to change.
+    let (status, _, message) = api_error(
+        client
+            .set_priority(second, JobPriority::Normal)
+            .unwrap_err(),
+    );
+    assert_eq!(status, 409, "{message}");
+    // An unknown priority names the field.
+    let (status, body) = common::raw(
+        &daemon,
+        "POST",
+        &format!("/v1/jobs/{first}/priority"),
+        &[&common::auth(&daemon), "Content-Type: application/json"],
+        r#"{"priority":"urgent"}"#,
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("urgent"), "{body}");
+    // Clearing drops the cancelled job and keeps the queued one.
+    assert_eq!(client.clear_finished().unwrap().removed, 1);
+    assert!(client.get(second).is_err());
+    assert_eq!(client.get(first).unwrap().state, "queued");
+    assert_eq!(client.clear_finished().unwrap().removed, 0);
+}

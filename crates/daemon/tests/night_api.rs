@@ -261,3 +261,50 @@ fn bad_requests_answer_400_naming_the_field() {
     let (status, _) = raw(&daemon, "GET", "/v1/night", &[], "");
     assert_eq!(status, 401, "the token is required");
 }
+
+#[test]
+fn a_run_is_worked_off_by_the_supervisors_workers_and_logged_with_its_theme() {
+    let lab = lab();
+    let mut config = lab.config();
+    config.night.tick = Duration::from_millis(50);
+    config.workers = vec![
+        imagelab_daemon::WorkerSpec::cpu("w1"),
+        imagelab_daemon::WorkerSpec::cpu("w2"),
+    ];
+    config.worker_program = Some(env!("CARGO_BIN_EXE_imagelab-fake-worker").into());
+    let daemon = Daemon::start(config).unwrap();
+    let client = lab.client();
+    let status = client
+        .night_start(&NightRequest {
+            max_jobs: Some(12),
+            ..hour(&["lighthouses"])
+        })
+        .unwrap();
+    let run = status.run_id.clone();
+    // Two workers: the run never keeps more than four of its jobs waiting.
+    let mut deepest = 0;
+    wait_until("the run's twelve jobs to finish", || {
+        let jobs = run_jobs(&client, &run);
+        deepest = deepest.max(queued(&jobs).len());
+        jobs.len() == 12 && jobs.iter().all(|j| j.state == "done")
+    });
+    assert!(deepest <= 4, "{deepest} of the run's jobs waited at once");
+    let workers: std::collections::BTreeSet<_> = run_jobs(&client, &run)
+        .into_iter()
+        .filter_map(|j| j.worker)
+        .collect();
+    assert_eq!(workers.len(), 2, "both workers ran the night's jobs");
+    wait_until("the run to finish", || {
+        client.night_status().unwrap().state != NightState::Running
+    });
+    // jobs.log, which analytics reads, names the theme of every job of the run.
+    let log = std::fs::read_to_string(lab.path().join("jobs/jobs.log")).unwrap();
+    let themed = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["spec"]["night_run"] == run.as_str())
+        .inspect(|v| assert_eq!(v["spec"]["theme"], "lighthouses", "{v}"))
+        .count();
+    assert_eq!(themed, 12);
+    daemon.stop().unwrap();
+}

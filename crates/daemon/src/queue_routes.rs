@@ -1,0 +1,32 @@
+//! Queue housekeeping routes: `POST /v1/jobs/{id}/priority` (reprioritise a queued or
+//! running job) and `POST /v1/queue/clear` (drop finished jobs from the queue; `jobs.log`
+//! keeps them).
+
+use crate::convert::{job_view, priority_to_queue};
+use crate::error::ApiFailure;
+use crate::routes::AppState;
+use actix_web::web;
+use imagelab_core::api::{ClearResponse, JobView, PriorityRequest};
+use imagelab_queue::JobId;
+
+pub async fn set_priority(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    body: web::Json<PriorityRequest>,
+) -> Result<web::Json<JobView>, ApiFailure> {
+    let id: JobId = id.parse().map_err(|_| {
+        ApiFailure::bad_request(format!("job id {:?} is not a number", id.as_str())).field("id")
+    })?;
+    let priority = priority_to_queue(body.priority);
+    let queue = state.queue.clone();
+    let job = web::block(move || queue.reprioritise(id, priority)).await??;
+    // A job that moved up may now be the next one for a free worker.
+    state.kick();
+    Ok(web::Json(job_view(job)))
+}
+
+pub async fn clear(state: web::Data<AppState>) -> Result<web::Json<ClearResponse>, ApiFailure> {
+    let queue = state.queue.clone();
+    let removed = web::block(move || queue.clear_finished()).await??;
+    Ok(web::Json(ClearResponse { removed }))
+}
