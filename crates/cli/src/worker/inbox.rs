@@ -53,7 +53,9 @@ impl Inbox {
 
     /// Whether the daemon asked to stop `job`: reads whatever has arrived without
     /// blocking, keeping other commands for later. A cancel that came before the job
-    /// started (queued behind its `generate`) counts too.
+    /// started (queued behind its `generate`) counts too, and so does a closed stdin: the
+    /// daemon is gone (killed, say), so nobody would take the result, and the GPU should
+    /// be free at once rather than at the end of the job.
     pub fn cancel_requested(&mut self, job: u64) -> bool {
         let is_ours = |incoming: &Incoming| matches!(incoming, Ok(WorkerCommand::Cancel { job: j }) if *j == job);
         let mut cancelled = false;
@@ -71,7 +73,8 @@ impl Inbox {
                         self.pending.push_back(incoming);
                     }
                 }
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => return cancelled,
+                Err(TryRecvError::Empty) => return cancelled,
+                Err(TryRecvError::Disconnected) => return true,
             }
         }
     }
@@ -82,22 +85,36 @@ impl Inbox {
 mod tests {
     use super::*;
 
-    /// An inbox whose stdin already delivered `text` and closed (no thread: the order
-    /// of arrival is exactly the order of the lines).
-    fn inbox(text: &str) -> Inbox {
+    /// An inbox whose stdin already delivered `text` and stays open while the returned
+    /// sender lives (no thread: the order of arrival is exactly the order of the lines).
+    fn inbox(text: &str) -> (Inbox, mpsc::Sender<String>) {
         let (tx, rx) = mpsc::channel();
         for line in text.lines() {
             tx.send(line.to_string()).unwrap();
         }
-        Inbox {
+        let inbox = Inbox {
             lines: rx,
             pending: VecDeque::new(),
-        }
+        };
+        (inbox, tx)
+    }
+
+    #[test]
+    fn a_closed_stdin_stops_the_running_job() {
+        let (mut inbox, stdin) = inbox("{\"op\":\"unload\",\"model\":null}\n");
+        assert!(!inbox.cancel_requested(1), "stdin is still open");
+        drop(stdin);
+        assert!(inbox.cancel_requested(1), "the daemon went away");
+        assert_eq!(
+            inbox.next().unwrap(),
+            Ok(WorkerCommand::Unload { model: None })
+        );
+        assert!(inbox.next().is_none());
     }
 
     #[test]
     fn a_cancel_of_the_running_job_is_taken_and_the_rest_waits_in_order() {
-        let mut inbox = inbox(concat!(
+        let (mut inbox, stdin) = inbox(concat!(
             "{\"op\":\"unload\",\"model\":null}\n",
             "not json\n",
             "{\"op\":\"cancel\",\"job\":9}\n",
@@ -120,12 +137,13 @@ mod tests {
             inbox.next().unwrap(),
             Ok(WorkerCommand::Load { model: "m".into() })
         );
+        drop(stdin);
         assert!(inbox.next().is_none(), "stdin closed");
     }
 
     #[test]
     fn a_cancel_queued_before_its_job_started_counts() {
-        let mut inbox = inbox(concat!(
+        let (mut inbox, stdin) = inbox(concat!(
             "{\"op\":\"unload\",\"model\":null}\n",
             "{\"op\":\"cancel\",\"job\":3}\n",
         ));
@@ -136,6 +154,7 @@ mod tests {
             Ok(WorkerCommand::Unload { model: None })
         );
         assert!(inbox.cancel_requested(3));
+        drop(stdin);
         assert!(inbox.next().is_none());
     }
 }
