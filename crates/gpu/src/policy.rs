@@ -215,7 +215,14 @@ pub struct GpuVerdict {
 struct GpuState {
     quiet_samples: u32,
     leased_at: Option<Duration>,
+    /// Samples left, after our job ended, in which utilization still counts as ours: NVML
+    /// averages utilization over the last period, so the first samples after a job show
+    /// that job's own load, which must not keep the GPU from our next one.
+    own_load_samples: u32,
 }
+
+/// How many samples after a release utilization is taken for our own job's tail.
+const OWN_LOAD_SAMPLES: u32 = 2;
 
 /// The idle state machine over all GPUs, keyed by UUID (indices can change across reboots).
 #[derive(Debug, Clone)]
@@ -262,7 +269,9 @@ impl IdlePolicy {
     /// Records that our job on `uuid` ended.
     pub fn release(&mut self, uuid: &str) {
         if let Some(state) = self.states.get_mut(uuid) {
-            state.leased_at = None;
+            if state.leased_at.take().is_some() {
+                state.own_load_samples = OWN_LOAD_SAMPLES;
+            }
         }
     }
 
@@ -321,7 +330,9 @@ impl IdlePolicy {
                 floor_mib: config.foreign_memory_floor_mib,
             });
         }
-        let busy = !leased && utilization_pct >= config.utilization_threshold_pct;
+        let own_tail = state.own_load_samples > 0;
+        state.own_load_samples = state.own_load_samples.saturating_sub(1);
+        let busy = !leased && !own_tail && utilization_pct >= config.utilization_threshold_pct;
         if busy {
             reasons.push(NotIdle::Busy {
                 utilization_pct,

@@ -211,6 +211,24 @@ fn released_gpu_is_free_again_without_waiting_k_samples() {
 }
 
 #[test]
+fn our_jobs_utilization_tail_after_release_is_not_a_stranger() {
+    // NVML's utilization covers the last period, so our job's load lingers a sample or two.
+    let mut probe = two_gpus().at(secs(0), 0, |g| g.process(900, 8_000).util(100));
+    let own: BTreeSet<u32> = [900].into();
+    let mut policy = IdlePolicy::new(IdlePolicyConfig::default()).unwrap();
+    policy.lease(A, secs(0));
+    run(&mut policy, &mut probe, &own, 0, 4, 0);
+    policy.release(A);
+    let after = run(&mut policy, &mut probe, &own, 5, 7, 0);
+    assert_eq!(idle_flags(&after), [true, true, false], "{after:?}");
+    assert!(
+        matches!(after[2].reasons[0], imagelab_gpu::NotIdle::Busy { .. }),
+        "load that lasts is somebody's: {:?}",
+        after[2].reasons
+    );
+}
+
+#[test]
 fn selection_by_uuid_and_index() {
     let by_index = IdlePolicyConfig {
         gpus: vec!["1".into()],
