@@ -5,53 +5,13 @@
 
 mod common;
 
+use common::daemon::{imagelab, start_daemon, stdout, Running};
 use common::{fixtures, Sandbox};
-use std::process::{Child, Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-struct Daemon {
-    child: Child,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn imagelab(sb: &Sandbox, args: &[&str]) -> Output {
-    sb.imagelab().args(args).output().unwrap()
-}
-
-fn start(sb: &Sandbox) -> Daemon {
-    start_with(sb, &[])
-}
-
-fn start_with(sb: &Sandbox, extra: &[&str]) -> Daemon {
-    std::fs::create_dir_all(sb.path("jobs")).unwrap();
-    let mut cmd = sb.imagelab();
-    cmd.arg("daemon")
-        .args(extra)
-        .stderr(std::process::Stdio::null());
-    let daemon = Daemon {
-        child: cmd.spawn().unwrap(),
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !sb.path("home/daemon.json").exists() {
-        assert!(Instant::now() < deadline, "daemon.json never appeared");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    daemon
-}
-
-fn stdout(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+fn start(sb: &Sandbox) -> Running {
+    start_daemon(sb, &[])
 }
 
 #[test]
@@ -173,7 +133,7 @@ fn a_cpu_worker_runs_queued_jobs_and_survives_being_killed() {
         sb.path("models/checkpoints/tiny.safetensors"),
     )
     .unwrap();
-    let daemon = start_with(&sb, &["--worker", "cpu"]);
+    let daemon = start_daemon(&sb, &["--worker", "cpu"]);
     let base = [
         "submit", "--model", "tiny", "--prompt", "a fox", "--width", "64", "--height", "64",
         "--seed", "3",
@@ -199,7 +159,7 @@ fn a_cpu_worker_runs_queued_jobs_and_survives_being_killed() {
         .unwrap();
     wait_for(&sb, id, "started", |j| j["state"] == "leased");
     std::thread::sleep(Duration::from_millis(300));
-    let workers = children_of(daemon.child.id());
+    let workers = children_of(daemon.0.id());
     assert_eq!(workers.len(), 1, "one worker child: {workers:?}");
     // 400 steps take seconds even on a fast CPU: the kill lands mid-job.
     assert_eq!(
@@ -216,7 +176,7 @@ fn a_cpu_worker_runs_queued_jobs_and_survives_being_killed() {
     });
     assert_eq!(job["state"], "done", "{job}");
     assert_eq!(job["attempts"], 1, "the killed attempt is counted: {job}");
-    let after = children_of(daemon.child.id());
+    let after = children_of(daemon.0.id());
     assert_eq!(after.len(), 1, "a new worker replaced the killed one");
     assert_ne!(after[0], workers[0]);
     assert!(stdout(&imagelab(&sb, &["daemon", "status"])).contains("done"));

@@ -5,26 +5,16 @@
 
 mod common;
 
+use common::daemon::{imagelab, start_daemon, stdout};
 use common::Sandbox;
-use std::process::{Child, Output};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::process::Output;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 const THEME: &str = "\
 templates: [\"a {red|white} lighthouse at {dawn|dusk}\"]
 models: [tiny]
 settings: {size: 512x512, steps: 2}
 ";
-
-struct Daemon {
-    child: Child,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn sandbox() -> Sandbox {
     let sb = Sandbox::new();
@@ -34,32 +24,8 @@ fn sandbox() -> Sandbox {
     sb
 }
 
-fn start_daemon(sb: &Sandbox) -> Daemon {
-    std::fs::create_dir_all(sb.path("jobs")).unwrap();
-    let mut cmd = sb.imagelab();
-    cmd.arg("daemon").stderr(std::process::Stdio::null());
-    let daemon = Daemon {
-        child: cmd.spawn().unwrap(),
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !sb.path("home/daemon.json").exists() {
-        assert!(Instant::now() < deadline, "daemon.json never appeared");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    daemon
-}
-
-fn imagelab(sb: &Sandbox, args: &[&str]) -> Output {
-    sb.imagelab().args(args).output().unwrap()
-}
-
 fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    stdout(out)
 }
 
 fn status_json(sb: &Sandbox) -> serde_json::Value {
@@ -76,7 +42,7 @@ fn now_ms() -> u64 {
 #[test]
 fn start_status_stop_and_the_settings_file_defaults() {
     let sb = sandbox();
-    let _daemon = start_daemon(&sb);
+    let _daemon = start_daemon(&sb, &[]);
 
     let out = imagelab(&sb, &["night", "--theme", "nope", "--for", "1h"]);
     assert!(!out.status.success());

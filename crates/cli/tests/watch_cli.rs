@@ -5,52 +5,13 @@
 
 mod common;
 
+use common::daemon::{imagelab, start_daemon, stdout, Running};
 use common::{fixtures, Sandbox};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Output, Stdio};
+use std::process::Stdio;
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
-
-/// A child process killed when the test ends, however it ends.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn imagelab(sb: &Sandbox, args: &[&str]) -> Output {
-    sb.imagelab().args(args).output().unwrap()
-}
-
-fn stdout(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn start_daemon(sb: &Sandbox) -> Running {
-    std::fs::create_dir_all(sb.path("jobs")).unwrap();
-    let child = sb
-        .imagelab()
-        .arg("daemon")
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let daemon = Running(child);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !sb.path("home/daemon.json").exists() {
-        assert!(Instant::now() < deadline, "daemon.json never appeared");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    daemon
-}
 
 /// `imagelab watch ARGS` with its stdout lines on a channel.
 fn watch(sb: &Sandbox, args: &[&str]) -> (Running, Receiver<String>) {
@@ -95,7 +56,7 @@ fn event(line: &str) -> Value {
 fn watch_follows_the_daemon_and_exits_when_it_dies() {
     let sb = Sandbox::new();
     std::fs::write(sb.path("models/checkpoints/tiny.safetensors"), b"x").unwrap();
-    let mut daemon = start_daemon(&sb);
+    let mut daemon = start_daemon(&sb, &[]);
     let (mut json_watch, json_lines) = watch(&sb, &["--json"]);
     let (mut plain_watch, plain_lines) = watch(&sb, &[]);
 
@@ -184,7 +145,7 @@ fn models_names_each_checkpoints_family() {
         sb.path("models/vae/sd1_vae.safetensors"),
     )
     .unwrap();
-    let _daemon = start_daemon(&sb);
+    let _daemon = start_daemon(&sb, &[]);
 
     let list: Value = serde_json::from_str(&stdout(&imagelab(&sb, &["models", "--json"]))).unwrap();
     let families: Vec<(&str, &Value)> = list["checkpoints"]

@@ -2,6 +2,7 @@
 //! settings folder, with `imagelab generate` commands that see only that folder.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod daemon;
 pub mod procs;
 
 use std::path::{Path, PathBuf};

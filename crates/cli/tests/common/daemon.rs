@@ -1,0 +1,50 @@
+//! A real `imagelab daemon` process in a sandbox for the CLI tests, killed when the test
+//! ends however it ends, and the small helpers those tests share for running commands.
+
+use super::Sandbox;
+use std::process::{Child, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A child process killed (and reaped) when dropped.
+pub struct Running(pub Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `imagelab daemon EXTRA…` in `sb`, returned once it has written `daemon.json`.
+pub fn start_daemon(sb: &Sandbox, extra: &[&str]) -> Running {
+    std::fs::create_dir_all(sb.path("jobs")).unwrap();
+    let child = sb
+        .imagelab()
+        .arg("daemon")
+        .args(extra)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let daemon = Running(child);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !sb.path("home/daemon.json").exists() {
+        assert!(Instant::now() < deadline, "daemon.json never appeared");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    daemon
+}
+
+/// `imagelab ARGS` in `sb`, waited for.
+pub fn imagelab(sb: &Sandbox, args: &[&str]) -> Output {
+    sb.imagelab().args(args).output().unwrap()
+}
+
+/// The stdout of a command that must have succeeded (its stderr otherwise).
+pub fn stdout(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
