@@ -7,7 +7,7 @@ use clap::Args;
 use imagelab_core::config::{Config, Folders};
 use imagelab_core::{paths, GenerationParams};
 use imagelab_prompts::{
-    derive_seed, expand_all, expand_random, import_a1111_csv, import_fooocus_json, list_themes,
+    derive_seed, expand_all, expand_random, import_a1111_csv, import_fooocus_json,
     profiles_to_yaml, ContentMode, GeneratedPrompt, ProfileLibrary, PromptRng, StyleProfile,
     Template, Theme, Wildcards,
 };
@@ -171,35 +171,6 @@ fn random_seed() -> u64 {
     rand::rng().random_range(0..(1u64 << 53))
 }
 
-/// A theme name → its file, only ever inside the themes folder.
-fn theme_path(themes: &Path, name: &str) -> Result<PathBuf> {
-    let has_ext = [".yaml", ".yml", ".json"].iter().any(|x| name.ends_with(x));
-    let candidates: Vec<String> = if has_ext {
-        vec![name.to_string()]
-    } else {
-        ["yaml", "yml", "json"]
-            .iter()
-            .map(|x| format!("{name}.{x}"))
-            .collect()
-    };
-    for candidate in candidates {
-        let path = paths::resolve_in_folder(themes, &candidate, "theme")?;
-        if path.is_file() {
-            return Ok(path);
-        }
-    }
-    let known = list_themes(themes);
-    bail!(
-        "theme {name:?} not found in {} (available: {})",
-        themes.display(),
-        if known.is_empty() {
-            "none".to_string()
-        } else {
-            known.join(", ")
-        }
-    )
-}
-
 fn folders() -> Result<(Config, Folders)> {
     let config = Config::load()?;
     let folders = config.folders();
@@ -254,7 +225,10 @@ pub fn run_prompts(args: PromptsArgs) -> Result<ExitCode> {
         .theme
         .as_deref()
         .context("give --theme NAME or --template TEXT")?;
-    let theme = Theme::load(&theme_path(&folders.themes, name)?, &wildcards)?;
+    let theme = Theme::load(
+        &imagelab_prompts::find_theme(&folders.themes, name).map_err(anyhow::Error::msg)?,
+        &wildcards,
+    )?;
     let profile_name = args.profile.as_deref().or(theme.spec.profile.as_deref());
     let profile = profile_name
         .map(|p| profiles.get(p, mode))

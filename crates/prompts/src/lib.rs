@@ -23,5 +23,5 @@ pub use profiles::{ProfileError, ProfileGroup, ProfileLibrary, RecommendedSettin
 pub use rng::{derive_seed, PromptRng};
 pub use settings::{Choice, ParamOverrides, SettingsSpec, Weighted};
 pub use template::{expand_all, expand_random, Node, Template};
-pub use theme::{list_themes, GeneratedPrompt, Theme, ThemeError, ThemeSpec};
+pub use theme::{find_theme, list_themes, GeneratedPrompt, Theme, ThemeError, ThemeSpec};
 pub use wildcards::Wildcards;

@@ -307,3 +307,34 @@ pub fn list_themes(dir: &Path) -> Vec<String> {
     names.sort();
     names
 }
+
+/// A theme name (with or without `.yaml` / `.yml` / `.json`) → its file, only ever inside
+/// `dir`; otherwise a message naming the theme and the ones there are.
+pub fn find_theme(dir: &Path, name: &str) -> Result<std::path::PathBuf, String> {
+    let has_ext = [".yaml", ".yml", ".json"].iter().any(|x| name.ends_with(x));
+    let candidates: Vec<String> = if has_ext {
+        vec![name.to_string()]
+    } else {
+        ["yaml", "yml", "json"]
+            .iter()
+            .map(|x| format!("{name}.{x}"))
+            .collect()
+    };
+    for candidate in candidates {
+        let path = imagelab_core::resolve_in_folder(dir, &candidate, "theme")
+            .map_err(|e| e.to_string())?;
+        if path.is_file() {
+            return Ok(path);
+        }
+    }
+    let known = list_themes(dir);
+    Err(format!(
+        "unknown theme {name:?}: no such file in {} (available: {})",
+        dir.display(),
+        if known.is_empty() {
+            "none".to_string()
+        } else {
+            known.join(", ")
+        }
+    ))
+}

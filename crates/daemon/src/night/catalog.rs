@@ -6,10 +6,10 @@
 use super::plan::weighted_cycle;
 use super::{NightError, NightOptions};
 use imagelab_core::night::NightRequest;
-use imagelab_core::paths::{resolve_in_folder, resolve_model_file};
+use imagelab_core::paths::resolve_model_file;
 use imagelab_core::{Folders, GenerationParams};
-use imagelab_prompts::{list_themes, ContentMode, ProfileLibrary, Theme, Weighted, Wildcards};
-use std::path::{Path, PathBuf};
+use imagelab_prompts::{ContentMode, ProfileLibrary, Theme, Weighted, Wildcards};
+use std::path::Path;
 
 /// Most turns one theme may take per round (`name:N`).
 pub const MAX_THEME_WEIGHT: u32 = 100;
@@ -78,8 +78,8 @@ impl Catalog {
         for (index, entry) in request.themes.iter().enumerate() {
             let field = format!("themes[{index}]");
             let (name, weight) = split_weight(entry).map_err(|m| NightError::invalid(&field, m))?;
-            let path =
-                theme_path(&folders.themes, name).map_err(|m| NightError::invalid(&field, m))?;
+            let path = imagelab_prompts::find_theme(&folders.themes, name)
+                .map_err(|m| NightError::invalid(&field, m))?;
             let theme = Theme::load(&path, &wildcards)
                 .map_err(|e| NightError::invalid(&field, e.to_string()))?;
             let profile = match theme.spec.profile.as_deref() {
@@ -162,35 +162,6 @@ fn split_weight(entry: &str) -> Result<(&str, u32), String> {
              {MAX_THEME_WEIGHT}"
         )),
     }
-}
-
-/// A theme name → its file, only ever inside the themes folder.
-fn theme_path(themes: &Path, name: &str) -> Result<PathBuf, String> {
-    let has_ext = [".yaml", ".yml", ".json"].iter().any(|x| name.ends_with(x));
-    let candidates: Vec<String> = if has_ext {
-        vec![name.to_string()]
-    } else {
-        ["yaml", "yml", "json"]
-            .iter()
-            .map(|x| format!("{name}.{x}"))
-            .collect()
-    };
-    for candidate in candidates {
-        let path = resolve_in_folder(themes, &candidate, "theme").map_err(|e| e.to_string())?;
-        if path.is_file() {
-            return Ok(path);
-        }
-    }
-    let known = list_themes(themes);
-    Err(format!(
-        "unknown theme {name:?}: no such file in {} (available: {})",
-        themes.display(),
-        if known.is_empty() {
-            "none".to_string()
-        } else {
-            known.join(", ")
-        }
-    ))
 }
 
 /// Checks model names (with weights) inside `models/checkpoints/` and returns the file
