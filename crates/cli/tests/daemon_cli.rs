@@ -69,6 +69,19 @@ fn client_commands_drive_a_running_daemon() {
     );
     assert!(stdout(&imagelab(&sb, &["queue", "resume"])).starts_with("queue running"));
 
+    // A waiting job moves up; the cancelled one is cleared away, the waiting ones stay.
+    let second = ids[1].to_string();
+    let out = stdout(&imagelab(&sb, &["priority", &second, "interactive"]));
+    assert!(out.contains("Interactive"), "{out}");
+    assert_eq!(job_json(&sb, ids[1])["priority"], "interactive");
+    let out = stdout(&imagelab(&sb, &["queue", "clear"]));
+    assert!(out.starts_with("removed 1 finished jobs"), "{out}");
+    assert!(!imagelab(&sb, &["job", &ids[0].to_string()])
+        .status
+        .success());
+    let out = imagelab(&sb, &["priority", &second, "urgent"]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("urgent"));
+
     // Bad input is refused by the daemon with the field named, and nothing is queued.
     let out = imagelab(&sb, &["submit", "--model", "../secret", "--prompt", "x"]);
     assert!(!out.status.success());
