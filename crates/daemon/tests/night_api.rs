@@ -274,6 +274,12 @@ fn a_run_is_worked_off_by_the_supervisors_workers_and_logged_with_its_theme() {
     config.worker_program = Some(env!("CARGO_BIN_EXE_imagelab-fake-worker").into());
     let daemon = Daemon::start(config).unwrap();
     let client = lab.client();
+    wait_until("both workers to start", || {
+        let workers = daemon.gpu_status().workers;
+        workers
+            .iter()
+            .all(|w| w.state == imagelab_core::events::WorkerState::Idle)
+    });
     let status = client
         .night_start(&NightRequest {
             max_jobs: Some(12),

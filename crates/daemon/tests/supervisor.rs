@@ -63,7 +63,17 @@ fn jobs_run_on_every_worker_and_their_events_are_published() {
     let config = fake_worker_config(&lab, vec![WorkerSpec::cpu("w1"), WorkerSpec::cpu("w2")]);
     let daemon = imagelab_daemon::Daemon::start(config).unwrap();
     let mut events = daemon.events().subscribe();
+    // Queued together, so both workers are free when dispatch starts.
+    lab.client().pause().unwrap();
     let ids: Vec<u64> = (0..6).map(|_| submit(&lab, "a lighthouse", 3)).collect();
+    wait_for("both workers to start", Duration::from_secs(20), || {
+        let workers = daemon.gpu_status().workers;
+        workers
+            .iter()
+            .all(|w| w.state == WorkerState::Idle)
+            .then_some(())
+    });
+    lab.client().resume().unwrap();
     for id in &ids {
         wait_for("jobs to finish", Duration::from_secs(20), || {
             (job_state(&lab, *id) == "done").then_some(())
