@@ -74,6 +74,9 @@ pub struct Config {
     pub gpus: Vec<String>,
     /// How many loaded pipelines stay cached.
     pub pipeline_cache_size: usize,
+    /// Memory modes for small cards (attention, offload, CFG batching, VAE tiling); the
+    /// defaults are the fastest. `generate` flags override them per run.
+    pub memory: crate::memory::MemorySettings,
     pub defaults: GenerationDefaults,
     /// The daemon's GPU policy, retries and recovery.
     pub scheduler: crate::scheduler::SchedulerSettings,
@@ -115,6 +118,7 @@ impl Default for Config {
             dtype: None,
             gpus: Vec::new(),
             pipeline_cache_size: 2,
+            memory: crate::memory::MemorySettings::default(),
             defaults: GenerationDefaults::default(),
             scheduler: crate::scheduler::SchedulerSettings::default(),
             night: NightDefaults::default(),

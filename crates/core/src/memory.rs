@@ -1,0 +1,369 @@
+//! Memory modes for small cards: how attention is computed, which weights stay on the GPU
+//! between uses, whether classifier-free guidance runs both halves in one batch, and VAE
+//! tiling. The `memory:` section of config.yaml, `generate`'s flags and `--low-vram`.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// A setting's text that does not parse, with what it should have been.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {field} {value:?}: expected {expected}")]
+pub struct MemorySettingError {
+    pub field: &'static str,
+    pub value: String,
+    pub expected: &'static str,
+}
+
+/// How attention is computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum AttentionMode {
+    /// libtorch's `scaled_dot_product_attention`: flash or memory-efficient kernels on
+    /// CUDA, which never hold the whole score matrix.
+    #[default]
+    Sdpa,
+    /// Softmax(QKᵀ)V computed a block of queries at a time, so the score matrix held at
+    /// once is `query_chunk × keys` per head. For GPUs and builds where SDPA falls back to
+    /// its math kernel (which materialises every score). `None` picks the chunk from a
+    /// 256 MiB budget for the scores.
+    Sliced { query_chunk: Option<u32> },
+}
+
+impl AttentionMode {
+    const EXPECTED: &'static str = "sdpa, sliced or sliced:N (N queries per slice, N ≥ 1)";
+}
+
+impl fmt::Display for AttentionMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AttentionMode::Sdpa => write!(f, "sdpa"),
+            AttentionMode::Sliced { query_chunk: None } => write!(f, "sliced"),
+            AttentionMode::Sliced {
+                query_chunk: Some(n),
+            } => write!(f, "sliced:{n}"),
+        }
+    }
+}
+
+impl FromStr for AttentionMode {
+    type Err = MemorySettingError;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let bad = || MemorySettingError {
+            field: "attention",
+            value: text.to_string(),
+            expected: AttentionMode::EXPECTED,
+        };
+        match text.trim() {
+            "sdpa" => Ok(AttentionMode::Sdpa),
+            "sliced" => Ok(AttentionMode::Sliced { query_chunk: None }),
+            other => {
+                let n = other
+                    .strip_prefix("sliced:")
+                    .and_then(|n| n.trim().parse::<u32>().ok())
+                    .filter(|&n| n >= 1)
+                    .ok_or_else(bad)?;
+                Ok(AttentionMode::Sliced {
+                    query_chunk: Some(n),
+                })
+            }
+        }
+    }
+}
+
+/// Which weights live on the GPU between uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum Offload {
+    /// Every component stays on its device: fastest.
+    #[default]
+    None,
+    /// The text encoders and the VAE are copied to the GPU when a job uses them and freed
+    /// after; the UNet stays. Costs one copy of about 1.8 GB per SDXL job.
+    Model,
+    /// As `Model`, and the UNet too is copied one block at a time for every step, so only
+    /// the largest block is on the GPU at once. Very slow (the whole UNet crosses the bus
+    /// every step), for cards too small for the UNet.
+    Sequential,
+}
+
+impl fmt::Display for Offload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Offload::None => "none",
+            Offload::Model => "model",
+            Offload::Sequential => "sequential",
+        })
+    }
+}
+
+impl FromStr for Offload {
+    type Err = MemorySettingError;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.trim() {
+            "none" => Ok(Offload::None),
+            "model" => Ok(Offload::Model),
+            "sequential" => Ok(Offload::Sequential),
+            _ => Err(MemorySettingError {
+                field: "offload",
+                value: text.to_string(),
+                expected: "none, model or sequential",
+            }),
+        }
+    }
+}
+
+/// Whether guidance's conditional and unconditional halves run as one batch of 2B.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum CfgBatching {
+    /// One UNet call on both halves: fastest.
+    #[default]
+    Batched,
+    /// Two calls of batch B: half the activation memory, a little slower.
+    Sequential,
+}
+
+impl fmt::Display for CfgBatching {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CfgBatching::Batched => "batched",
+            CfgBatching::Sequential => "sequential",
+        })
+    }
+}
+
+impl FromStr for CfgBatching {
+    type Err = MemorySettingError;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.trim() {
+            "batched" => Ok(CfgBatching::Batched),
+            "sequential" => Ok(CfgBatching::Sequential),
+            _ => Err(MemorySettingError {
+                field: "cfg_batching",
+                value: text.to_string(),
+                expected: "batched or sequential",
+            }),
+        }
+    }
+}
+
+/// VAE tiling, in latent cells (× 8 for pixels): SD's defaults of 64 and 16 are 512-pixel
+/// tiles overlapping by 128 pixels. Written as `on` or `TILE,OVERLAP` in pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct VaeTiling {
+    pub tile: i64,
+    pub overlap: i64,
+}
+
+impl Default for VaeTiling {
+    fn default() -> VaeTiling {
+        VaeTiling {
+            tile: 64,
+            overlap: 16,
+        }
+    }
+}
+
+impl VaeTiling {
+    /// `off` (or empty) → `None`; `on` → the defaults; `TILE,OVERLAP` in pixels.
+    pub fn parse_setting(text: &str) -> Result<Option<VaeTiling>, MemorySettingError> {
+        match text.trim() {
+            "off" | "" => Ok(None),
+            other => other.parse().map(Some),
+        }
+    }
+}
+
+impl fmt::Display for VaeTiling {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{},{}", self.tile * 8, self.overlap * 8)
+    }
+}
+
+impl FromStr for VaeTiling {
+    type Err = MemorySettingError;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let bad = || MemorySettingError {
+            field: "vae_tiling",
+            value: text.to_string(),
+            expected:
+                "on, off or TILE,OVERLAP in pixels (multiples of 8, overlap smaller than tile)",
+        };
+        if text.trim() == "on" {
+            return Ok(VaeTiling::default());
+        }
+        let (tile, overlap) = text.split_once(',').ok_or_else(bad)?;
+        let tile: i64 = tile.trim().parse().map_err(|_| bad())?;
+        let overlap: i64 = overlap.trim().parse().map_err(|_| bad())?;
+        if tile < 8 || tile % 8 != 0 || overlap < 0 || overlap % 8 != 0 || overlap >= tile {
+            return Err(bad());
+        }
+        Ok(VaeTiling {
+            tile: tile / 8,
+            overlap: overlap / 8,
+        })
+    }
+}
+
+macro_rules! string_serde {
+    ($($t:ty),*) => {$(
+        impl TryFrom<String> for $t {
+            type Error = MemorySettingError;
+            fn try_from(text: String) -> Result<Self, Self::Error> {
+                text.parse()
+            }
+        }
+        impl From<$t> for String {
+            fn from(value: $t) -> String {
+                value.to_string()
+            }
+        }
+    )*};
+}
+string_serde!(AttentionMode, Offload, CfgBatching, VaeTiling);
+
+/// The `memory:` section of config.yaml; every field defaults to the fastest choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MemorySettings {
+    pub attention: AttentionMode,
+    pub offload: Offload,
+    pub cfg_batching: CfgBatching,
+    /// `None` (written `off`) decodes (and encodes) the whole image at once.
+    #[serde(with = "tiling_setting")]
+    pub vae_tiling: Option<VaeTiling>,
+}
+
+/// `vae_tiling:` as the flag writes it: `off`, `on` or `TILE,OVERLAP` (null means off).
+mod tiling_setting {
+    use super::VaeTiling;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &Option<VaeTiling>, s: S) -> Result<S::Ok, S::Error> {
+        match value {
+            None => s.serialize_str("off"),
+            Some(t) => s.serialize_str(&t.to_string()),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<VaeTiling>, D::Error> {
+        match Option::<String>::deserialize(d)? {
+            None => Ok(None),
+            Some(text) => VaeTiling::parse_setting(&text).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+impl MemorySettings {
+    /// `--low-vram`: what fits SDXL at 1024² in 8 GiB of GPU memory. The UNet (5.1 GB in
+    /// fp16) stays on the GPU; the text encoders and the VAE visit it only while used; the
+    /// two guidance halves run one after the other; the VAE decodes in tiles.
+    pub fn low_vram() -> MemorySettings {
+        MemorySettings {
+            attention: AttentionMode::Sdpa,
+            offload: Offload::Model,
+            cfg_batching: CfgBatching::Sequential,
+            vae_tiling: Some(VaeTiling::default()),
+        }
+    }
+
+    /// Whether anything differs from the fastest settings.
+    pub fn is_default(&self) -> bool {
+        *self == MemorySettings::default()
+    }
+}
+
+impl fmt::Display for MemorySettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "attention={} offload={} cfg_batching={} vae_tiling={}",
+            self.attention,
+            self.offload,
+            self.cfg_batching,
+            self.vae_tiling
+                .map(|t| t.to_string())
+                .unwrap_or_else(|| "off".into())
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_round_trip_through_their_text() {
+        for text in ["sdpa", "sliced", "sliced:1024"] {
+            assert_eq!(text.parse::<AttentionMode>().unwrap().to_string(), text);
+        }
+        for text in ["none", "model", "sequential"] {
+            assert_eq!(text.parse::<Offload>().unwrap().to_string(), text);
+        }
+        for text in ["batched", "sequential"] {
+            assert_eq!(text.parse::<CfgBatching>().unwrap().to_string(), text);
+        }
+        assert_eq!(
+            "512,128".parse::<VaeTiling>().unwrap(),
+            VaeTiling::default()
+        );
+        assert_eq!(
+            "256,64".parse::<VaeTiling>().unwrap(),
+            VaeTiling {
+                tile: 32,
+                overlap: 8
+            }
+        );
+    }
+
+    #[test]
+    fn bad_settings_name_the_field_and_value() {
+        let e = "sliced:0".parse::<AttentionMode>().unwrap_err();
+        assert_eq!((e.field, e.value.as_str()), ("attention", "sliced:0"));
+        assert!("flash".parse::<AttentionMode>().is_err());
+        let e = "cpu".parse::<Offload>().unwrap_err();
+        assert!(e.to_string().contains("offload") && e.to_string().contains("\"cpu\""));
+        for bad in ["512", "500,100", "512,512", "512,-8", "a,b"] {
+            let e = bad.parse::<VaeTiling>().unwrap_err();
+            assert_eq!(e.field, "vae_tiling", "{bad}");
+        }
+        assert_eq!(VaeTiling::parse_setting("off").unwrap(), None);
+    }
+
+    #[test]
+    fn the_yaml_section_reads_and_rejects_unknown_values() {
+        let s: MemorySettings = serde_yaml::from_str(
+            "attention: sliced:512\noffload: model\ncfg_batching: sequential\nvae_tiling: on\n",
+        )
+        .unwrap();
+        assert_eq!(
+            s.attention,
+            AttentionMode::Sliced {
+                query_chunk: Some(512)
+            }
+        );
+        assert_eq!(s.offload, Offload::Model);
+        assert_eq!(s.cfg_batching, CfgBatching::Sequential);
+        assert_eq!(s.vae_tiling, Some(VaeTiling::default()));
+        let back: MemorySettings =
+            serde_yaml::from_str(&serde_yaml::to_string(&s).unwrap()).unwrap();
+        assert_eq!(back, s);
+        let off: MemorySettings = serde_yaml::from_str("vae_tiling: off\n").unwrap();
+        assert_eq!(off.vae_tiling, None);
+        let default_text = serde_yaml::to_string(&MemorySettings::default()).unwrap();
+        assert!(default_text.contains("vae_tiling: off"), "{default_text}");
+        assert_eq!(
+            serde_yaml::from_str::<MemorySettings>(&default_text).unwrap(),
+            MemorySettings::default()
+        );
+        let err = serde_yaml::from_str::<MemorySettings>("vae_tiling: 500,100\n").unwrap_err();
+        assert!(err.to_string().contains("vae_tiling"), "{err}");
+        let err = serde_yaml::from_str::<MemorySettings>("offload: disk\n").unwrap_err();
+        assert!(err.to_string().contains("disk"), "{err}");
+        assert!(serde_yaml::from_str::<MemorySettings>("offlaod: model\n").is_err());
+        assert!(MemorySettings::default().is_default());
+        assert!(!MemorySettings::low_vram().is_default());
+    }
+}
