@@ -34,13 +34,11 @@ fn main() -> anyhow::Result<ExitCode> {
     let steps = io["sigmas"].size()[0] as u32 - 1;
 
     let start = Instant::now();
-    let choice = ModelChoice {
-        checkpoint: dir.join("sdxl_full.safetensors"),
-        vae: None,
-        clip: None,
-        placement: DeviceSpec::Cuda(0).into(),
+    let choice = ModelChoice::new(
+        dir.join("sdxl_full.safetensors"),
+        DeviceSpec::Cuda(0),
         dtype,
-    };
+    );
     let pipeline = Pipeline::load(&choice)?;
     println!("load: {:.2} s", start.elapsed().as_secs_f64());
 

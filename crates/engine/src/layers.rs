@@ -3,7 +3,8 @@
 
 use crate::error::Result;
 use crate::weights::Weights;
-use tch::Tensor;
+pub use imagelab_core::memory::AttentionMode;
+use tch::{Kind, Tensor};
 
 /// Loads `{name}.bias` if the file has one, checking it has `len` elements.
 fn optional_bias(w: &Weights, name: &str, len: i64) -> Result<Option<Tensor>> {
@@ -32,6 +33,22 @@ impl Linear {
 
     pub fn forward(&self, x: &Tensor) -> Tensor {
         x.linear(&self.weight, self.bias.as_ref())
+    }
+
+    /// One projection computing several that share an input: the weights stacked along
+    /// the output dimension, so one GEMM replaces `parts.len()` (split the result with
+    /// `split_with_sizes` on the last dimension). Bias-free parts only.
+    pub fn fused(parts: Vec<Linear>) -> Linear {
+        debug_assert!(parts.iter().all(|p| p.bias.is_none()));
+        let weights: Vec<Tensor> = parts.into_iter().map(|p| p.weight).collect();
+        Linear {
+            weight: Tensor::cat(&weights, 0),
+            bias: None,
+        }
+    }
+
+    pub fn out_features(&self) -> i64 {
+        self.weight.size()[0]
     }
 }
 
@@ -135,14 +152,16 @@ impl LayerNorm {
     }
 }
 
-/// Multi-head attention core on `[batch, tokens, heads*head_dim]` inputs, through
-/// `scaled_dot_product_attention` (flash / memory-efficient kernels on CUDA).
+/// Multi-head attention core on `[batch, tokens, heads*head_dim]` inputs: through
+/// `scaled_dot_product_attention` (flash / memory-efficient kernels on CUDA), or in query
+/// slices (see [`AttentionMode::Sliced`]).
 pub fn attention(
     q: &Tensor,
     k: &Tensor,
     v: &Tensor,
     heads: i64,
     causal_mask: Option<&Tensor>,
+    mode: AttentionMode,
 ) -> Tensor {
     let (b, tq, inner) = q
         .size3()
@@ -150,15 +169,194 @@ pub fn attention(
     let tk = k.size()[1];
     let head_dim = inner / heads;
     let split = |t: &Tensor, tokens: i64| t.view([b, tokens, heads, head_dim]).transpose(1, 2);
-    let out = Tensor::scaled_dot_product_attention(
-        &split(q, tq),
-        &split(k, tk),
-        &split(v, tk),
-        causal_mask,
-        0.0,
-        false,
-        None,
-        false,
-    );
+    let (q, k, v) = (split(q, tq), split(k, tk), split(v, tk));
+    let out = match mode {
+        AttentionMode::Sdpa => {
+            Tensor::scaled_dot_product_attention(&q, &k, &v, causal_mask, 0.0, false, None, false)
+        }
+        AttentionMode::Sliced { query_chunk } => {
+            let chunk = match query_chunk {
+                Some(n) => i64::from(n),
+                None => auto_query_chunk(b * heads, tk),
+            };
+            sliced_attention(&q, &k, &v, causal_mask, chunk)
+        }
+    };
     out.transpose(1, 2).reshape([b, tq, inner])
+}
+
+/// The score bytes one slice of [`sliced_attention`] may hold when no chunk is given.
+const SLICE_SCORE_BUDGET: i64 = 256 << 20;
+
+/// Queries per slice so that `rows × chunk × keys` fp32 scores stay within the budget.
+fn auto_query_chunk(rows: i64, keys: i64) -> i64 {
+    (SLICE_SCORE_BUDGET / (4 * rows.max(1) * keys.max(1))).max(1)
+}
+
+/// `softmax(q kᵀ / √d + mask) v` on `[batch, heads, tokens, head_dim]`, `chunk` queries at
+/// a time. The scale is applied to `q` before the product (smaller values in half
+/// precision) and the softmax runs in fp32, so fp16 scores cannot overflow.
+fn sliced_attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: Option<&Tensor>,
+    chunk: i64,
+) -> Tensor {
+    let tq = q.size()[2];
+    let head_dim = *q.size().last().unwrap_or(&1);
+    let scaled_q = q * (1.0 / (head_dim as f64).sqrt());
+    let keys_t = k.transpose(-2, -1);
+    let mut outputs = Vec::with_capacity(((tq + chunk - 1) / chunk.max(1)) as usize);
+    let mut start = 0;
+    while start < tq {
+        let len = chunk.min(tq - start);
+        let mut scores = scaled_q.narrow(2, start, len).matmul(&keys_t);
+        if let Some(mask) = mask {
+            // A mask over every query ([.., tq, tk]) is sliced like the queries; one
+            // broadcast over them ([.., 1, tk]) applies as is.
+            let rows = mask.size()[mask.dim() - 2];
+            let part = if rows == tq {
+                mask.narrow(-2, start, len)
+            } else {
+                mask.shallow_clone()
+            };
+            scores = if part.kind() == Kind::Bool {
+                scores.masked_fill(&part.logical_not(), f64::NEG_INFINITY)
+            } else {
+                scores + part
+            };
+        }
+        let probs = scores.softmax(-1, Kind::Float).to_kind(v.kind());
+        outputs.push(probs.matmul(v));
+        start += len;
+    }
+    Tensor::cat(&outputs, 2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Device;
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+        (a - b).abs().max().double_value(&[])
+    }
+
+    /// Deterministic values in [-1, 1] without libtorch's global generator, which other
+    /// tests in this process reseed concurrently (the samplers' noise uses it).
+    fn random(shape: &[i64], seed: i64) -> Tensor {
+        let n: i64 = shape.iter().product();
+        (Tensor::arange(n, (Kind::Float, Device::Cpu)) * (0.7 + 0.31 * seed as f64))
+            .sin()
+            .view(shape)
+    }
+
+    #[test]
+    fn sliced_attention_matches_sdpa() {
+        // 2 images, 3 heads of 8, 10 queries over 10 or 6 keys; slices of 1, 3 (a
+        // remainder of 1), 10 and more than there are queries.
+        let q = random(&[2, 10, 24], 1) * 3.0;
+        for keys in [10, 6] {
+            let k = random(&[2, keys, 24], 2);
+            let v = random(&[2, keys, 24], 3);
+            let exact = attention(&q, &k, &v, 3, None, AttentionMode::Sdpa);
+            for chunk in [1, 3, 10, 64] {
+                let mode = AttentionMode::Sliced {
+                    query_chunk: Some(chunk),
+                };
+                let sliced = attention(&q, &k, &v, 3, None, mode);
+                assert_eq!(sliced.size(), exact.size());
+                let err = max_diff(&sliced, &exact);
+                assert!(err < 1e-5, "keys {keys}, chunk {chunk}: {err}");
+            }
+            let auto = attention(
+                &q,
+                &k,
+                &v,
+                3,
+                None,
+                AttentionMode::Sliced { query_chunk: None },
+            );
+            assert!(max_diff(&auto, &exact) < 1e-5);
+        }
+    }
+
+    #[test]
+    fn sliced_attention_applies_a_causal_mask_per_slice() {
+        let (q, k, v) = (
+            random(&[1, 7, 8], 4),
+            random(&[1, 7, 8], 5),
+            random(&[1, 7, 8], 6),
+        );
+        let causal = Tensor::ones([7, 7], (Kind::Bool, Device::Cpu)).tril(0);
+        let exact = attention(&q, &k, &v, 2, Some(&causal), AttentionMode::Sdpa);
+        let unmasked = attention(&q, &k, &v, 2, None, AttentionMode::Sdpa);
+        assert!(
+            max_diff(&exact, &unmasked) > 1e-2,
+            "the mask must matter here"
+        );
+        let sliced = attention(
+            &q,
+            &k,
+            &v,
+            2,
+            Some(&causal),
+            AttentionMode::Sliced {
+                query_chunk: Some(3),
+            },
+        );
+        assert!(max_diff(&sliced, &exact) < 1e-5);
+    }
+
+    #[test]
+    fn sliced_attention_stays_finite_in_half_precision_where_scores_are_large() {
+        // q·k of about 4e4 overflows fp16 (max 65504) unless scaled first; the softmax
+        // runs in fp32.
+        let q = (Tensor::ones([1, 4, 64], (Kind::Float, Device::Cpu)) * 25.0).to_kind(Kind::Half);
+        let k = q.shallow_clone();
+        let v = random(&[1, 4, 64], 7).to_kind(Kind::Half);
+        let out = attention(
+            &q,
+            &k,
+            &v,
+            1,
+            None,
+            AttentionMode::Sliced {
+                query_chunk: Some(2),
+            },
+        );
+        assert_eq!(out.kind(), Kind::Half);
+        assert!(out.isfinite().all().int64_value(&[]) == 1, "{out}");
+        // Equal scores everywhere: every query gets the mean of the values.
+        let mean = v.to_kind(Kind::Float).mean_dim(1, true, Kind::Float);
+        let err = max_diff(&out.to_kind(Kind::Float), &mean.expand([1, 4, 64], false));
+        assert!(err < 1e-2, "{err}");
+    }
+
+    #[test]
+    fn auto_slices_keep_the_scores_within_the_budget() {
+        // SDXL's VAE at 1024²: one head over 16,384 tokens.
+        let chunk = auto_query_chunk(1, 16_384);
+        assert!(chunk * 16_384 * 4 <= SLICE_SCORE_BUDGET);
+        assert!((chunk + 1) * 16_384 * 4 > SLICE_SCORE_BUDGET);
+        assert_eq!(auto_query_chunk(1 << 20, 1 << 20), 1);
+    }
+
+    #[test]
+    fn a_fused_projection_computes_its_parts() {
+        let x = random(&[2, 5, 6], 8);
+        let parts: Vec<Linear> = (0..3)
+            .map(|i| Linear {
+                weight: random(&[4, 6], 10 + i),
+                bias: None,
+            })
+            .collect();
+        let separate: Vec<Tensor> = parts.iter().map(|p| p.forward(&x)).collect();
+        let fused = Linear::fused(parts);
+        assert_eq!(fused.out_features(), 12);
+        for (got, want) in fused.forward(&x).split(4, -1).iter().zip(&separate) {
+            assert!(max_diff(got, want) < 1e-5);
+        }
+    }
 }

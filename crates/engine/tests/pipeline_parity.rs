@@ -44,14 +44,7 @@ fn params() -> GenerationParams {
 }
 
 fn load(path: &Path) -> Pipeline {
-    Pipeline::load(&ModelChoice {
-        checkpoint: path.to_path_buf(),
-        vae: None,
-        clip: None,
-        placement: DeviceSpec::Cpu.into(),
-        dtype: DType::Fp32,
-    })
-    .unwrap()
+    Pipeline::load(&ModelChoice::new(path, DeviceSpec::Cpu, DType::Fp32)).unwrap()
 }
 
 fn check_family(name: &str, family: &str, prediction: &str) {
@@ -176,13 +169,11 @@ fn bf16_runs_every_part_in_half_precision_close_to_fp32() {
     // on the CPU where libtorch runs bf16 too.
     let dir = reference_dir();
     let io = common::load_tensors(&dir.join("sdxl_io.safetensors"));
-    let pipeline = Pipeline::load(&ModelChoice {
-        checkpoint: dir.join("sdxl.safetensors"),
-        vae: None,
-        clip: None,
-        placement: DeviceSpec::Cpu.into(),
-        dtype: DType::Bf16,
-    })
+    let pipeline = Pipeline::load(&ModelChoice::new(
+        dir.join("sdxl.safetensors"),
+        DeviceSpec::Cpu,
+        DType::Bf16,
+    ))
     .unwrap();
     let latents = pipeline.sample_latents(&params(), &mut |_| {}).unwrap();
     assert_eq!(

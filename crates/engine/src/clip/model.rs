@@ -4,7 +4,7 @@
 use super::config::{Activation, ClipConfig, KeyNames, PoolPosition};
 use super::ClipLayout;
 use crate::error::{EngineError, Result};
-use crate::layers::{attention, LayerNorm, Linear};
+use crate::layers::{attention, AttentionMode, LayerNorm, Linear};
 use crate::weights::Weights;
 use tch::{Kind, Tensor};
 
@@ -261,6 +261,8 @@ impl ClipTextEncoder {
             &b.v.forward(&h),
             self.cfg.heads,
             Some(causal),
+            // 77 tokens: the scores are tiny, slicing would only cost time.
+            AttentionMode::Sdpa,
         );
         let x = x + b.out.forward(&a);
         let h = b.fc1.forward(&b.norm2.forward(&x));

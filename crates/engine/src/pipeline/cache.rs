@@ -15,7 +15,7 @@
 //! driver (other processes see them as used until this process exits). Releasing them
 //! would take a small C++ shim; see BENCHMARKS.md.
 
-use super::{ModelChoice, Pipeline, Placement};
+use super::{MemorySettings, ModelChoice, Pipeline, Placement, Tuning};
 use crate::error::{EngineError, Result};
 use imagelab_core::DType;
 use std::path::{Path, PathBuf};
@@ -52,6 +52,10 @@ pub struct CacheKey {
     clip: Option<FileStamp>,
     placement: Placement,
     dtype: DType,
+    /// Offload and attention change what is loaded where; tiling and CFG batching are
+    /// kept with the pipeline too, so a changed setting gets a pipeline that applies it.
+    memory: MemorySettings,
+    tuning: Tuning,
 }
 
 impl CacheKey {
@@ -63,6 +67,8 @@ impl CacheKey {
             clip: choice.clip.as_deref().map(FileStamp::of).transpose()?,
             placement: choice.placement,
             dtype: choice.dtype,
+            memory: choice.memory,
+            tuning: choice.tuning,
         })
     }
 }

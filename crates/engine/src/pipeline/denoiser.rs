@@ -6,6 +6,7 @@ use crate::checkpoint::Prediction;
 use crate::error::Result;
 use crate::sampling::ModelSchedule;
 use crate::unet::UNet;
+use imagelab_core::memory::CfgBatching;
 use tch::{Kind, Tensor};
 
 /// One side of guidance: a context and, for SDXL, the vector input.
@@ -41,6 +42,8 @@ pub struct Denoiser<'a> {
     pub cfg: f64,
     /// The UNet's precision; latents stay in fp32 between steps.
     pub kind: Kind,
+    /// Whether guidance's two halves share one UNet call.
+    pub batching: CfgBatching,
 }
 
 impl Denoiser<'_> {
@@ -84,15 +87,28 @@ impl Denoiser<'_> {
         let device = x.device();
         // Timesteps stay fp32: near t = 999 fp16 resolves only steps of 0.5.
         let t = Tensor::full([batch * copies as i64], timestep, (Kind::Float, device));
-        let out = self
-            .unet
-            .forward(
-                &(&x_in * c_in).to_kind(self.kind),
-                &t,
-                &contexts.to_kind(self.kind),
-                vectors.map(|v| v.to_kind(self.kind)).as_ref(),
-            )?
-            .to_kind(Kind::Float);
+        let scaled = (&x_in * c_in).to_kind(self.kind);
+        let contexts = contexts.to_kind(self.kind);
+        let vectors = vectors.map(|v| v.to_kind(self.kind));
+        let out = if copies == 2 && self.batching == CfgBatching::Sequential {
+            // Half the activations at a time: uncond, then cond, each a batch of B.
+            let halves = (0..2)
+                .map(|half| {
+                    let part = |t: &Tensor| t.narrow(0, half * batch, batch);
+                    self.unet.forward(
+                        &part(&scaled),
+                        &part(&t),
+                        &part(&contexts),
+                        vectors.as_ref().map(part).as_ref(),
+                    )
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Tensor::cat(&halves, 0)
+        } else {
+            self.unet
+                .forward(&scaled, &t, &contexts, vectors.as_ref())?
+        }
+        .to_kind(Kind::Float);
         let denoised = match self.prediction {
             Prediction::Eps => &x_in - out * sigma,
             Prediction::V => {

@@ -1,14 +1,16 @@
 //! Assembling a [`Pipeline`]: classify the checkpoint, apply the VAE / text-encoder
 //! overrides (checking they fit), load every part to the device, and describe results.
 
+use super::modes::OnDemand;
 use super::{torch_device, torch_kind, ComponentMemory, ModelChoice, Pipeline, RgbImage};
 use crate::checkpoint::{self, Family};
 use crate::clip::{self, ClipConfig, ClipTextEncoder};
 use crate::error::{EngineError, Result};
 use crate::tokenizer::ClipTokenizer;
-use crate::unet::{UNet, UNetConfig};
+use crate::unet::{BlockOptions, UNet, UNetConfig, UNetOptions};
 use crate::vae::{self, AutoencoderKl, VaeConfig};
 use crate::weights::Weights;
+use imagelab_core::memory::Offload;
 use imagelab_core::{GenerationParams, ENGINE_VERSION};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -104,6 +106,21 @@ fn encoder_width(w: &Weights) -> Option<i64> {
     .and_then(|shape| shape.get(1).copied())
 }
 
+/// A component's entry: what its weights counted when kept on the device, 0 when it is
+/// offloaded (it holds nothing there between uses).
+fn resident_memory<T>(
+    component: &str,
+    device: imagelab_core::DeviceSpec,
+    ledger: &Arc<AtomicU64>,
+    loaded: &OnDemand<T>,
+) -> ComponentMemory {
+    let mut entry = component_memory(component.into(), device, ledger);
+    if !loaded.is_resident() {
+        entry.bytes = 0;
+    }
+    entry
+}
+
 /// One component's entry in the memory report, read from the counter its weights fed.
 fn component_memory(
     component: String,
@@ -126,9 +143,31 @@ pub(super) fn load(choice: &ModelChoice) -> Result<Pipeline> {
     let source = checkpoint::open_model(&choice.checkpoint)?;
     let family = source.family;
     let mut memory = Vec::new();
+    let settings = choice.memory;
+    // With offload, the text encoders and the VAE visit their device only while used.
+    let offload_others = settings.offload != Offload::None;
+    if choice.tuning.cudnn_benchmark
+        && [device, text_device, vae_device]
+            .iter()
+            .any(|d| d.is_cuda())
+    {
+        tch::Cuda::cudnn_set_benchmark(true);
+    }
 
     let (unet_weights, unet_bytes) = source.unet.to(device, kind).counted();
-    let unet = UNet::load(&unet_weights, &UNetConfig::detect(&unet_weights)?)?;
+    let unet_options = UNetOptions {
+        blocks: BlockOptions {
+            attention: settings.attention,
+            fused_qkv: choice.tuning.fused_qkv,
+            channels_last: choice.tuning.channels_last && device.is_cuda(),
+        },
+        stream_blocks: settings.offload == Offload::Sequential,
+    };
+    let unet = UNet::load_with(
+        &unet_weights,
+        &UNetConfig::detect(&unet_weights)?,
+        unet_options,
+    )?;
     memory.push(component_memory("unet".into(), placement.unet, &unet_bytes));
 
     // The SDXL VAE overflows in fp16 (NaNs); bf16 has fp32's range, so use it there.
@@ -166,8 +205,16 @@ pub(super) fn load(choice: &ModelChoice) -> Result<Pipeline> {
         },
         None => e,
     })?;
-    let vae = AutoencoderKl::load(&vae_weights, &vae_cfg)?;
-    memory.push(component_memory("vae".into(), placement.vae, &vae_bytes));
+    let attention = settings.attention;
+    let vae = if offload_others {
+        let (weights, cfg) = (vae_weights.uncounted(), vae_cfg.clone());
+        OnDemand::offloaded(Box::new(move || {
+            AutoencoderKl::load_with(&weights, &cfg, attention)
+        }))?
+    } else {
+        OnDemand::Resident(AutoencoderKl::load_with(&vae_weights, &vae_cfg, attention)?)
+    };
+    memory.push(resident_memory("vae", placement.vae, &vae_bytes, &vae));
 
     let mut encoder_weights = source.text_encoders.clone();
     if let Some(path) = &choice.clip {
@@ -207,24 +254,48 @@ pub(super) fn load(choice: &ModelChoice) -> Result<Pipeline> {
             reason: "it lacks its text encoder(s); pick them with --clip".into(),
         });
     }
-    let encoders = encoder_weights
+    // Each encoder's weights on the text device, with the folder's config.json for the
+    // checkpoint's own encoders (a replacement from --clip has none).
+    let recipes: Vec<(Weights, Option<PathBuf>)> = encoder_weights
         .iter()
         .enumerate()
         .map(|(i, w)| {
-            // A replacement from --clip has no config.json; the folder's applies only to its own.
             let config = source.text_encoder_configs.get(i).cloned().flatten();
-            let replaced = choice.clip.is_some();
-            let (w, bytes) = w.to(text_device, kind).counted();
-            let encoder = load_encoder(&w, if replaced { None } else { config.as_deref() })?;
-            let name = format!("text_encoder_{i}");
-            Ok((
-                encoder,
-                component_memory(name, placement.text_encoders, &bytes),
-            ))
+            let config = if choice.clip.is_some() { None } else { config };
+            (w.to(text_device, kind), config)
         })
-        .collect::<Result<Vec<_>>>()?;
-    let (encoders, encoder_memory): (Vec<_>, Vec<_>) = encoders.into_iter().unzip();
-    memory.extend(encoder_memory);
+        .collect();
+    let encoders = if offload_others {
+        let recipes: Vec<_> = recipes
+            .into_iter()
+            .map(|(w, config)| (w.uncounted(), config))
+            .collect();
+        for i in 0..recipes.len() {
+            memory.push(ComponentMemory {
+                component: format!("text_encoder_{i}"),
+                device: placement.text_encoders,
+                bytes: 0,
+            });
+        }
+        OnDemand::offloaded(Box::new(move || {
+            recipes
+                .iter()
+                .map(|(w, config)| load_encoder(w, config.as_deref()))
+                .collect()
+        }))?
+    } else {
+        let mut loaded = Vec::new();
+        for (i, (w, config)) in recipes.iter().enumerate() {
+            let (w, bytes) = w.counted();
+            loaded.push(load_encoder(&w, config.as_deref())?);
+            memory.push(component_memory(
+                format!("text_encoder_{i}"),
+                placement.text_encoders,
+                &bytes,
+            ));
+        }
+        OnDemand::Resident(loaded)
+    };
 
     let info = ModelInfo {
         model_name: file_label(&choice.checkpoint),
@@ -242,6 +313,8 @@ pub(super) fn load(choice: &ModelChoice) -> Result<Pipeline> {
         vae,
         encoders,
         tokenizer: ClipTokenizer::shared()?,
+        settings,
+        tuning: choice.tuning,
         schedule: crate::sampling::ModelSchedule::stable_diffusion(),
         placement,
         device,

@@ -5,6 +5,7 @@ mod cache;
 pub mod conditioning;
 pub mod denoiser;
 mod loading;
+mod modes;
 pub mod noise;
 mod observe;
 mod placement;
@@ -23,7 +24,10 @@ use std::path::PathBuf;
 use tch::{Device, Kind, Tensor};
 
 pub use cache::{CacheKey, CacheStats, PipelineCache};
+pub use imagelab_core::memory::MemorySettings;
 pub use loading::ModelInfo;
+use modes::OnDemand;
+pub use modes::Tuning;
 pub use observe::{Step, StepEvent, StepObserver};
 pub use placement::{bytes_on, ComponentMemory, Placement, VaeTiling};
 
@@ -36,6 +40,9 @@ pub struct ModelChoice {
     /// The device of each component ([`Placement::single`] for one device).
     pub placement: Placement,
     pub dtype: DType,
+    /// Attention, offload, CFG batching and VAE tiling (the defaults are the fastest).
+    pub memory: MemorySettings,
+    pub tuning: Tuning,
 }
 
 impl ModelChoice {
@@ -47,6 +54,8 @@ impl ModelChoice {
             clip: None,
             placement: Placement::single(device),
             dtype,
+            memory: MemorySettings::default(),
+            tuning: Tuning::default(),
         }
     }
 }
@@ -69,9 +78,11 @@ pub struct Pipeline {
     pub prediction: Prediction,
     pub info: ModelInfo,
     unet: UNet,
-    vae: AutoencoderKl,
-    encoders: Vec<ClipTextEncoder>,
+    vae: OnDemand<AutoencoderKl>,
+    encoders: OnDemand<Vec<ClipTextEncoder>>,
     tokenizer: &'static ClipTokenizer,
+    settings: MemorySettings,
+    tuning: Tuning,
     schedule: ModelSchedule,
     placement: Placement,
     /// The UNet's device: sampling (noise, latents, guidance) happens here.
@@ -121,14 +132,25 @@ impl Pipeline {
         clip_skip: Option<u32>,
     ) -> Result<conditioning::Conditioning> {
         let _guard = tch::no_grad_guard();
-        encode_prompt(
-            self.family,
-            &self.encoders,
-            self.tokenizer,
-            prompt,
-            clip_skip,
-            self.text_device,
-        )
+        self.encoders.with(|encoders| {
+            encode_prompt(
+                self.family,
+                encoders,
+                self.tokenizer,
+                prompt,
+                clip_skip,
+                self.text_device,
+            )
+        })
+    }
+
+    /// The memory modes this pipeline was loaded with.
+    pub fn memory_settings(&self) -> MemorySettings {
+        self.settings
+    }
+
+    pub fn tuning(&self) -> Tuning {
+        self.tuning
     }
 
     /// Where each component lives.
@@ -144,10 +166,15 @@ impl Pipeline {
 
     /// One side's guidance, encoded on the text device and moved to the UNet's device once
     /// (the conditioning seam of the split layout).
-    fn guidance(&self, prompt: &str, params: &GenerationParams) -> Result<GuidanceInput> {
+    fn guidance(
+        &self,
+        encoders: &[ClipTextEncoder],
+        prompt: &str,
+        params: &GenerationParams,
+    ) -> Result<GuidanceInput> {
         let cond = encode_prompt(
             self.family,
-            &self.encoders,
+            encoders,
             self.tokenizer,
             prompt,
             params.clip_skip,
@@ -203,10 +230,10 @@ impl Pipeline {
             let image = image
                 .f_to_device(self.vae_device)?
                 .f_to_kind(self.vae_kind)?;
-            match tiling {
-                Some(t) => self.vae.encode_tiled(&image, t.tile, t.overlap),
-                None => self.vae.encode(&image),
-            }
+            self.vae.with(|vae| match tiling {
+                Some(t) => vae.encode_tiled(&image, t.tile, t.overlap),
+                None => vae.encode(&image),
+            })
         })?;
         Ok(latent.f_to_kind(Kind::Float)?.f_to_device(self.device)? * self.family.latent_scale())
     }
@@ -243,8 +270,13 @@ impl Pipeline {
             params.steps as usize,
             denoise,
         );
-        let cond = self.guidance(&params.prompt, params)?;
-        let uncond = self.guidance(&params.negative, params)?;
+        // Both prompts in one visit of the (possibly offloaded) text encoders.
+        let (cond, uncond) = self.encoders.with(|encoders| {
+            Ok((
+                self.guidance(encoders, &params.prompt, params)?,
+                self.guidance(encoders, &params.negative, params)?,
+            ))
+        })?;
         let x = self.initial_latents(params, &sigmas, init.as_ref())?;
         let model = Denoiser {
             unet: &self.unet,
@@ -254,6 +286,7 @@ impl Pipeline {
             uncond: &uncond,
             cfg: params.cfg,
             kind: self.kind,
+            batching: self.settings.cfg_batching,
         };
         let mut noise = SeededNoise::new(params.seed as u64);
         let total = sigmas.len().saturating_sub(1);
@@ -284,10 +317,10 @@ impl Pipeline {
         let _guard = tch::no_grad_guard();
         let latents = latents.f_to_device(self.vae_device)?;
         let scaled = (latents / self.family.latent_scale()).f_to_kind(self.vae_kind)?;
-        let images = match tiling {
-            Some(t) => self.vae.decode_tiled(&scaled, t.tile, t.overlap)?,
-            None => self.vae.decode(&scaled)?,
-        };
+        let images = self.vae.with(|vae| match tiling {
+            Some(t) => vae.decode_tiled(&scaled, t.tile, t.overlap),
+            None => vae.decode(&scaled),
+        })?;
         Ok(images.f_to_kind(Kind::Float)?)
     }
 

@@ -55,16 +55,18 @@ impl<'a> Step<'a> {
 pub type StepObserver<'a> = dyn FnMut(&Step<'_>) -> ControlFlow<()> + 'a;
 
 impl Pipeline {
-    /// Generates `params.batch` images; `params.seed` must already be resolved (≥ 0).
+    /// Generates `params.batch` images; `params.seed` must already be resolved (≥ 0). The
+    /// VAE tiles as the pipeline's memory settings say.
     pub fn generate(
         &self,
         params: &GenerationParams,
         on_step: &mut dyn FnMut(StepEvent),
     ) -> Result<Vec<RgbImage>> {
-        self.generate_with(params, None, on_step)
+        self.generate_with(params, self.memory_settings().vae_tiling, on_step)
     }
 
-    /// [`Pipeline::generate`] with the VAE run in tiles (small cards; see `vae::tiled`).
+    /// [`Pipeline::generate`] with the VAE run in tiles, or not, whatever the settings
+    /// (small cards; see `vae::tiled`).
     pub fn generate_with(
         &self,
         params: &GenerationParams,
@@ -83,7 +85,7 @@ impl Pipeline {
         params: &GenerationParams,
         on_step: &mut dyn FnMut(StepEvent),
     ) -> Result<Tensor> {
-        self.sample_latents_with(params, None, &mut |step| {
+        self.sample_latents_with(params, self.memory_settings().vae_tiling, &mut |step| {
             on_step(step.event);
             ControlFlow::Continue(())
         })

@@ -72,19 +72,6 @@ pub fn bytes_on(report: &[ComponentMemory], device: DeviceSpec) -> u64 {
         .sum()
 }
 
-/// VAE tiling for small cards, in latent cells (× 8 for pixels): SD's defaults of 64 and
-/// 16 are 512-pixel tiles overlapping by 128 pixels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct VaeTiling {
-    pub tile: i64,
-    pub overlap: i64,
-}
-
-impl Default for VaeTiling {
-    fn default() -> VaeTiling {
-        VaeTiling {
-            tile: 64,
-            overlap: 16,
-        }
-    }
-}
+/// VAE tiling for small cards (the type lives in `imagelab_core::memory`, where the
+/// settings file and the flags parse it).
+pub use imagelab_core::memory::VaeTiling;

@@ -3,7 +3,7 @@
 //! down/up-samplers. Each loads from a [`Weights`] view rooted at the block.
 
 use crate::error::Result;
-use crate::layers::{attention, Conv2d, GroupNorm, LayerNorm, Linear};
+use crate::layers::{attention, AttentionMode, Conv2d, GroupNorm, LayerNorm, Linear};
 use crate::weights::Weights;
 use tch::Tensor;
 
@@ -28,17 +28,32 @@ pub struct ResBlock {
 }
 
 impl ResBlock {
-    pub fn load(w: &Weights, in_ch: i64, out_ch: i64, emb_dim: i64) -> Result<ResBlock> {
+    pub fn load(
+        w: &Weights,
+        in_ch: i64,
+        out_ch: i64,
+        emb_dim: i64,
+        opts: BlockOptions,
+    ) -> Result<ResBlock> {
         Ok(ResBlock {
             norm1: GroupNorm::load(w, "in_layers.0", in_ch, GROUPS, RES_NORM_EPS)?,
-            conv1: Conv2d::load(w, "in_layers.2", in_ch, out_ch, 3, 1, 1)?,
+            conv1: load_conv(w, "in_layers.2", in_ch, out_ch, 3, 1, 1, opts)?,
             emb_proj: Linear::load(w, "emb_layers.1", emb_dim, out_ch)?,
             norm2: GroupNorm::load(w, "out_layers.0", out_ch, GROUPS, RES_NORM_EPS)?,
-            conv2: Conv2d::load(w, "out_layers.3", out_ch, out_ch, 3, 1, 1)?,
+            conv2: load_conv(w, "out_layers.3", out_ch, out_ch, 3, 1, 1, opts)?,
             skip: if in_ch == out_ch {
                 None
             } else {
-                Some(Conv2d::load(w, "skip_connection", in_ch, out_ch, 1, 1, 0)?)
+                Some(load_conv(
+                    w,
+                    "skip_connection",
+                    in_ch,
+                    out_ch,
+                    1,
+                    1,
+                    0,
+                    opts,
+                )?)
             },
         })
     }
@@ -56,33 +71,124 @@ impl ResBlock {
     }
 }
 
+/// How the UNet's blocks compute, beyond what the weights decide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct BlockOptions {
+    pub attention: AttentionMode,
+    /// Self-attention's q, k and v as one projection, cross-attention's k and v as one:
+    /// one GEMM instead of three (two), the same arithmetic.
+    pub fused_qkv: bool,
+    /// Convolution weights and activations in NHWC order (cuDNN's fast layout for fp16
+    /// tensor cores); the tensors keep their NCHW shape, only the strides change.
+    pub channels_last: bool,
+}
+
+/// A tensor `[n, c, h, w]` with NHWC strides (PyTorch's `channels_last` memory format,
+/// which libtorch infers from the strides).
+pub fn to_channels_last(t: &Tensor) -> Tensor {
+    t.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
+}
+
+/// Loads a square convolution, its weight in the layout `opts` asks for.
+#[allow(clippy::too_many_arguments)]
+pub fn load_conv(
+    w: &Weights,
+    name: &str,
+    in_ch: i64,
+    out_ch: i64,
+    kernel: i64,
+    stride: i64,
+    padding: i64,
+    opts: BlockOptions,
+) -> Result<Conv2d> {
+    let mut conv = Conv2d::load(w, name, in_ch, out_ch, kernel, stride, padding)?;
+    if opts.channels_last {
+        conv.weight = to_channels_last(&conv.weight);
+    }
+    Ok(conv)
+}
+
+/// The projections of one attention layer, as loaded or fused.
+#[derive(Debug)]
+enum Projections {
+    Separate {
+        q: Linear,
+        k: Linear,
+        v: Linear,
+    },
+    /// Self-attention: `[q | k | v]` from one GEMM on the image tokens.
+    FusedSelf {
+        qkv: Linear,
+    },
+    /// Cross-attention: `q` on the image tokens, `[k | v]` from one GEMM on the text.
+    FusedCross {
+        q: Linear,
+        kv: Linear,
+    },
+}
+
 /// Multi-head attention with bias-free q/k/v and a biased output projection (`to_out.0`).
 #[derive(Debug)]
 struct Attention {
-    to_q: Linear,
-    to_k: Linear,
-    to_v: Linear,
+    projections: Projections,
     to_out: Linear,
     heads: i64,
+    mode: AttentionMode,
 }
 
 impl Attention {
-    fn load(w: &Weights, name: &str, dim: i64, context_dim: i64, heads: i64) -> Result<Attention> {
+    /// `context_dim` is `None` for self-attention.
+    fn load(
+        w: &Weights,
+        name: &str,
+        dim: i64,
+        context_dim: Option<i64>,
+        heads: i64,
+        opts: BlockOptions,
+    ) -> Result<Attention> {
+        let kv_dim = context_dim.unwrap_or(dim);
+        let q = Linear::load(w, &format!("{name}.to_q"), dim, dim)?;
+        let k = Linear::load(w, &format!("{name}.to_k"), kv_dim, dim)?;
+        let v = Linear::load(w, &format!("{name}.to_v"), kv_dim, dim)?;
+        let projections = match (opts.fused_qkv, context_dim) {
+            (false, _) => Projections::Separate { q, k, v },
+            (true, None) => Projections::FusedSelf {
+                qkv: Linear::fused(vec![q, k, v]),
+            },
+            (true, Some(_)) => Projections::FusedCross {
+                q,
+                kv: Linear::fused(vec![k, v]),
+            },
+        };
         Ok(Attention {
-            to_q: Linear::load(w, &format!("{name}.to_q"), dim, dim)?,
-            to_k: Linear::load(w, &format!("{name}.to_k"), context_dim, dim)?,
-            to_v: Linear::load(w, &format!("{name}.to_v"), context_dim, dim)?,
+            projections,
             to_out: Linear::load(w, &format!("{name}.to_out.0"), dim, dim)?,
             heads,
+            mode: opts.attention,
         })
     }
 
+    /// `context` is ignored by self-attention layers (they attend over `x`).
     fn forward(&self, x: &Tensor, context: &Tensor) -> Tensor {
-        let q = self.to_q.forward(x);
-        let k = self.to_k.forward(context);
-        let v = self.to_v.forward(context);
+        let (q, k, v) = match &self.projections {
+            Projections::Separate { q, k, v } => {
+                (q.forward(x), k.forward(context), v.forward(context))
+            }
+            Projections::FusedSelf { qkv } => {
+                let dim = qkv.out_features() / 3;
+                let parts = qkv.forward(x).split(dim, -1);
+                let [q, k, v]: [Tensor; 3] = parts.try_into().expect("three equal parts");
+                (q, k, v)
+            }
+            Projections::FusedCross { q, kv } => {
+                let dim = kv.out_features() / 2;
+                let parts = kv.forward(context).split(dim, -1);
+                let [k, v]: [Tensor; 2] = parts.try_into().expect("two equal parts");
+                (q.forward(x), k, v)
+            }
+        };
         self.to_out
-            .forward(&attention(&q, &k, &v, self.heads, None))
+            .forward(&attention(&q, &k, &v, self.heads, None, self.mode))
     }
 }
 
@@ -100,14 +206,20 @@ struct TransformerBlock {
 }
 
 impl TransformerBlock {
-    fn load(w: &Weights, dim: i64, context_dim: i64, heads: i64) -> Result<TransformerBlock> {
+    fn load(
+        w: &Weights,
+        dim: i64,
+        context_dim: i64,
+        heads: i64,
+        opts: BlockOptions,
+    ) -> Result<TransformerBlock> {
         // The feed-forward is 4x wide; GEGLU's projection carries value and gate, so 8x.
         let ff_inner = 4 * dim;
         Ok(TransformerBlock {
             norm1: LayerNorm::load(w, "norm1", dim, LAYER_NORM_EPS)?,
-            attn1: Attention::load(w, "attn1", dim, dim, heads)?,
+            attn1: Attention::load(w, "attn1", dim, None, heads, opts)?,
             norm2: LayerNorm::load(w, "norm2", dim, LAYER_NORM_EPS)?,
-            attn2: Attention::load(w, "attn2", dim, context_dim, heads)?,
+            attn2: Attention::load(w, "attn2", dim, Some(context_dim), heads, opts)?,
             norm3: LayerNorm::load(w, "norm3", dim, LAYER_NORM_EPS)?,
             ff_in: Linear::load(w, "ff.net.0.proj", dim, 2 * ff_inner)?,
             ff_out: Linear::load(w, "ff.net.2", ff_inner, dim)?,
@@ -134,11 +246,17 @@ enum Projection {
 }
 
 impl Projection {
-    fn load(w: &Weights, name: &str, dim: i64, linear: bool) -> Result<Projection> {
+    fn load(
+        w: &Weights,
+        name: &str,
+        dim: i64,
+        linear: bool,
+        opts: BlockOptions,
+    ) -> Result<Projection> {
         Ok(if linear {
             Projection::Linear(Linear::load(w, name, dim, dim)?)
         } else {
-            Projection::Conv(Conv2d::load(w, name, dim, dim, 1, 1, 0)?)
+            Projection::Conv(load_conv(w, name, dim, dim, 1, 1, 0, opts)?)
         })
     }
 }
@@ -147,6 +265,7 @@ impl Projection {
 /// plus the input.
 #[derive(Debug)]
 pub struct SpatialTransformer {
+    channels_last: bool,
     norm: GroupNorm,
     proj_in: Projection,
     blocks: Vec<TransformerBlock>,
@@ -161,6 +280,7 @@ impl SpatialTransformer {
         context_dim: i64,
         heads: i64,
         linear: bool,
+        opts: BlockOptions,
     ) -> Result<SpatialTransformer> {
         let blocks = (0..depth)
             .map(|k| {
@@ -169,14 +289,16 @@ impl SpatialTransformer {
                     channels,
                     context_dim,
                     heads,
+                    opts,
                 )
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(SpatialTransformer {
+            channels_last: opts.channels_last,
             norm: GroupNorm::load(w, "norm", channels, GROUPS, TRANSFORMER_NORM_EPS)?,
-            proj_in: Projection::load(w, "proj_in", channels, linear)?,
+            proj_in: Projection::load(w, "proj_in", channels, linear, opts)?,
             blocks,
-            proj_out: Projection::load(w, "proj_out", channels, linear)?,
+            proj_out: Projection::load(w, "proj_out", channels, linear, opts)?,
         })
     }
 
@@ -185,7 +307,16 @@ impl SpatialTransformer {
             .size4()
             .expect("spatial transformer input is [batch, channels, h, w]");
         let to_tokens = |t: &Tensor| t.permute([0, 2, 3, 1]).reshape([b, h * w, c]);
-        let to_image = |t: &Tensor| t.reshape([b, h, w, c]).permute([0, 3, 1, 2]).contiguous();
+        // Tokens back to `[b, c, h, w]`: the permuted view already has channels-last
+        // strides, which is the layout wanted in that mode; otherwise make it NCHW.
+        let to_image = |t: &Tensor| {
+            let image = t.reshape([b, h, w, c]).permute([0, 3, 1, 2]);
+            if self.channels_last {
+                image
+            } else {
+                image.contiguous()
+            }
+        };
         let normed = self.norm.forward(x);
         let mut tokens = match &self.proj_in {
             Projection::Conv(conv) => to_tokens(&conv.forward(&normed)),
@@ -209,9 +340,9 @@ pub struct Downsample {
 }
 
 impl Downsample {
-    pub fn load(w: &Weights, channels: i64) -> Result<Downsample> {
+    pub fn load(w: &Weights, channels: i64, opts: BlockOptions) -> Result<Downsample> {
         Ok(Downsample {
-            conv: Conv2d::load(w, "op", channels, channels, 3, 2, 1)?,
+            conv: load_conv(w, "op", channels, channels, 3, 2, 1, opts)?,
         })
     }
 
@@ -227,9 +358,9 @@ pub struct Upsample {
 }
 
 impl Upsample {
-    pub fn load(w: &Weights, channels: i64) -> Result<Upsample> {
+    pub fn load(w: &Weights, channels: i64, opts: BlockOptions) -> Result<Upsample> {
         Ok(Upsample {
-            conv: Conv2d::load(w, "conv", channels, channels, 3, 1, 1)?,
+            conv: load_conv(w, "conv", channels, channels, 3, 1, 1, opts)?,
         })
     }
 

@@ -5,14 +5,18 @@
 mod blocks;
 pub mod config;
 pub mod diffusers_keys;
+mod plan;
 
 pub use config::{HeadRule, UNetConfig, UNetFamily};
 pub use diffusers_keys::{diffusers_to_ldm_key, diffusers_unet_index, DiffusersLayout};
 
+pub use blocks::BlockOptions;
+
 use crate::error::{EngineError, Result};
 use crate::layers::{Conv2d, GroupNorm, Linear};
 use crate::weights::Weights;
-use blocks::{Downsample, ResBlock, SpatialTransformer, Upsample};
+use blocks::load_conv;
+use plan::{build_block, config_mismatch, Layer, LayerSpec, UNetPlan};
 use tch::{Kind, Tensor};
 
 /// Sinusoidal embedding of (possibly fractional) timesteps `t` `[n]` → `[n, dim]`, laid out
@@ -87,82 +91,62 @@ pub fn sdxl_refiner_vector(
     pooled_with_numbers(pooled, &numbers)
 }
 
-/// One step of a UNet block: the single-file layout's `input_blocks.N.M` entries.
+/// How a loaded UNet computes and where its block weights live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct UNetOptions {
+    pub blocks: BlockOptions,
+    /// Sequential offload: keep only the small layers (embeddings, `out`) on the device
+    /// and copy each block's weights there from the memory-mapped file when the block
+    /// runs, freeing them after. The page cache is the host copy; nothing else is held.
+    pub stream_blocks: bool,
+}
+
+/// The blocks of the down path, the middle and the up path.
 #[derive(Debug)]
-enum Layer {
-    ConvIn(Conv2d),
-    Res(ResBlock),
-    Attn(SpatialTransformer),
-    Down(Downsample),
-    Up(Upsample),
+enum Blocks {
+    /// Built once at load and kept on the device.
+    Resident {
+        input: Vec<Vec<Layer>>,
+        middle: Vec<Layer>,
+        output: Vec<Vec<Layer>>,
+    },
+    /// Built from `weights` each time they run (sequential offload).
+    Streamed { weights: Weights, plan: UNetPlan },
+}
+
+/// Which part of the UNet a block belongs to.
+#[derive(Debug, Clone, Copy)]
+enum Section {
+    Input(usize),
+    Middle,
+    Output(usize),
 }
 
 /// The UNet with its weights loaded.
 #[derive(Debug)]
 pub struct UNet {
     cfg: UNetConfig,
+    options: UNetOptions,
     time_embed: (Linear, Linear),
     label_emb: Option<(Linear, Linear)>,
-    input_blocks: Vec<Vec<Layer>>,
-    middle_block: Vec<Layer>,
-    output_blocks: Vec<Vec<Layer>>,
+    blocks: Blocks,
+    plan: UNetPlan,
     out_norm: GroupNorm,
     out_conv: Conv2d,
-}
-
-/// Loads the transformer at `prefix` if `depth > 0`.
-fn transformer(
-    w: &Weights,
-    cfg: &UNetConfig,
-    prefix: &str,
-    channels: i64,
-    depth: usize,
-) -> Result<Option<Layer>> {
-    if depth == 0 {
-        return Ok(None);
-    }
-    let heads = cfg
-        .heads
-        .heads(channels)
-        .ok_or_else(|| EngineError::Invalid {
-            field: "UNet attention heads",
-            value: format!("{:?}", cfg.heads),
-            expected: format!("a split of the {channels} channels of {prefix}"),
-        })?;
-    let t = SpatialTransformer::load(
-        &w.at(prefix),
-        channels,
-        depth,
-        cfg.context_dim,
-        heads,
-        cfg.linear_projection,
-    )?;
-    Ok(Some(Layer::Attn(t)))
-}
-
-fn config_mismatch(what: &str) -> EngineError {
-    EngineError::Invalid {
-        field: "UNet config",
-        value: what.to_string(),
-        expected: "lists consistent with channel_mult and num_res_blocks".into(),
-    }
 }
 
 impl UNet {
     /// Loads every weight of `cfg`'s architecture from `w` (a view at `model.diffusion_model`).
     pub fn load(w: &Weights, cfg: &UNetConfig) -> Result<UNet> {
-        let levels = cfg.channel_mult.len();
-        if levels == 0 || cfg.num_res_blocks.len() != levels {
-            return Err(config_mismatch("num_res_blocks"));
-        }
-        let total_res: usize = cfg.num_res_blocks.iter().sum();
-        if cfg.input_depth.len() != total_res {
-            return Err(config_mismatch("input_depth"));
-        }
-        if cfg.output_depth.len() != total_res + levels {
-            return Err(config_mismatch("output_depth"));
-        }
+        UNet::load_with(w, cfg, UNetOptions::default())
+    }
+
+    /// [`UNet::load`] with fused projections, channels-last, sliced attention or
+    /// sequential offload as `options` asks.
+    pub fn load_with(w: &Weights, cfg: &UNetConfig, options: UNetOptions) -> Result<UNet> {
+        let plan = UNetPlan::of(cfg)?;
         let (mc, ted) = (cfg.model_channels, cfg.time_embed_dim);
+        let opts = options.blocks;
         let time_embed = (
             Linear::load(w, "time_embed.0", mc, ted)?,
             Linear::load(w, "time_embed.2", ted, ted)?,
@@ -174,108 +158,45 @@ impl UNet {
             )),
             None => None,
         };
-
-        let mut input_blocks = vec![vec![Layer::ConvIn(Conv2d::load(
-            w,
-            "input_blocks.0.0",
-            cfg.in_channels,
-            mc,
-            3,
-            1,
-            1,
-        )?)]];
-        // Widths of the tensors the down path hands to the up path, in push order.
-        let mut skip_widths = vec![mc];
-        let mut width = mc;
-        let mut depths = cfg.input_depth.iter();
-        for (level, (&mult, &blocks)) in
-            cfg.channel_mult.iter().zip(&cfg.num_res_blocks).enumerate()
-        {
-            for _ in 0..blocks {
-                let prefix = format!("input_blocks.{}", input_blocks.len());
-                let out = mc * mult;
-                let mut block = vec![Layer::Res(ResBlock::load(
-                    &w.at(&format!("{prefix}.0")),
-                    width,
-                    out,
-                    ted,
-                )?)];
-                width = out;
-                let depth = depths.next().copied().unwrap_or(0);
-                block.extend(transformer(w, cfg, &format!("{prefix}.1"), width, depth)?);
-                input_blocks.push(block);
-                skip_widths.push(width);
+        let blocks = if options.stream_blocks {
+            // Build each block once now, so a truncated or mismatched file fails the load
+            // and not a step; only one block is on the device at a time. Streamed blocks
+            // are not counted as resident bytes.
+            let weights = w.uncounted();
+            for specs in plan.blocks() {
+                drop(build_block(specs, &weights, cfg, opts)?);
             }
-            if level + 1 < levels {
-                let prefix = format!("input_blocks.{}.0", input_blocks.len());
-                input_blocks.push(vec![Layer::Down(Downsample::load(&w.at(&prefix), width)?)]);
-                skip_widths.push(width);
+            Blocks::Streamed {
+                weights,
+                plan: plan.clone(),
             }
-        }
-
-        let mut middle_block = vec![Layer::Res(ResBlock::load(
-            &w.at("middle_block.0"),
-            width,
-            width,
-            ted,
-        )?)];
-        middle_block.extend(transformer(
-            w,
-            cfg,
-            "middle_block.1",
-            width,
-            cfg.middle_depth,
-        )?);
-        middle_block.push(Layer::Res(ResBlock::load(
-            &w.at("middle_block.2"),
-            width,
-            width,
-            ted,
-        )?));
-
-        let mut output_blocks = Vec::new();
-        let mut depths = cfg.output_depth.iter();
-        for (level, (&mult, &blocks)) in cfg
-            .channel_mult
-            .iter()
-            .zip(&cfg.num_res_blocks)
-            .enumerate()
-            .rev()
-        {
-            for i in 0..=blocks {
-                let prefix = format!("output_blocks.{}", output_blocks.len());
-                let skip = skip_widths
-                    .pop()
-                    .ok_or_else(|| config_mismatch("more output blocks than skips"))?;
-                let out = mc * mult;
-                let mut block = vec![Layer::Res(ResBlock::load(
-                    &w.at(&format!("{prefix}.0")),
-                    width + skip,
-                    out,
-                    ted,
-                )?)];
-                width = out;
-                let depth = depths.next().copied().unwrap_or(0);
-                block.extend(transformer(w, cfg, &format!("{prefix}.1"), width, depth)?);
-                if level > 0 && i == blocks {
-                    // The upsampler follows the transformer when there is one: `.2`, else `.1`.
-                    let up_prefix = format!("{prefix}.{}", block.len());
-                    block.push(Layer::Up(Upsample::load(&w.at(&up_prefix), width)?));
-                }
-                output_blocks.push(block);
+        } else {
+            let build_all = |blocks: &[Vec<LayerSpec>]| -> Result<Vec<Vec<Layer>>> {
+                blocks
+                    .iter()
+                    .map(|specs| build_block(specs, w, cfg, opts))
+                    .collect()
+            };
+            Blocks::Resident {
+                input: build_all(&plan.input_blocks)?,
+                middle: build_block(&plan.middle_block, w, cfg, opts)?,
+                output: build_all(&plan.output_blocks)?,
             }
-        }
-
+        };
         Ok(UNet {
             cfg: cfg.clone(),
+            options,
             time_embed,
             label_emb,
-            input_blocks,
-            middle_block,
-            output_blocks,
+            blocks,
+            plan,
             out_norm: GroupNorm::load(w, "out.0", mc, 32, 1e-5)?,
-            out_conv: Conv2d::load(w, "out.2", mc, cfg.out_channels, 3, 1, 1)?,
+            out_conv: load_conv(w, "out.2", mc, cfg.out_channels, 3, 1, 1, opts)?,
         })
+    }
+
+    pub fn options(&self) -> UNetOptions {
+        self.options
     }
 
     pub fn config(&self) -> &UNetConfig {
@@ -373,23 +294,60 @@ impl UNet {
             }
             h
         };
+        // Runs one block: the resident layers, or (sequential offload) layers built on the
+        // device for this call and freed when it returns.
+        let run_block = |section: Section, h: Tensor, up_target| -> Result<Tensor> {
+            match &self.blocks {
+                Blocks::Resident {
+                    input,
+                    middle,
+                    output,
+                } => {
+                    let layers = match section {
+                        Section::Input(i) => &input[i],
+                        Section::Middle => middle,
+                        Section::Output(i) => &output[i],
+                    };
+                    Ok(run(layers, h, up_target))
+                }
+                Blocks::Streamed { weights, plan } => {
+                    let specs = match section {
+                        Section::Input(i) => &plan.input_blocks[i],
+                        Section::Middle => &plan.middle_block,
+                        Section::Output(i) => &plan.output_blocks[i],
+                    };
+                    let layers = build_block(specs, weights, &self.cfg, self.options.blocks)?;
+                    Ok(run(&layers, h, up_target))
+                }
+            }
+        };
 
-        let mut skips = Vec::with_capacity(self.input_blocks.len());
-        let mut h = x.shallow_clone();
-        for block in &self.input_blocks {
-            h = run(block, h, None);
+        let mut skips = Vec::with_capacity(self.plan.input_blocks.len());
+        let mut h = if self.options.blocks.channels_last {
+            blocks::to_channels_last(x)
+        } else {
+            x.shallow_clone()
+        };
+        for i in 0..self.plan.input_blocks.len() {
+            h = run_block(Section::Input(i), h, None)?;
             skips.push(h.shallow_clone());
         }
-        h = run(&self.middle_block, h, None);
-        for block in &self.output_blocks {
+        h = run_block(Section::Middle, h, None)?;
+        for i in 0..self.plan.output_blocks.len() {
             let skip = skips
                 .pop()
                 .ok_or_else(|| config_mismatch("more output blocks than skips"))?;
             h = Tensor::cat(&[h, skip], 1);
             // An upsampler must reach the size of the next skip it will be joined with.
             let target = skips.last().map(|s| (s.size()[2], s.size()[3]));
-            h = run(block, h, target);
+            h = run_block(Section::Output(i), h, target)?;
         }
-        Ok(self.out_conv.forward(&self.out_norm.forward(&h).silu()))
+        let out = self.out_conv.forward(&self.out_norm.forward(&h).silu());
+        // Callers get the usual NCHW layout whatever the blocks used inside.
+        Ok(if self.options.blocks.channels_last {
+            out.contiguous()
+        } else {
+            out
+        })
     }
 }

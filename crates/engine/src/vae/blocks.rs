@@ -4,7 +4,7 @@
 
 use super::config::VaeConfig;
 use crate::error::Result;
-use crate::layers::{attention, Conv2d, GroupNorm, Linear};
+use crate::layers::{attention, AttentionMode, Conv2d, GroupNorm, Linear};
 use crate::weights::Weights;
 use tch::{Device, Kind, Tensor};
 
@@ -76,6 +76,7 @@ fn load_projection(w: &Weights, name: &str, channels: i64) -> Result<Linear> {
 
 /// Single-head self-attention over all pixels, added back onto its input.
 struct MidAttention {
+    mode: AttentionMode,
     norm: GroupNorm,
     q: Linear,
     k: Linear,
@@ -84,8 +85,15 @@ struct MidAttention {
 }
 
 impl MidAttention {
-    fn load(w: &Weights, name: &str, channels: i64, groups: i64) -> Result<MidAttention> {
+    fn load(
+        w: &Weights,
+        name: &str,
+        channels: i64,
+        groups: i64,
+        mode: AttentionMode,
+    ) -> Result<MidAttention> {
         Ok(MidAttention {
+            mode,
             norm: GroupNorm::load(w, &format!("{name}.norm"), channels, groups, NORM_EPS)?,
             q: load_projection(w, &format!("{name}.q"), channels)?,
             k: load_projection(w, &format!("{name}.k"), channels)?,
@@ -104,6 +112,7 @@ impl MidAttention {
             &self.v.forward(&tokens),
             1,
             None,
+            self.mode,
         );
         let out = self
             .proj_out
@@ -122,7 +131,13 @@ struct MidBlock {
 }
 
 impl MidBlock {
-    fn load(w: &Weights, name: &str, channels: i64, cfg: &VaeConfig) -> Result<MidBlock> {
+    fn load(
+        w: &Weights,
+        name: &str,
+        channels: i64,
+        cfg: &VaeConfig,
+        mode: AttentionMode,
+    ) -> Result<MidBlock> {
         let groups = cfg.norm_groups;
         let attn_1 = if cfg.mid_attention {
             Some(MidAttention::load(
@@ -130,6 +145,7 @@ impl MidBlock {
                 &format!("{name}.attn_1"),
                 channels,
                 groups,
+                mode,
             )?)
         } else {
             None
@@ -167,7 +183,7 @@ pub(super) struct Encoder {
 }
 
 impl Encoder {
-    pub(super) fn load(w: &Weights, cfg: &VaeConfig) -> Result<Encoder> {
+    pub(super) fn load(w: &Weights, cfg: &VaeConfig, mode: AttentionMode) -> Result<Encoder> {
         let channels = &cfg.block_out_channels;
         let deepest = channels[channels.len() - 1];
         let mut levels = Vec::with_capacity(channels.len());
@@ -205,7 +221,7 @@ impl Encoder {
         Ok(Encoder {
             conv_in: Conv2d::load(w, "conv_in", cfg.in_channels, channels[0], 3, 1, 1)?,
             levels,
-            mid: MidBlock::load(w, "mid", deepest, cfg)?,
+            mid: MidBlock::load(w, "mid", deepest, cfg, mode)?,
             norm_out: GroupNorm::load(w, "norm_out", deepest, cfg.norm_groups, NORM_EPS)?,
             conv_out: Conv2d::load(w, "conv_out", deepest, 2 * cfg.latent_channels, 3, 1, 1)?,
         })
@@ -246,7 +262,7 @@ pub(super) struct Decoder {
 }
 
 impl Decoder {
-    pub(super) fn load(w: &Weights, cfg: &VaeConfig) -> Result<Decoder> {
+    pub(super) fn load(w: &Weights, cfg: &VaeConfig, mode: AttentionMode) -> Result<Decoder> {
         let channels = &cfg.block_out_channels;
         let deepest = channels[channels.len() - 1];
         let mut levels = Vec::with_capacity(channels.len());
@@ -282,7 +298,7 @@ impl Decoder {
         }
         Ok(Decoder {
             conv_in: Conv2d::load(w, "conv_in", cfg.latent_channels, deepest, 3, 1, 1)?,
-            mid: MidBlock::load(w, "mid", deepest, cfg)?,
+            mid: MidBlock::load(w, "mid", deepest, cfg, mode)?,
             levels,
             norm_out: GroupNorm::load(w, "norm_out", channels[0], cfg.norm_groups, NORM_EPS)?,
             conv_out: Conv2d::load(w, "conv_out", channels[0], cfg.out_channels, 3, 1, 1)?,

@@ -20,7 +20,7 @@ pub use image::{rgb8_to_tensor, tensor_to_rgb8};
 pub use tiled::{axis_tiles, tiled_apply, AxisTile};
 
 use crate::error::{EngineError, Result};
-use crate::layers::Conv2d;
+use crate::layers::{AttentionMode, Conv2d};
 use crate::weights::Weights;
 use blocks::{Decoder, Encoder};
 use tch::Tensor;
@@ -46,6 +46,16 @@ impl AutoencoderKl {
     /// Loads every tensor (shape-checked) from `w`, a view at the LDM names, onto `w`'s
     /// device and kind.
     pub fn load(w: &Weights, cfg: &VaeConfig) -> Result<AutoencoderKl> {
+        AutoencoderKl::load_with(w, cfg, AttentionMode::Sdpa)
+    }
+
+    /// [`AutoencoderKl::load`] with a chosen attention for the mid-blocks (at 1024² the
+    /// decoder's attends over 16,384 tokens: 1 GiB of fp32 scores without SDPA's kernels).
+    pub fn load_with(
+        w: &Weights,
+        cfg: &VaeConfig,
+        attention: AttentionMode,
+    ) -> Result<AutoencoderKl> {
         let (quant_conv, post_quant_conv) = if cfg.quant_convs {
             let moments = 2 * cfg.latent_channels;
             (
@@ -65,8 +75,8 @@ impl AutoencoderKl {
         };
         Ok(AutoencoderKl {
             config: cfg.clone(),
-            encoder: Encoder::load(&w.at("encoder"), cfg)?,
-            decoder: Decoder::load(&w.at("decoder"), cfg)?,
+            encoder: Encoder::load(&w.at("encoder"), cfg, attention)?,
+            decoder: Decoder::load(&w.at("decoder"), cfg, attention)?,
             quant_conv,
             post_quant_conv,
         })

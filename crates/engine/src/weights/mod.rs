@@ -246,6 +246,15 @@ impl Weights {
         )
     }
 
+    /// The same view without a byte counter: for weights loaded again and again
+    /// (sequential offload), which are not resident and must not inflate the report.
+    pub fn uncounted(&self) -> Weights {
+        Weights {
+            ledger: None,
+            ..self.clone()
+        }
+    }
+
     /// A view whose names are relative to `prefix` (joined with a `.`).
     pub fn at(&self, prefix: &str) -> Weights {
         let prefix = if self.prefix.is_empty() {
