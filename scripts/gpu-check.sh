@@ -23,6 +23,14 @@ ln -sf "$out/work/sdxl_full.safetensors" "$out/work/models/checkpoints/sdxl_full
 ( cd "$out/work" && IMAGELAB_APP_DIR="$out/work" /usr/bin/time -v "$bin/imagelab" generate --model sdxl_full \
     --prompt "a lighthouse at dusk" --device cuda --dtype fp16 --seed 1 --json ) 2>&1 | tee "$out/generate.txt"
 echo "== imagelab bench (SDXL 1024², SD 1.5 512², fp16)"
-( cd "$out/work" && "$bin/imagelab" bench --json "$out/imagelab_bench.json" ) 2>&1 | tee "$out/imagelab_bench.txt" || true
+bench_dir="$out/bench-work"   # kept: the SDXL checkpoint is written once for every variant
+( cd "$out/work" && "$bin/imagelab" bench --work-dir "$bench_dir" --json "$out/imagelab_bench.json" ) 2>&1 | tee "$out/imagelab_bench.txt" || true
+echo "== what each switch saves or costs (SDXL): one variant per run"
+for variant in "--no-fused-qkv" "--no-cudnn-benchmark" "--channels-last" "--low-vram" "--cfg-batching sequential" "--attention sliced"; do
+  name="$(echo "$variant" | tr -d ' -')"
+  # shellcheck disable=SC2086
+  ( cd "$out/work" && "$bin/imagelab" bench --model sdxl --work-dir "$bench_dir" $variant \
+      --json "$out/imagelab_bench_$name.json" ) 2>&1 | tee "$out/imagelab_bench_$name.txt" || true
+done
 echo "== diffusers reference benchmark"
 OUT="$out" "$py" "$repo/../shared/perf/sdxl_diffusers_bench.py" 2>&1 | tail -3 | tee "$out/diffusers_bench.txt" || true

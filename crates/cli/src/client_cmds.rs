@@ -164,6 +164,15 @@ fn request_from_args(args: &SubmitArgs) -> Result<SubmitRequest> {
 }
 
 pub fn run_submit(args: SubmitArgs) -> Result<ExitCode> {
+    // Memory modes belong to the workers (config.yaml's `memory:` section), not to a job:
+    // say so rather than accept a flag that would change nothing.
+    let given = args.params.memory.given();
+    if !given.is_empty() {
+        anyhow::bail!(
+            "{} applies to `imagelab generate` only; the daemon's workers take their memory modes from the memory: section of config.yaml",
+            given.join(", ")
+        );
+    }
     let request = request_from_args(&args)?;
     let response = client()?.submit(&request)?;
     // `--json` (shared with generate) prints {"ids":[…]} instead of one id per line.

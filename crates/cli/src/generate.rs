@@ -2,12 +2,13 @@
 //! environment variables, with a progress bar and PNGs that record how they were made.
 
 use crate::logging;
+use crate::memory_args::MemoryArgs;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use imagelab_core::{
     config::Config, parse_sampler_label, paths, DType, DeviceSpec, GenerationParams, SchedulerName,
 };
-use imagelab_engine::pipeline::{ModelChoice, Pipeline, Placement, StepEvent, VaeTiling};
+use imagelab_engine::pipeline::{ModelChoice, Pipeline, Placement, StepEvent};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -64,10 +65,8 @@ pub struct GenerateArgs {
     /// Split layout: the VAE's device (default: --device).
     #[arg(long, env = "IMAGELAB_VAE_DEVICE")]
     pub vae_device: Option<String>,
-    /// Run the VAE in tiles for small cards: `on` (512-pixel tiles, 128 overlap) or
-    /// TILE,OVERLAP in pixels (multiples of 8).
-    #[arg(long, env = "IMAGELAB_VAE_TILING")]
-    pub vae_tiling: Option<String>,
+    #[command(flatten)]
+    pub memory: MemoryArgs,
     /// fp32, fp16 or bf16 (default: fp16 on CUDA, fp32 on the CPU).
     #[arg(long, env = "IMAGELAB_DTYPE")]
     pub dtype: Option<String>,
@@ -138,28 +137,6 @@ fn explain_missing_checkpoint(checkpoints: &Path) {
 }
 
 /// The VAE tiling flag: `on`/`off`, or `TILE,OVERLAP` in pixels.
-fn parse_vae_tiling(flag: Option<&str>) -> Result<Option<VaeTiling>> {
-    let Some(text) = flag else { return Ok(None) };
-    match text.trim() {
-        "off" | "" => return Ok(None),
-        "on" => return Ok(Some(VaeTiling::default())),
-        _ => {}
-    }
-    let bad = || {
-        anyhow::anyhow!("invalid --vae-tiling {text:?}: expected on, off or TILE,OVERLAP in pixels (multiples of 8, overlap smaller than tile)")
-    };
-    let (tile, overlap) = text.split_once(',').ok_or_else(bad)?;
-    let tile: i64 = tile.trim().parse().map_err(|_| bad())?;
-    let overlap: i64 = overlap.trim().parse().map_err(|_| bad())?;
-    if tile < 8 || tile % 8 != 0 || overlap < 0 || overlap % 8 != 0 || overlap >= tile {
-        return Err(bad());
-    }
-    Ok(Some(VaeTiling {
-        tile: tile / 8,
-        overlap: overlap / 8,
-    }))
-}
-
 /// Each component's device: its own flag, else `--device`'s choice.
 fn pick_placement(args: &GenerateArgs, device: DeviceSpec) -> Result<Placement> {
     let or_default = |flag: &Option<String>| -> Result<DeviceSpec> {
@@ -278,9 +255,9 @@ pub fn run(args: GenerateArgs) -> Result<ExitCode> {
     }
     let (device, dtype) = pick_device(&args, &config)?;
     let placement = pick_placement(&args, device)?;
-    let vae_tiling = parse_vae_tiling(args.vae_tiling.as_deref())?;
+    let memory = args.memory.settings(config.memory)?;
     log::info!(
-        "generate: model={} device={placement} dtype={dtype} params={}",
+        "generate: model={} device={placement} dtype={dtype} memory=[{memory}] params={}",
         checkpoint.display(),
         serde_json::to_string(&params)?
     );
@@ -290,11 +267,11 @@ pub fn run(args: GenerateArgs) -> Result<ExitCode> {
         ProgressBar::new_spinner().with_message(format!("loading {}", checkpoint.display()));
     spinner.enable_steady_tick(std::time::Duration::from_millis(120));
     let choice = ModelChoice {
-        checkpoint,
         vae,
         clip,
         placement,
-        dtype,
+        memory,
+        ..ModelChoice::new(checkpoint, placement.unet, dtype)
     };
     let pipeline =
         Pipeline::load(&choice).with_context(|| format!("cannot load model {model_name}"))?;
@@ -309,7 +286,7 @@ pub fn run(args: GenerateArgs) -> Result<ExitCode> {
         .progress_chars("=> "),
     );
     bar.set_message("sampling");
-    let images = pipeline.generate_with(&params, vae_tiling, &mut |event| match event {
+    let images = pipeline.generate(&params, &mut |event| match event {
         StepEvent::Sampling { done, total } => {
             bar.set_length(total as u64);
             bar.set_position(done as u64);

@@ -11,6 +11,7 @@ mod daemon_cmd;
 mod generate;
 mod gpus;
 mod logging;
+mod memory_args;
 mod models;
 mod night;
 mod prompts;

@@ -11,6 +11,7 @@ use anyhow::Result;
 use clap::Args;
 use imagelab_core::config::Config;
 use imagelab_core::events::ComponentVram;
+use imagelab_core::memory::MemorySettings;
 use imagelab_core::worker::{WorkRequest, WorkerCommand, WorkerEvent};
 use imagelab_core::{paths, DType, DeviceSpec};
 use imagelab_engine::pipeline::{ModelChoice, PipelineCache, Placement, Step, StepEvent};
@@ -51,9 +52,17 @@ fn placement(device: DeviceSpec, split: bool) -> Result<Placement> {
     })
 }
 
-fn choice(checkpoint: std::path::PathBuf, placement: Placement, dtype: DType) -> ModelChoice {
+/// What a job loads: the checkpoint on this worker's devices, with the config's
+/// `memory:` modes (read for every job, so an edited config applies to the next load).
+fn choice(
+    checkpoint: std::path::PathBuf,
+    placement: Placement,
+    dtype: DType,
+    memory: MemorySettings,
+) -> ModelChoice {
     ModelChoice {
         placement,
+        memory,
         ..ModelChoice::new(checkpoint, placement.unet, dtype)
     }
 }
@@ -124,7 +133,7 @@ fn run_one(
         Ok(path) => path,
         Err(e) => return Ok(failed(e.to_string(), false)),
     };
-    let pipeline = match cache.get_or_load(&choice(checkpoint, device, dtype)) {
+    let pipeline = match cache.get_or_load(&choice(checkpoint, device, dtype, config.memory)) {
         Ok(p) => p,
         Err(e) => return Ok(failed(format!("{e}"), retryable(&e))),
     };
@@ -134,7 +143,8 @@ fn run_one(
     }
     let started = Instant::now();
     let mut steps = 0usize;
-    let images = pipeline.generate_until(&request.params, None, &mut |step| {
+    let tiling = pipeline.memory_settings().vae_tiling;
+    let images = pipeline.generate_until(&request.params, tiling, &mut |step| {
         if let StepEvent::Sampling { done, total } = step.event {
             steps = total;
             let _ = emit(&WorkerEvent::Progress {
@@ -215,11 +225,12 @@ fn load(
     device: Placement,
     dtype: DType,
 ) -> std::result::Result<(), String> {
-    let folders = Config::load().map_err(|e| e.to_string())?.folders();
-    let checkpoint = paths::resolve_model_file(&folders.checkpoints(), model, "model", false)
-        .map_err(|e| e.to_string())?;
+    let config = Config::load().map_err(|e| e.to_string())?;
+    let checkpoint =
+        paths::resolve_model_file(&config.folders().checkpoints(), model, "model", false)
+            .map_err(|e| e.to_string())?;
     cache
-        .get_or_load(&choice(checkpoint, device, dtype))
+        .get_or_load(&choice(checkpoint, device, dtype, config.memory))
         .map(drop)
         .map_err(|e| e.to_string())
 }

@@ -184,3 +184,27 @@ fn names_with_dotdot_and_missing_models_are_refused() {
     let out = run(&sb, &["--model", "nothere", "--device", "cpu"]);
     assert_refused(&sb, &out, &["\"nothere\"", "not found"]);
 }
+
+#[test]
+fn submit_refuses_memory_flags_that_only_generate_can_apply() {
+    let sb = Sandbox::new();
+    let out = sb
+        .imagelab()
+        .args([
+            "submit",
+            "--prompt",
+            "x",
+            "--low-vram",
+            "--offload",
+            "model",
+        ])
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    for needle in ["--low-vram", "--offload", "memory:"] {
+        assert!(err.contains(needle), "expected {needle:?} in: {err}");
+    }
+    // Refused before any daemon is contacted: not the "not running" message.
+    assert!(!err.contains("not running"), "{err}");
+}

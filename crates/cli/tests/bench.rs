@@ -75,3 +75,52 @@ fn bad_bench_flags_are_errors() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--size"));
 }
+
+#[test]
+fn bench_measures_a_memory_mode_and_records_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("bench.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_imagelab"))
+        .args([
+            "bench",
+            "--device",
+            "cpu",
+            "--size",
+            "small",
+            "--model",
+            "sdxl",
+            "--steps",
+            "2",
+            "--batch",
+            "1",
+            "--low-vram",
+            "--no-fused-qkv",
+            "--json",
+        ])
+        .arg(&json)
+        .arg("--work-dir")
+        .arg(dir.path().join("work"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let r = &doc["results"][0];
+    assert_eq!(
+        r["memory_settings"],
+        "attention=sdpa offload=model cfg_batching=sequential vae_tiling=512,128"
+    );
+    assert_eq!(r["tuning"]["fused_qkv"], false);
+    // Offloaded text encoders and VAE hold nothing between uses; the UNet stays.
+    for c in r["memory_report"].as_array().unwrap() {
+        let bytes = c["bytes"].as_u64().unwrap();
+        if c["component"] == "unet" {
+            assert!(bytes > 0);
+        } else {
+            assert_eq!(bytes, 0, "{c}");
+        }
+    }
+}

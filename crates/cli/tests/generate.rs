@@ -334,6 +334,10 @@ fn placement_and_vae_tiling_flags() {
         ("--vae-tiling", "64,64", "--vae-tiling"),
         ("--text-device", "cuda:99", "cuda:99"),
         ("--vae-device", "gpu", "device"),
+        ("--attention", "flash", "--attention"),
+        ("--attention", "sliced:0", "sliced:0"),
+        ("--offload", "disk", "--offload"),
+        ("--cfg-batching", "parallel", "--cfg-batching"),
     ] {
         let out = run(&sb, &[&base[..], &[flag, value]].concat());
         let err = String::from_utf8_lossy(&out.stderr);
@@ -342,4 +346,49 @@ fn placement_and_vae_tiling_flags() {
             "{flag} {value}: {err}"
         );
     }
+}
+
+#[test]
+fn low_vram_and_memory_mode_flags() {
+    let sb = sandbox();
+    let base = [
+        "--model", "sdxl", "--seed", "5", "--width", "128", "--height", "128",
+    ];
+    // --low-vram tiles the VAE; the same tiling alone isolates its other parts (offload:
+    // exact; sequential CFG: fp32 rounding, at most one 8-bit level).
+    ok(&run(&sb, &[&base[..], &["--vae-tiling", "on"]].concat()));
+    ok(&run(&sb, &[&base[..], &["--low-vram"]].concat()));
+    ok(&run(&sb, &base));
+    // Sequential offload with sliced attention, from the environment as a container sets it.
+    let out = sb
+        .generate()
+        .args([
+            "--device",
+            "cpu",
+            "--steps",
+            "2",
+            "--prompt",
+            "a tiny lighthouse",
+        ])
+        .args(base)
+        .env("IMAGELAB_OFFLOAD", "sequential")
+        .env("IMAGELAB_ATTENTION", "sliced:16")
+        .output()
+        .unwrap();
+    ok(&out);
+    let other_seed = [
+        "--model", "sdxl", "--seed", "6", "--width", "128", "--height", "128",
+    ];
+    ok(&run(&sb, &other_seed));
+    let files = sb.outputs();
+    assert_eq!(files.len(), 5);
+    let images: Vec<Vec<u8>> = files.iter().map(|f| pixels(f).2).collect();
+    let worst = |a: &[u8], b: &[u8]| a.iter().zip(b).map(|(x, y)| x.abs_diff(*y)).max().unwrap();
+    let low = worst(&images[0], &images[1]);
+    assert!(low <= 1, "--low-vram differs from --vae-tiling on by {low}");
+    // Offload is exact and sliced attention rounds differently: at most one level.
+    let streamed = worst(&images[2], &images[3]);
+    assert!(streamed <= 1, "sequential offload differs by {streamed}");
+    // The comparison can fail: another seed changes pixels by far more than that.
+    assert!(worst(&images[2], &images[4]) > 16);
 }

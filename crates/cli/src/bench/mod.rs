@@ -7,8 +7,10 @@
 
 mod models;
 
+use crate::memory_args::{MemoryArgs, TuningArgs};
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use imagelab_core::memory::MemorySettings;
 use imagelab_core::{DType, DeviceSpec, GenerationParams, SamplerName, SchedulerName};
 use imagelab_engine::pipeline::{ModelChoice, Pipeline, StepEvent};
 use models::BenchModel;
@@ -40,9 +42,17 @@ pub struct BenchArgs {
     /// Also write the results here as JSON.
     #[arg(long)]
     pub json: Option<PathBuf>,
-    /// Where the checkpoints and images go (default: a temporary folder, removed after).
+    /// Where the checkpoints and images go (default: a temporary folder, removed after). A
+    /// folder given here keeps its checkpoints, and the next run reuses them.
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
+    /// Memory modes to measure (`--low-vram` is the 8 GiB setting); the default is the
+    /// fastest, whatever config.yaml says.
+    #[command(flatten)]
+    pub memory: MemoryArgs,
+    /// Each speed optimisation can be switched off to measure what it saves.
+    #[command(flatten)]
+    pub tuning: TuningArgs,
 }
 
 const PROMPT: &str = "a lighthouse at dusk, volumetric light, detailed oil painting";
@@ -126,7 +136,11 @@ fn bench_model(
     imagelab_engine::model_hash::short_sha256(&path)?;
 
     eprintln!("{}: loading…", model.name);
-    let choice = ModelChoice::new(&path, device, dtype);
+    let choice = ModelChoice {
+        memory: args.memory.settings(MemorySettings::default())?,
+        tuning: args.tuning.tuning(),
+        ..ModelChoice::new(&path, device, dtype)
+    };
     let (pipeline, load_s) = timed(device, || Ok(Pipeline::load(&choice)?))?;
     let weight_bytes: u64 = pipeline.memory_report().iter().map(|c| c.bytes).sum();
 
@@ -153,7 +167,10 @@ fn bench_model(
             .map(|w| (w[1] - w[0]).as_secs_f64())
             .collect(),
     );
-    let (_, decode_s) = timed(device, || Ok(pipeline.decode_to_tensor(&latents)?))?;
+    let tiling = pipeline.memory_settings().vae_tiling;
+    let (_, decode_s) = timed(device, || {
+        Ok(pipeline.decode_to_tensor_with(&latents, tiling)?)
+    })?;
 
     let png = dir.join(format!("bench_{}.png", model.name));
     let _ = std::fs::remove_file(&png);
@@ -174,6 +191,8 @@ fn bench_model(
         "device": device.to_string(),
         "dtype": dtype,
         "steps": args.steps,
+        "memory_settings": pipeline.memory_settings().to_string(),
+        "tuning": pipeline.tuning(),
         "checkpoint_bytes": file_bytes,
         "weight_bytes_loaded": weight_bytes,
         "load_s": load_s,
@@ -272,7 +291,9 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     let mut results = Vec::new();
     for model in models {
         results.push(bench_model(model, device, dtype, &args, batch, dir)?);
-        let _ = std::fs::remove_file(dir.join(format!("bench_{}.safetensors", model.name)));
+        if matches!(temp, WorkDir::Temp(_)) {
+            let _ = std::fs::remove_file(dir.join(format!("bench_{}.safetensors", model.name)));
+        }
     }
     print_table(&results);
     if let Some(path) = &args.json {
