@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-/// Finds libtorch's `lib` folder the same way torch-sys does: `LIBTORCH`, else the
+/// Finds libtorch's `lib` folder the same way torch-sys does: `LIBTORCH_LIB`, `LIBTORCH`, else the
 /// `torch` package of the `python3` on `PATH` (with `LIBTORCH_USE_PYTORCH=1`).
 fn libtorch_lib_dir() -> Option<PathBuf> {
     if let Ok(dir) = std::env::var("LIBTORCH_LIB") {
@@ -30,6 +30,22 @@ fn libtorch_lib_dir() -> Option<PathBuf> {
     }
     let dir = String::from_utf8(out.stdout).ok()?;
     Some(PathBuf::from(dir.trim()).join("lib"))
+}
+
+/// libtorch's header folder (`include`, beside `lib`), found by the same lookup as its
+/// libraries; `None` when libtorch or its headers are not found. The C++ API headers sit
+/// below it in `torch/csrc/api/include`.
+pub fn libtorch_include_dir() -> Option<PathBuf> {
+    let include = libtorch_lib_dir()?.parent()?.join("include");
+    include.is_dir().then_some(include)
+}
+
+/// The `_GLIBCXX_USE_CXX11_ABI` value C++ compiled against libtorch must use: as torch-sys
+/// decides it, `LIBTORCH_CXX11_ABI` or else 1 (the torch 2.11 pip wheel reports 1:
+/// `python -c 'import torch; print(torch._C._GLIBCXX_USE_CXX11_ABI)'`).
+pub fn cxx11_abi() -> String {
+    println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
+    std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".to_owned())
 }
 
 /// Emits the link arguments; call it from a build script.

@@ -34,6 +34,12 @@ fn cpu_small_bench_writes_every_figure() {
     ] {
         assert!(stdout.contains(label), "{stdout}");
     }
+    // The allocator's peaks are rows of the table too, "n/a" on the CPU.
+    let peak_row = stdout
+        .lines()
+        .find(|l| l.starts_with("peak alloc GiB image"))
+        .unwrap_or_else(|| panic!("no allocator peak row:\n{stdout}"));
+    assert!(peak_row.contains("n/a"), "{peak_row}");
     let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     let results = doc["results"].as_array().unwrap();
     let names: Vec<&str> = results
@@ -57,6 +63,11 @@ fn cpu_small_bench_writes_every_figure() {
         }
         // The CPU has no GPU memory figure; the loaded weights equal the file's (fp32 both).
         assert!(r["gpu_process_mib_after_run"].is_null());
+        // Nor allocator figures: every phase is there, and null.
+        let allocator = r["allocator"].as_object().unwrap();
+        for phase in ["load", "image", "batch"] {
+            assert!(allocator[phase].is_null(), "{phase}: {}", allocator[phase]);
+        }
         assert!(r["weight_bytes_loaded"].as_u64().unwrap() > 0);
         let report = r["memory_report"].as_array().unwrap();
         assert!(report.iter().any(|c| c["component"] == "unet"));

@@ -5,6 +5,7 @@
 
 pub mod checkpoint;
 pub mod clip;
+pub mod device_memory;
 pub mod diffusers_folder;
 pub mod error;
 pub mod layers;
@@ -18,6 +19,7 @@ pub mod unet;
 pub mod vae;
 pub mod weights;
 
+pub use device_memory::{allocator_stats, empty_cache, reset_peak, AllocatorStats};
 pub use error::{EngineError, Result};
 
 /// Serialises the unit tests that draw from libtorch's global generator: stochastic

@@ -2,8 +2,9 @@
 //! with nothing downloaded. For each model it writes a single-file checkpoint, then times
 //! the load (and its GiB/s), text encoding, the UNet step with CFG (batch 2), a whole
 //! denoise, the VAE decode, one image end to end (prompt to PNG on disk) and a batch, and
-//! reads the GPU memory the process holds. `--device cpu --size small` runs in seconds
-//! on tiny models for CI.
+//! reads GPU memory two ways: what the process holds (NVML) and the peaks of libtorch's
+//! caching allocator during the load, one image and the batch (through the engine's
+//! allocator shim). `--device cpu --size small` runs in seconds on tiny models for CI.
 
 mod models;
 
@@ -65,9 +66,28 @@ fn sync(device: DeviceSpec) {
     }
 }
 
+/// Starts a memory measurement on `device`: the allocator's peaks restart from its
+/// current figures. Nothing on the CPU.
+fn reset_peak(device: DeviceSpec) {
+    if let DeviceSpec::Cuda(index) = device {
+        imagelab_engine::reset_peak(index);
+    }
+}
+
+/// The allocator's figures on `device` once its queued work is done (peaks since the last
+/// [`reset_peak`]); `None` on the CPU or where the shim is unavailable.
+fn allocator_figures(device: DeviceSpec) -> Option<imagelab_engine::AllocatorStats> {
+    let DeviceSpec::Cuda(index) = device else {
+        return None;
+    };
+    sync(device);
+    imagelab_engine::allocator_stats(index)
+}
+
 /// GPU memory this process holds on `device`, in MiB, from NVML (includes the CUDA context
-/// and what libtorch's caching allocator keeps reserved, which never shrinks during a run,
-/// so read after the run it is the peak reserved). `None` on the CPU or without NVML.
+/// and what libtorch's caching allocator keeps reserved, which does not shrink while a
+/// model runs, so read after the run it is the peak reserved). `None` on the CPU or
+/// without NVML.
 fn process_gpu_mib(device: DeviceSpec) -> Option<u64> {
     use imagelab_gpu::GpuProbe;
     let DeviceSpec::Cuda(index) = device else {
@@ -141,7 +161,9 @@ fn bench_model(
         tuning: args.tuning.tuning(),
         ..ModelChoice::new(&path, device, dtype)
     };
+    reset_peak(device);
     let (pipeline, load_s) = timed(device, || Ok(Pipeline::load(&choice)?))?;
+    let load_memory = allocator_figures(device);
     let weight_bytes: u64 = pipeline.memory_report().iter().map(|c| c.bytes).sum();
 
     // Warm-up: kernels chosen, allocator filled.
@@ -174,6 +196,7 @@ fn bench_model(
 
     let png = dir.join(format!("bench_{}.png", model.name));
     let _ = std::fs::remove_file(&png);
+    reset_peak(device);
     let (_, e2e_s) = timed(device, || {
         let images = pipeline.generate(&p, &mut |_| {})?;
         let first = images.first().context("no image generated")?;
@@ -181,9 +204,12 @@ fn bench_model(
         imagelab_engine::png_out::write_new_file(&png, &bytes)?;
         Ok(())
     })?;
+    let image_memory = allocator_figures(device);
 
     let pb = params(model, args.steps, batch);
+    reset_peak(device);
     let (_, batch_s) = timed(device, || Ok(pipeline.generate(&pb, &mut |_| {})?))?;
+    let batch_memory = allocator_figures(device);
 
     Ok(json!({
         "model": model.name,
@@ -205,31 +231,47 @@ fn bench_model(
         "batch": batch,
         "batch_images_per_s": batch as f64 / batch_s,
         "gpu_process_mib_after_run": process_gpu_mib(device),
+        // libtorch's caching allocator, per phase (peaks reset at each phase's start);
+        // null on the CPU.
+        "allocator": {
+            "load": load_memory,
+            "image": image_memory,
+            "batch": batch_memory,
+        },
         "memory_report": pipeline.memory_report(),
     }))
 }
 
+/// The table: a label, where the figure sits in a model's JSON (a JSON pointer) and the
+/// scale it is printed at. A figure that is absent or null prints "n/a".
 fn print_table(results: &[Value]) {
-    let rows: [(&str, &str, f64); 11] = [
+    const GIB: f64 = 1.0 / (1u64 << 30) as f64;
+    let rows: [(&str, &str, f64); 17] = [
+        ("checkpoint GiB", "/checkpoint_bytes", GIB),
+        ("load s", "/load_s", 1.0),
+        ("load GiB/s", "/load_gib_per_s", 1.0),
+        ("text encode ms", "/text_encode_s", 1e3),
+        ("UNet CFG step ms", "/unet_cfg_step_s", 1e3),
+        ("denoise s", "/denoise_s", 1.0),
+        ("VAE decode ms", "/vae_decode_s", 1e3),
+        ("end to end s/image", "/end_to_end_s_per_image", 1.0),
+        ("batch images/s", "/batch_images_per_s", 1.0),
+        ("GPU MiB (process)", "/gpu_process_mib_after_run", 1.0),
+        ("peak alloc GiB load", "/allocator/load/peak_allocated", GIB),
+        ("peak resv GiB load", "/allocator/load/peak_reserved", GIB),
         (
-            "checkpoint GiB",
-            "checkpoint_bytes",
-            1.0 / (1u64 << 30) as f64,
+            "peak alloc GiB image",
+            "/allocator/image/peak_allocated",
+            GIB,
         ),
-        ("load s", "load_s", 1.0),
-        ("load GiB/s", "load_gib_per_s", 1.0),
-        ("text encode ms", "text_encode_s", 1e3),
-        ("UNet CFG step ms", "unet_cfg_step_s", 1e3),
-        ("denoise s", "denoise_s", 1.0),
-        ("VAE decode ms", "vae_decode_s", 1e3),
-        ("end to end s/image", "end_to_end_s_per_image", 1.0),
-        ("batch images/s", "batch_images_per_s", 1.0),
-        ("GPU MiB (process)", "gpu_process_mib_after_run", 1.0),
+        ("peak resv GiB image", "/allocator/image/peak_reserved", GIB),
         (
-            "weights GiB loaded",
-            "weight_bytes_loaded",
-            1.0 / (1u64 << 30) as f64,
+            "peak alloc GiB batch",
+            "/allocator/batch/peak_allocated",
+            GIB,
         ),
+        ("peak resv GiB batch", "/allocator/batch/peak_reserved", GIB),
+        ("weights GiB loaded", "/weight_bytes_loaded", GIB),
     ];
     print!("{:<22}", "");
     for r in results {
@@ -239,7 +281,7 @@ fn print_table(results: &[Value]) {
     for (label, key, scale) in rows {
         print!("{label:<22}");
         for r in results {
-            match r[key].as_f64() {
+            match r.pointer(key).and_then(Value::as_f64) {
                 Some(v) => print!("{:>14.3}", v * scale),
                 None => print!("{:>14}", "n/a"),
             }
@@ -291,6 +333,9 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     let mut results = Vec::new();
     for model in models {
         results.push(bench_model(model, device, dtype, &args, batch, dir)?);
+        // The model's pipeline is gone: give its cached blocks back to the driver so the
+        // next model's NVML figure and reserved peaks do not include them.
+        imagelab_engine::empty_cache();
         if matches!(temp, WorkDir::Temp(_)) {
             let _ = std::fs::remove_file(dir.join(format!("bench_{}.safetensors", model.name)));
         }

@@ -10,10 +10,11 @@
 //!
 //! Eviction drops the cache's reference; the pipeline's tensors are freed as soon as no
 //! job still holds its `Rc`. On CUDA the freed blocks go back to libtorch's caching
-//! allocator, where the next load reuses them; tch 0.24 exposes no
-//! `c10::cuda::CUDACachingAllocator::emptyCache`, so they are not handed back to the
-//! driver (other processes see them as used until this process exits). Releasing them
-//! would take a small C++ shim; see BENCHMARKS.md.
+//! allocator; when the cache held the last reference, eviction then empties that cache
+//! ([`crate::device_memory::empty_cache`], a C++ shim, since tch 0.24 exposes no
+//! `emptyCache`), so the memory goes back to the driver and other processes can use it.
+//! A pipeline a job still holds is freed when the job drops it, into the allocator's cache
+//! only (the next eviction or load reuses or releases it).
 
 use super::{MemorySettings, ModelChoice, Pipeline, Placement, Tuning};
 use crate::error::{EngineError, Result};
@@ -159,8 +160,9 @@ impl PipelineCache {
             .map(|c| c.bytes)
             .sum::<u64>();
         let placement = pipeline.placement();
+        let last = Rc::strong_count(&pipeline) == 1;
         drop(pipeline);
-        release_device_memory(placement);
+        release_device_memory(placement, last);
     }
 
     /// Drops the cached pipelines of this checkpoint (every device and precision); returns
@@ -174,8 +176,9 @@ impl PipelineCache {
         {
             let (_, pipeline) = self.entries.remove(pos);
             let placement = pipeline.placement();
+            let last = Rc::strong_count(&pipeline) == 1;
             drop(pipeline);
-            release_device_memory(placement);
+            release_device_memory(placement, last);
             removed += 1;
         }
         removed
@@ -228,13 +231,19 @@ impl PipelineCache {
 }
 
 /// After an eviction: wait for the devices the pipeline used, so its frees have happened
-/// before the next load allocates. (No `empty_cache` in tch 0.24; see the module notes.)
-fn release_device_memory(placement: Placement) {
+/// before the next load allocates; when the dropped reference was the last one (its
+/// tensors are gone), hand the allocator's cached blocks back to the driver.
+fn release_device_memory(placement: Placement, last: bool) {
+    let mut on_cuda = false;
     for device in [placement.unet, placement.text_encoders, placement.vae] {
         if let imagelab_core::DeviceSpec::Cuda(index) = device {
             if tch::Cuda::is_available() {
                 tch::Cuda::synchronize(index as i64);
+                on_cuda = true;
             }
         }
+    }
+    if last && on_cuda {
+        crate::device_memory::empty_cache();
     }
 }
