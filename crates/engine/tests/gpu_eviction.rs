@@ -8,20 +8,6 @@ mod common;
 
 use imagelab_core::{DType, DeviceSpec};
 use imagelab_engine::pipeline::{ModelChoice, PipelineCache};
-use std::path::PathBuf;
-
-/// The tiny SD 1.x checkpoint of `pipeline_ref.py`, in the folder perf_memory.rs and
-/// vae_tiled.rs share (test binaries run one after another).
-fn sd1_checkpoint() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("perf_memory");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::env::set_var("AIIMAGEGEN_HOME", dir.join("home"));
-    if !dir.join("done").exists() {
-        common::run_reference("pipeline_ref.py", &dir, &[]);
-        std::fs::write(dir.join("done"), b"").unwrap();
-    }
-    dir.join("sd1.safetensors")
-}
 
 #[test]
 fn evicting_a_gpu_pipeline_gives_its_memory_back_to_the_driver() {
@@ -29,7 +15,11 @@ fn evicting_a_gpu_pipeline_gives_its_memory_back_to_the_driver() {
         eprintln!("skipped: no CUDA device");
         return;
     }
-    let choice = ModelChoice::new(sd1_checkpoint(), DeviceSpec::Cuda(0), DType::Fp32);
+    let choice = ModelChoice::new(
+        common::pipeline_model("sd1"),
+        DeviceSpec::Cuda(0),
+        DType::Fp32,
+    );
     let mut cache = PipelineCache::new(1);
     let pipeline = cache.get_or_load(&choice).unwrap();
     let weights: u64 = pipeline.memory_report().iter().map(|c| c.bytes).sum();

@@ -10,49 +10,14 @@
 mod common;
 
 use imagelab_core::memory::{AttentionMode, CfgBatching, MemorySettings, Offload};
-use imagelab_core::{DType, DeviceSpec, GenerationParams, SamplerName, SchedulerName};
+use imagelab_core::{DType, DeviceSpec};
 use imagelab_engine::pipeline::{ModelChoice, Pipeline, Tuning};
 use imagelab_engine::unet::{sdxl_vector, BlockOptions, UNet, UNetConfig, UNetOptions};
 use imagelab_engine::weights::{WeightFile, Weights};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use tch::{Kind, Tensor};
 
-fn reference_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        // Shared with perf_memory.rs and vae_tiled.rs (test binaries run one after another).
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("perf_memory");
-        std::fs::create_dir_all(&dir).unwrap();
-        std::env::set_var("AIIMAGEGEN_HOME", dir.join("home"));
-        if !dir.join("done").exists() {
-            common::run_reference("pipeline_ref.py", &dir, &[]);
-            std::fs::write(dir.join("done"), b"").unwrap();
-        }
-        dir
-    })
-}
-
-fn model(name: &str) -> PathBuf {
-    reference_dir().join(format!("{name}.safetensors"))
-}
-
-fn params() -> GenerationParams {
-    GenerationParams {
-        prompt: "a lighthouse at dusk".into(),
-        negative: "blurry".into(),
-        model: "tiny".into(),
-        width: 64,
-        height: 64,
-        steps: 3,
-        cfg: 5.0,
-        sampler: SamplerName::Euler,
-        scheduler: SchedulerName::Normal,
-        seed: 7,
-        ..GenerationParams::default()
-    }
-}
+use common::{pipeline_model as model, pipeline_models as reference_dir, tiny_params as params};
 
 fn choice(name: &str, memory: MemorySettings, tuning: Tuning) -> ModelChoice {
     ModelChoice {

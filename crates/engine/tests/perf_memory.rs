@@ -7,50 +7,15 @@
 
 mod common;
 
-use imagelab_core::{DType, DeviceSpec, GenerationParams, SamplerName, SchedulerName};
+use imagelab_core::{DType, DeviceSpec};
 use imagelab_engine::pipeline::{bytes_on, ModelChoice, Pipeline, PipelineCache, Placement};
 use std::cell::Cell;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::rc::Rc;
-use std::sync::OnceLock;
 use tch::{Kind, Tensor};
 
-fn reference_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("perf_memory");
-        std::fs::create_dir_all(&dir).unwrap();
-        std::env::set_var("AIIMAGEGEN_HOME", dir.join("home"));
-        // Shared with vae_tiled.rs (test binaries run one after another); the marker is
-        // written only after the reference finished.
-        if !dir.join("done").exists() {
-            common::run_reference("pipeline_ref.py", &dir, &[]);
-            std::fs::write(dir.join("done"), b"").unwrap();
-        }
-        dir
-    })
-}
-
-fn model(name: &str) -> PathBuf {
-    reference_dir().join(format!("{name}.safetensors"))
-}
-
-fn params() -> GenerationParams {
-    GenerationParams {
-        prompt: "a lighthouse at dusk".into(),
-        negative: "blurry".into(),
-        model: "tiny".into(),
-        width: 64,
-        height: 64,
-        steps: 3,
-        cfg: 5.0,
-        sampler: SamplerName::Euler,
-        scheduler: SchedulerName::Normal,
-        seed: 7,
-        ..GenerationParams::default()
-    }
-}
+use common::{pipeline_model as model, tiny_params as params};
 
 fn choice(name: &str, placement: Placement, dtype: DType) -> ModelChoice {
     ModelChoice {

@@ -10,27 +10,14 @@
 
 mod common;
 
+use common::pipeline_models as reference_dir;
+
 use imagelab_engine::vae::{
     axis_tiles, tiled_apply, vae_weights_from_file, AutoencoderKl, VaeConfig,
 };
 use imagelab_engine::weights::WeightFile;
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::path::Path;
 use tch::{Device, Kind, Tensor};
-
-fn reference_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("perf_memory");
-        std::fs::create_dir_all(&dir).unwrap();
-        std::env::set_var("AIIMAGEGEN_HOME", dir.join("home"));
-        if !dir.join("done").exists() {
-            common::run_reference("pipeline_ref.py", &dir, &[]);
-            std::fs::write(dir.join("done"), b"").unwrap();
-        }
-        dir
-    })
-}
 
 fn load_vae(path: &Path) -> AutoencoderKl {
     let w = vae_weights_from_file(WeightFile::open(path).unwrap()).unwrap();
@@ -47,7 +34,11 @@ fn vaes() -> (AutoencoderKl, AutoencoderKl) {
             .into_iter()
             .filter(|(name, _)| !name.contains("mid.attn_1"))
             .collect();
-        Tensor::write_safetensors(&kept, &no_attn).unwrap();
+        // Tests run in parallel and may all get here: each writes its own file and
+        // renames it into place, so no test ever reads a half-written one.
+        let partial = no_attn.with_extension(format!("{:?}.partial", std::thread::current().id()));
+        Tensor::write_safetensors(&kept, &partial).unwrap();
+        std::fs::rename(&partial, &no_attn).unwrap();
     }
     let (a, b) = (load_vae(&full), load_vae(&no_attn));
     assert!(a.config().mid_attention && !b.config().mid_attention);

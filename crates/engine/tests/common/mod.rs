@@ -80,3 +80,44 @@ pub fn assert_close(what: &str, actual: &Tensor, expected: &Tensor, tol: f64) {
         "{what}: relative error {err:.3e} exceeds {tol:.0e}"
     );
 }
+
+/// The tiny SD 1.x / 2.x / SDXL checkpoints (and parts) of `pipeline_ref.py`, written once
+/// into a folder that the speed-and-memory test binaries share (cargo runs test binaries
+/// one after another; the marker is written only after the reference finished). Points
+/// `AIIMAGEGEN_HOME` inside it, so the model-hash cache never touches the user's settings.
+pub fn pipeline_models() -> &'static Path {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("perf_memory");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::env::set_var("AIIMAGEGEN_HOME", dir.join("home"));
+        if !dir.join("done").exists() {
+            run_reference("pipeline_ref.py", &dir, &[]);
+            std::fs::write(dir.join("done"), b"").unwrap();
+        }
+        dir
+    })
+}
+
+/// One checkpoint of [`pipeline_models`]: `sd1`, `sd2`, `sdxl`, …
+pub fn pipeline_model(name: &str) -> PathBuf {
+    pipeline_models().join(format!("{name}.safetensors"))
+}
+
+/// A 64×64, 3-step Euler run with CFG 5 and seed 7: small enough for the CPU, guided so
+/// both halves of CFG run.
+pub fn tiny_params() -> imagelab_core::GenerationParams {
+    imagelab_core::GenerationParams {
+        prompt: "a lighthouse at dusk".into(),
+        negative: "blurry".into(),
+        model: "tiny".into(),
+        width: 64,
+        height: 64,
+        steps: 3,
+        cfg: 5.0,
+        sampler: imagelab_core::SamplerName::Euler,
+        scheduler: imagelab_core::SchedulerName::Normal,
+        seed: 7,
+        ..imagelab_core::GenerationParams::default()
+    }
+}
