@@ -209,7 +209,7 @@ pub struct OutputFile {
     pub bytes: u64,
 }
 
-/// `GET /v1/health` (the one call that needs no token).
+/// `GET /v1/health` (with `GET /v1/openapi.yaml`, the calls that need no token).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Health {
     pub ok: bool,

@@ -1,5 +1,5 @@
 //! The bearer token: drawn at start from the OS's entropy, published in `daemon.json`, and
-//! checked on every call but `/v1/health`.
+//! checked on every call but `/v1/health` and `/v1/openapi.yaml`.
 
 use crate::error::ApiFailure;
 use actix_web::body::MessageBody;

@@ -1,5 +1,6 @@
 //! The HTTP routes: jobs (submit, list, get, cancel), the queue (pause, resume, status),
-//! health and the event stream; submit, cancel, pause and resume publish their events.
+//! health, the OpenAPI description (`openapi.yaml`) and the event stream; submit, cancel,
+//! pause and resume publish their events.
 //! Queue calls block on a disk flush, so they run on actix's blocking pool.
 
 use crate::auth::{require_token, Token};
@@ -57,6 +58,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .app_data(web::PathConfig::default().error_handler(path_error))
     // Registered before the `/v1` scope so it is reached without a token.
     .route("/v1/health", web::get().to(health))
+    // The API's description carries no secrets: public like health.
+    .route("/v1/openapi.yaml", web::get().to(openapi))
     .service(
         web::scope("/v1")
             .wrap(from_fn(require_token))
@@ -135,6 +138,15 @@ async fn unknown_route(req: HttpRequest) -> Result<HttpResponse, ApiFailure> {
         req.method(),
         req.path()
     )))
+}
+
+/// The OpenAPI 3.1 description of this API, as built into the binary.
+const OPENAPI_YAML: &str = include_str!("../openapi.yaml");
+
+async fn openapi() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/yaml")
+        .body(OPENAPI_YAML)
 }
 
 async fn health() -> web::Json<Health> {
