@@ -52,9 +52,20 @@ pub async fn set(
         }
     }
     let target = target(&state, &request)?;
+    let by_job = matches!(target, FavoriteTarget::Job(_));
     let queue = state.queue.clone();
     let rating = request.rating;
-    let favorite = web::block(move || queue.set_favorite(&target, rating)).await??;
+    // An unknown job is named by the request's own field, `job` (not the path's `id`).
+    let favorite = web::block(move || queue.set_favorite(&target, rating))
+        .await?
+        .map_err(|e| {
+            let failure = ApiFailure::from(e);
+            if by_job && failure.status == actix_web::http::StatusCode::NOT_FOUND {
+                failure.field("job")
+            } else {
+                failure
+            }
+        })?;
     Ok(web::Json(view(favorite)))
 }
 

@@ -7,16 +7,13 @@ use crate::error::ApiFailure;
 use crate::routes::AppState;
 use actix_web::web;
 use imagelab_core::api::{ClearResponse, JobView, PriorityRequest};
-use imagelab_queue::JobId;
 
 pub async fn set_priority(
     state: web::Data<AppState>,
     id: web::Path<String>,
     body: web::Json<PriorityRequest>,
 ) -> Result<web::Json<JobView>, ApiFailure> {
-    let id: JobId = id.parse().map_err(|_| {
-        ApiFailure::bad_request(format!("job id {:?} is not a number", id.as_str())).field("id")
-    })?;
+    let id = crate::routes::parse_id(&id)?;
     let priority = priority_to_queue(body.priority);
     let queue = state.queue.clone();
     let job = web::block(move || queue.reprioritise(id, priority)).await??;

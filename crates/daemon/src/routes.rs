@@ -116,6 +116,12 @@ fn json_error(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
                 format!("request body too large: at most {MAX_BODY_BYTES} bytes"),
             )
         }
+        // Text that is not JSON, and JSON that does not fit the request type (unknown
+        // field, wrong type, unknown variant): both are a bad request here. Submit reads
+        // its body as free JSON and answers 422 for values its own validation refuses.
+        JsonPayloadError::Deserialize(e) if e.is_data() => {
+            ApiFailure::bad_request(format!("invalid request body: {e}"))
+        }
         JsonPayloadError::Deserialize(e) => {
             ApiFailure::bad_request(format!("malformed JSON in the request body: {e}"))
         }
@@ -157,7 +163,8 @@ async fn health() -> web::Json<Health> {
     })
 }
 
-fn parse_id(text: &str) -> Result<JobId, ApiFailure> {
+/// A job id from the path, or a 400 naming `id`.
+pub(crate) fn parse_id(text: &str) -> Result<JobId, ApiFailure> {
     text.parse().map_err(|_| {
         ApiFailure::bad_request(format!("job id {text:?} is not a number")).field("id")
     })

@@ -326,7 +326,7 @@ fn jobs_are_reprioritised_and_finished_ones_cleared() {
             .unwrap_err(),
     );
     assert_eq!(status, 409, "{message}");
-    // An unknown priority names the field.
+    // An unknown priority does not fit the request type: 400, naming the value.
     let (status, body) = common::raw(
         &daemon,
         "POST",

@@ -209,4 +209,14 @@ fn unknown_routes_and_ids_answer_in_json() {
     let (status, body) = raw(&daemon, "GET", "/v1/jobs/abc", &[&auth(&daemon)], "");
     let err: ApiError = serde_json::from_str(&body).unwrap();
     assert_eq!((status, err.field.as_deref()), (400, Some("id")));
+    // Starring an unknown job names the request's own field, `job`.
+    let (status, body) = raw(
+        &daemon,
+        "POST",
+        "/v1/favorites",
+        &[&auth(&daemon), "Content-Type: application/json"],
+        r#"{"job": 999}"#,
+    );
+    let err: ApiError = serde_json::from_str(&body).unwrap();
+    assert_eq!((status, err.field.as_deref()), (404, Some("job")), "{body}");
 }

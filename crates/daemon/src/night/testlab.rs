@@ -97,8 +97,21 @@ impl TestLab {
         }
     }
 
+    /// Opens the lab's queue. A test that drops a queue and opens it again (a restart)
+    /// may find sled's file lock still held for a moment by the dropped database's
+    /// background flusher, so the open is retried for up to 5 s.
     pub fn queue(&self) -> Arc<Queue> {
-        Arc::new(Queue::open(&self.folders().jobs, QueueOptions::default()).unwrap())
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            match Queue::open(&self.folders().jobs, QueueOptions::default()) {
+                Ok(queue) => return Arc::new(queue),
+                Err(e) if std::time::Instant::now() < deadline => {
+                    let _ = e;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => panic!("cannot open the test queue: {e}"),
+            }
+        }
     }
 
     pub fn runner(&self, queue: Arc<Queue>) -> Runner {
