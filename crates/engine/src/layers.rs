@@ -35,15 +35,28 @@ impl Linear {
         x.linear(&self.weight, self.bias.as_ref())
     }
 
-    /// One projection computing several that share an input: the weights stacked along
-    /// the output dimension, so one GEMM replaces `parts.len()` (split the result with
-    /// `split_with_sizes` on the last dimension). Bias-free parts only.
+    /// One projection computing several that share an input: the weights (and biases)
+    /// stacked along the output dimension, so one GEMM replaces `parts.len()` (split the
+    /// result with `split` on the last dimension). A part without a bias gets zeros there
+    /// when another has one.
     pub fn fused(parts: Vec<Linear>) -> Linear {
-        debug_assert!(parts.iter().all(|p| p.bias.is_none()));
+        let any_bias = parts.iter().any(|p| p.bias.is_some());
+        let bias = any_bias.then(|| {
+            let biases: Vec<Tensor> = parts
+                .iter()
+                .map(|p| match &p.bias {
+                    Some(b) => b.shallow_clone(),
+                    None => {
+                        Tensor::zeros([p.weight.size()[0]], (p.weight.kind(), p.weight.device()))
+                    }
+                })
+                .collect();
+            Tensor::cat(&biases, 0)
+        });
         let weights: Vec<Tensor> = parts.into_iter().map(|p| p.weight).collect();
         Linear {
             weight: Tensor::cat(&weights, 0),
-            bias: None,
+            bias,
         }
     }
 
@@ -177,7 +190,7 @@ pub fn attention(
         AttentionMode::Sliced { query_chunk } => {
             let chunk = match query_chunk {
                 Some(n) => i64::from(n),
-                None => auto_query_chunk(b * heads, tk),
+                None => auto_query_chunk(b * heads, tk, q.kind().elt_size_in_bytes() as i64),
             };
             sliced_attention(&q, &k, &v, causal_mask, chunk)
         }
@@ -188,14 +201,16 @@ pub fn attention(
 /// The score bytes one slice of [`sliced_attention`] may hold when no chunk is given.
 const SLICE_SCORE_BUDGET: i64 = 256 << 20;
 
-/// Queries per slice so that `rows × chunk × keys` fp32 scores stay within the budget.
-fn auto_query_chunk(rows: i64, keys: i64) -> i64 {
-    (SLICE_SCORE_BUDGET / (4 * rows.max(1) * keys.max(1))).max(1)
+/// Queries per slice so that one slice's scores stay within the budget: per score, the
+/// product in the input's precision, the fp32 softmax and the probabilities cast back.
+fn auto_query_chunk(rows: i64, keys: i64, element_bytes: i64) -> i64 {
+    let per_score = 2 * element_bytes + 4;
+    (SLICE_SCORE_BUDGET / (per_score * rows.max(1) * keys.max(1))).max(1)
 }
 
 /// `softmax(q kᵀ / √d + mask) v` on `[batch, heads, tokens, head_dim]`, `chunk` queries at
-/// a time. The scale is applied to `q` before the product (smaller values in half
-/// precision) and the softmax runs in fp32, so fp16 scores cannot overflow.
+/// a time. The scale is applied to `q` before the product, so fp16 products stay √d
+/// times further from overflow than unscaled ones, and the softmax runs in fp32.
 fn sliced_attention(
     q: &Tensor,
     k: &Tensor,
@@ -215,8 +230,12 @@ fn sliced_attention(
         if let Some(mask) = mask {
             // A mask over every query ([.., tq, tk]) is sliced like the queries; one
             // broadcast over them ([.., 1, tk]) applies as is.
-            let rows = mask.size()[mask.dim() - 2];
-            let part = if rows == tq {
+            let rows = if mask.dim() >= 2 {
+                mask.size()[mask.dim() - 2]
+            } else {
+                1
+            };
+            let part = if rows == tq && tq > 1 {
                 mask.narrow(-2, start, len)
             } else {
                 mask.shallow_clone()
@@ -311,9 +330,9 @@ mod tests {
 
     #[test]
     fn sliced_attention_stays_finite_in_half_precision_where_scores_are_large() {
-        // q·k of about 4e4 overflows fp16 (max 65504) unless scaled first; the softmax
-        // runs in fp32.
-        let q = (Tensor::ones([1, 4, 64], (Kind::Float, Device::Cpu)) * 25.0).to_kind(Kind::Half);
+        // q·k = 40² × 64 = 102,400 overflows fp16 (max 65,504) unless q is scaled first
+        // (÷ 8: 12,800); the softmax runs in fp32.
+        let q = (Tensor::ones([1, 4, 64], (Kind::Float, Device::Cpu)) * 40.0).to_kind(Kind::Half);
         let k = q.shallow_clone();
         let v = random(&[1, 4, 64], 7).to_kind(Kind::Half);
         let out = attention(
@@ -337,10 +356,12 @@ mod tests {
     #[test]
     fn auto_slices_keep_the_scores_within_the_budget() {
         // SDXL's VAE at 1024²: one head over 16,384 tokens.
-        let chunk = auto_query_chunk(1, 16_384);
-        assert!(chunk * 16_384 * 4 <= SLICE_SCORE_BUDGET);
-        assert!((chunk + 1) * 16_384 * 4 > SLICE_SCORE_BUDGET);
-        assert_eq!(auto_query_chunk(1 << 20, 1 << 20), 1);
+        // fp16: 2 + 4 + 2 bytes per score.
+        let chunk = auto_query_chunk(1, 16_384, 2);
+        assert!(chunk * 16_384 * 8 <= SLICE_SCORE_BUDGET);
+        assert!((chunk + 1) * 16_384 * 8 > SLICE_SCORE_BUDGET);
+        assert_eq!(auto_query_chunk(1, 16_384, 4), chunk * 8 / 12);
+        assert_eq!(auto_query_chunk(1 << 20, 1 << 20, 4), 1);
     }
 
     #[test]
@@ -357,6 +378,52 @@ mod tests {
         assert_eq!(fused.out_features(), 12);
         for (got, want) in fused.forward(&x).split(4, -1).iter().zip(&separate) {
             assert!(max_diff(got, want) < 1e-5);
+        }
+        // With a bias on one part only, the others get zeros and all stay exact.
+        let parts: Vec<Linear> = (0..3)
+            .map(|i| Linear {
+                weight: random(&[4, 6], 20 + i),
+                bias: (i == 1).then(|| random(&[4], 30)),
+            })
+            .collect();
+        let separate: Vec<Tensor> = parts.iter().map(|p| p.forward(&x)).collect();
+        let fused = Linear::fused(parts);
+        for (got, want) in fused.forward(&x).split(4, -1).iter().zip(&separate) {
+            assert!(max_diff(got, want) < 1e-5);
+        }
+    }
+
+    #[test]
+    fn sliced_attention_takes_every_mask_shape_sdpa_takes() {
+        let (q, k, v) = (
+            random(&[2, 6, 8], 40),
+            random(&[2, 5, 8], 41),
+            random(&[2, 5, 8], 42),
+        );
+        let float_mask = random(&[2, 2, 6, 5], 43);
+        let masks = [
+            Tensor::ones([1, 5], (Kind::Bool, Device::Cpu)).index_fill(
+                1,
+                &Tensor::from_slice(&[3i64]),
+                0,
+            ),
+            float_mask.shallow_clone(),
+            float_mask.narrow(2, 0, 1),
+        ];
+        for mask in &masks {
+            let exact = attention(&q, &k, &v, 2, Some(mask), AttentionMode::Sdpa);
+            let sliced = attention(
+                &q,
+                &k,
+                &v,
+                2,
+                Some(mask),
+                AttentionMode::Sliced {
+                    query_chunk: Some(4),
+                },
+            );
+            let err = max_diff(&sliced, &exact);
+            assert!(err < 1e-5, "mask {:?}: {err}", mask.size());
         }
     }
 }

@@ -85,6 +85,12 @@ fn sliced_attention_and_sequential_cfg_agree_with_the_default() {
                 cfg_batching: CfgBatching::Sequential,
                 ..MemorySettings::default()
             },
+            // Both halves through each streamed block before the next is built.
+            MemorySettings {
+                cfg_batching: CfgBatching::Sequential,
+                offload: Offload::Sequential,
+                ..MemorySettings::default()
+            },
         ];
         for memory in variants {
             let got = run(&choice(name, memory, Tuning::default()));
@@ -155,17 +161,24 @@ fn unet_weights(name: &str) -> Weights {
     Weights::from_file(WeightFile::open(&model(name)).unwrap()).at("model.diffusion_model")
 }
 
-/// One UNet call on fixed random inputs.
+/// Deterministic inputs in [-1, 1] (no global generator: other tests seed it concurrently).
+fn wave(shape: &[i64], phase: f64) -> Tensor {
+    let n: i64 = shape.iter().product();
+    (Tensor::arange(n, (Kind::Float, tch::Device::Cpu)) * 0.37 + phase)
+        .sin()
+        .view(shape)
+}
+
+/// One UNet call on fixed inputs.
 fn unet_output(name: &str, options: UNetOptions) -> Tensor {
     let w = unet_weights(name);
     let cfg = UNetConfig::detect(&w).unwrap();
     let unet = UNet::load_with(&w, &cfg, options).unwrap();
-    tch::manual_seed(11);
-    let x = Tensor::randn([2, cfg.in_channels, 8, 8], (Kind::Float, tch::Device::Cpu));
-    let context = Tensor::randn([2, 77, cfg.context_dim], (Kind::Float, tch::Device::Cpu));
+    let x = wave(&[2, cfg.in_channels, 8, 8], 0.1);
+    let context = wave(&[2, 77, cfg.context_dim], 0.7);
     let t = Tensor::from_slice(&[500.0f32, 20.0]);
     let y = cfg.adm_in_channels.map(|adm| {
-        let pooled = Tensor::randn([2, adm - 6 * 256], (Kind::Float, tch::Device::Cpu));
+        let pooled = wave(&[2, adm - 6 * 256], 1.3);
         sdxl_vector(&pooled, (64, 64), (0, 0), (64, 64))
     });
     tch::no_grad(|| unet.forward(&x, &t, &context, y.as_ref()).unwrap())
@@ -308,4 +321,71 @@ fn sequential_offload_checks_every_block_at_load() {
         err.contains("output_blocks.2.0.out_layers.3.weight"),
         "{err}"
     );
+}
+
+#[test]
+fn settings_reach_the_loaded_pipeline() {
+    let memory = MemorySettings {
+        attention: AttentionMode::Sliced {
+            query_chunk: Some(7),
+        },
+        offload: Offload::Sequential,
+        ..MemorySettings::default()
+    };
+    let pipeline = Pipeline::load(&choice(
+        "sd1",
+        memory,
+        Tuning {
+            fused_qkv: false,
+            // Asked for, but the UNet is on the CPU: channels-last is for CUDA only.
+            channels_last: true,
+            cudnn_benchmark: true,
+        },
+    ))
+    .unwrap();
+    let options = pipeline.unet_options();
+    assert_eq!(options.blocks.attention, memory.attention);
+    assert!(options.stream_blocks);
+    assert!(!options.blocks.fused_qkv);
+    assert!(!options.blocks.channels_last);
+    let default =
+        Pipeline::load(&choice("sd1", MemorySettings::default(), Tuning::default())).unwrap();
+    let options = default.unet_options();
+    assert!(options.blocks.fused_qkv && !options.stream_blocks);
+    assert_eq!(options.blocks.attention, AttentionMode::Sdpa);
+}
+
+#[test]
+fn the_cache_applies_per_job_modes_without_a_load_and_replaces_a_copy_with_other_modes() {
+    let mut cache = imagelab_engine::pipeline::PipelineCache::new(2);
+    let base = choice("sd1", MemorySettings::default(), Tuning::default());
+    let first = cache.get_or_load(&base).unwrap();
+    // CFG batching and VAE tiling change per job: a hit, applied to the cached pipeline.
+    let per_job = ModelChoice {
+        memory: MemorySettings {
+            cfg_batching: CfgBatching::Sequential,
+            vae_tiling: MemorySettings::low_vram().vae_tiling,
+            ..MemorySettings::default()
+        },
+        ..base.clone()
+    };
+    let again = cache.get_or_load(&per_job).unwrap();
+    assert!(std::rc::Rc::ptr_eq(&first, &again));
+    assert_eq!(cache.stats().loads, 1);
+    assert_eq!(again.memory_settings(), per_job.memory);
+    // Offload changes what is loaded: a new load, which replaces the copy with the old
+    // modes even though the cache has room for two.
+    let offloaded = ModelChoice {
+        memory: MemorySettings::low_vram(),
+        ..base.clone()
+    };
+    let third = cache.get_or_load(&offloaded).unwrap();
+    assert!(!std::rc::Rc::ptr_eq(&first, &third));
+    let stats = cache.stats();
+    assert_eq!((stats.loads, stats.evictions, cache.len()), (2, 1, 1));
+    // Another model is kept beside it.
+    cache
+        .get_or_load(&choice("sd2", MemorySettings::default(), Tuning::default()))
+        .unwrap();
+    assert_eq!(cache.len(), 2);
 }

@@ -16,8 +16,9 @@
 //! A pipeline a job still holds is freed when the job drops it, into the allocator's cache
 //! only (the next eviction or load reuses or releases it).
 
-use super::{MemorySettings, ModelChoice, Pipeline, Placement, Tuning};
+use super::{ModelChoice, Pipeline, Placement, Tuning};
 use crate::error::{EngineError, Result};
+use imagelab_core::memory::{AttentionMode, Offload};
 use imagelab_core::DType;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -45,17 +46,25 @@ impl FileStamp {
     }
 }
 
-/// Everything that decides what a load produces.
+/// Which files, where, in what precision: one model as the user sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct CacheKey {
+struct ModelIdentity {
     checkpoint: FileStamp,
     vae: Option<FileStamp>,
     clip: Option<FileStamp>,
     placement: Placement,
     dtype: DType,
-    /// Offload and attention change what is loaded where; tiling and CFG batching are
-    /// kept with the pipeline too, so a changed setting gets a pipeline that applies it.
-    memory: MemorySettings,
+}
+
+/// Everything that decides what a load produces: the model, and the modes that change
+/// what is loaded where (attention, offload, the speed switches). CFG batching and VAE
+/// tiling are applied per job to whatever pipeline is cached, so changing them costs no
+/// load.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CacheKey {
+    model: ModelIdentity,
+    attention: AttentionMode,
+    offload: Offload,
     tuning: Tuning,
 }
 
@@ -63,12 +72,15 @@ impl CacheKey {
     /// Reads the files' sizes and times (a folder checkpoint is stamped by its folder).
     pub fn of(choice: &ModelChoice) -> Result<CacheKey> {
         Ok(CacheKey {
-            checkpoint: FileStamp::of(&choice.checkpoint)?,
-            vae: choice.vae.as_deref().map(FileStamp::of).transpose()?,
-            clip: choice.clip.as_deref().map(FileStamp::of).transpose()?,
-            placement: choice.placement,
-            dtype: choice.dtype,
-            memory: choice.memory,
+            model: ModelIdentity {
+                checkpoint: FileStamp::of(&choice.checkpoint)?,
+                vae: choice.vae.as_deref().map(FileStamp::of).transpose()?,
+                clip: choice.clip.as_deref().map(FileStamp::of).transpose()?,
+                placement: choice.placement,
+                dtype: choice.dtype,
+            },
+            attention: choice.memory.attention,
+            offload: choice.memory.offload,
             tuning: choice.tuning,
         })
     }
@@ -132,10 +144,17 @@ impl PipelineCache {
             self.stats.hits += 1;
             let entry = self.entries.remove(pos);
             let pipeline = entry.1.clone();
+            pipeline.apply_run_settings(choice.memory);
             self.entries.push(entry);
             return Ok(pipeline);
         }
         self.stats.misses += 1;
+        // The same model with other modes (the user changed `memory:` to get out of an
+        // out-of-memory error) replaces the cached copy: loading a second copy beside it
+        // is what would run out of memory.
+        while let Some(pos) = self.entries.iter().position(|(k, _)| k.model == key.model) {
+            self.evict_at(pos);
+        }
         // Make room before loading: on a GPU the old weights must go before the new come.
         while !self.entries.is_empty() && self.entries.len() >= self.capacity {
             self.evict_oldest();
@@ -149,10 +168,14 @@ impl PipelineCache {
     }
 
     fn evict_oldest(&mut self) {
-        if self.entries.is_empty() {
+        self.evict_at(0);
+    }
+
+    fn evict_at(&mut self, pos: usize) {
+        if pos >= self.entries.len() {
             return;
         }
-        let (_, pipeline) = self.entries.remove(0);
+        let (_, pipeline) = self.entries.remove(pos);
         self.stats.evictions += 1;
         self.stats.evicted_bytes += pipeline
             .memory_report()

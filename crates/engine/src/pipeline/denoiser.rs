@@ -5,7 +5,7 @@
 use crate::checkpoint::Prediction;
 use crate::error::Result;
 use crate::sampling::ModelSchedule;
-use crate::unet::UNet;
+use crate::unet::{UNet, UNetInput};
 use imagelab_core::memory::CfgBatching;
 use tch::{Kind, Tensor};
 
@@ -91,19 +91,24 @@ impl Denoiser<'_> {
         let contexts = contexts.to_kind(self.kind);
         let vectors = vectors.map(|v| v.to_kind(self.kind));
         let out = if copies == 2 && self.batching == CfgBatching::Sequential {
-            // Half the activations at a time: uncond, then cond, each a batch of B.
-            let halves = (0..2)
-                .map(|half| {
-                    let part = |t: &Tensor| t.narrow(0, half * batch, batch);
-                    self.unet.forward(
-                        &part(&scaled),
-                        &part(&t),
-                        &part(&contexts),
-                        vectors.as_ref().map(part).as_ref(),
-                    )
+            // Half the activations at a time: uncond, then cond, each a batch of B, run
+            // block by block (a streamed block crosses to the device once for both).
+            let part = |t: &Tensor, half: i64| t.narrow(0, half * batch, batch);
+            let (xs, ts, cs) = (
+                [part(&scaled, 0), part(&scaled, 1)],
+                [part(&t, 0), part(&t, 1)],
+                [part(&contexts, 0), part(&contexts, 1)],
+            );
+            let ys = vectors.as_ref().map(|v| [part(v, 0), part(v, 1)]);
+            let inputs: Vec<UNetInput<'_>> = (0..2)
+                .map(|i| UNetInput {
+                    x: &xs[i],
+                    timesteps: &ts[i],
+                    context: &cs[i],
+                    y: ys.as_ref().map(|y| &y[i]),
                 })
-                .collect::<Result<Vec<_>>>()?;
-            Tensor::cat(&halves, 0)
+                .collect();
+            Tensor::cat(&self.unet.forward_many(&inputs)?, 0)
         } else {
             self.unet
                 .forward(&scaled, &t, &contexts, vectors.as_ref())?

@@ -146,12 +146,14 @@ pub(super) fn load(choice: &ModelChoice) -> Result<Pipeline> {
     let settings = choice.memory;
     // With offload, the text encoders and the VAE visit their device only while used.
     let offload_others = settings.offload != Offload::None;
-    if choice.tuning.cudnn_benchmark
-        && [device, text_device, vae_device]
-            .iter()
-            .any(|d| d.is_cuda())
+    if [device, text_device, vae_device]
+        .iter()
+        .any(|d| d.is_cuda())
     {
-        tch::Cuda::cudnn_set_benchmark(true);
+        // Process-wide, so set either way: a later load without it must turn it off. Off
+        // in the memory modes too: its trial runs can take large cuDNN workspaces, and
+        // small cards are what those modes are for.
+        tch::Cuda::cudnn_set_benchmark(choice.tuning.cudnn_benchmark && settings.is_default());
     }
 
     let (unet_weights, unet_bytes) = source.unet.to(device, kind).counted();
@@ -313,7 +315,7 @@ pub(super) fn load(choice: &ModelChoice) -> Result<Pipeline> {
         vae,
         encoders,
         tokenizer: ClipTokenizer::shared()?,
-        settings,
+        settings: std::cell::Cell::new(settings),
         tuning: choice.tuning,
         schedule: crate::sampling::ModelSchedule::stable_diffusion(),
         placement,

@@ -81,7 +81,9 @@ pub struct Pipeline {
     vae: OnDemand<AutoencoderKl>,
     encoders: OnDemand<Vec<ClipTextEncoder>>,
     tokenizer: &'static ClipTokenizer,
-    settings: MemorySettings,
+    /// Attention and offload are fixed at load; CFG batching and VAE tiling may change
+    /// between jobs ([`Pipeline::apply_run_settings`]).
+    settings: std::cell::Cell<MemorySettings>,
     tuning: Tuning,
     schedule: ModelSchedule,
     placement: Placement,
@@ -146,11 +148,26 @@ impl Pipeline {
 
     /// The memory modes this pipeline was loaded with.
     pub fn memory_settings(&self) -> MemorySettings {
-        self.settings
+        self.settings.get()
+    }
+
+    /// Takes the per-job parts of `memory` (CFG batching, VAE tiling); attention and
+    /// offload stay as loaded (a different choice of those needs another load).
+    pub fn apply_run_settings(&self, memory: MemorySettings) {
+        let mut settings = self.settings.get();
+        settings.cfg_batching = memory.cfg_batching;
+        settings.vae_tiling = memory.vae_tiling;
+        self.settings.set(settings);
     }
 
     pub fn tuning(&self) -> Tuning {
         self.tuning
+    }
+
+    /// How the UNet was loaded (attention, fused projections, layout, streaming): what
+    /// the settings became, for tests and diagnostics.
+    pub fn unet_options(&self) -> crate::unet::UNetOptions {
+        self.unet.options()
     }
 
     /// Where each component lives.
@@ -286,7 +303,7 @@ impl Pipeline {
             uncond: &uncond,
             cfg: params.cfg,
             kind: self.kind,
-            batching: self.settings.cfg_batching,
+            batching: self.memory_settings().cfg_batching,
         };
         let mut noise = SeededNoise::new(params.seed as u64);
         let total = sigmas.len().saturating_sub(1);
@@ -304,8 +321,9 @@ impl Pipeline {
 
     /// Decodes latents to images in [-1, 1] (fp32, `[B, 3, H, W]`, on the VAE's device).
     /// The latents cross to the VAE's device once, here (the decode seam).
+    /// Tiles as the pipeline's memory settings say.
     pub fn decode_to_tensor(&self, latents: &Tensor) -> Result<Tensor> {
-        self.decode_to_tensor_with(latents, None)
+        self.decode_to_tensor_with(latents, self.memory_settings().vae_tiling)
     }
 
     /// [`Pipeline::decode_to_tensor`], in tiles when `tiling` is given.
@@ -326,7 +344,7 @@ impl Pipeline {
 
     /// Decodes final latents to 8-bit images.
     pub fn decode(&self, latents: &Tensor, seed: i64) -> Result<Vec<RgbImage>> {
-        self.decode_with(latents, seed, None)
+        self.decode_with(latents, seed, self.memory_settings().vae_tiling)
     }
 
     fn decode_with(

@@ -6,8 +6,13 @@ use tch::{Kind, Tensor};
 
 /// Noise for a whole batch from one seed (ComfyUI batches share a seed).
 pub fn initial_noise(seed: u64, shape: &[i64]) -> Tensor {
-    // tch seeds libtorch's global CPU generator; the engine runs one generation at a time
-    // per process (workers are processes), so the global generator is not shared.
+    // tch seeds libtorch's global CPU generator. A worker runs one generation at a time,
+    // but a library user (or a test) may run pipelines on several threads: the lock keeps
+    // another seed or draw from landing between this seed and its draw.
+    static SEED_THEN_DRAW: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = SEED_THEN_DRAW
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     tch::manual_seed(seed as i64);
     Tensor::randn(shape, (Kind::Float, tch::Device::Cpu))
 }

@@ -5,18 +5,20 @@
 mod blocks;
 pub mod config;
 pub mod diffusers_keys;
+mod forward;
 mod plan;
 
 pub use config::{HeadRule, UNetConfig, UNetFamily};
 pub use diffusers_keys::{diffusers_to_ldm_key, diffusers_unet_index, DiffusersLayout};
 
 pub use blocks::BlockOptions;
+pub use forward::UNetInput;
 
-use crate::error::{EngineError, Result};
+use crate::error::Result;
 use crate::layers::{Conv2d, GroupNorm, Linear};
 use crate::weights::Weights;
 use blocks::load_conv;
-use plan::{build_block, config_mismatch, Layer, LayerSpec, UNetPlan};
+use plan::{build_block, Layer, LayerSpec, UNetPlan};
 use tch::{Kind, Tensor};
 
 /// Sinusoidal embedding of (possibly fractional) timesteps `t` `[n]` → `[n, dim]`, laid out
@@ -114,14 +116,6 @@ enum Blocks {
     Streamed { weights: Weights, plan: UNetPlan },
 }
 
-/// Which part of the UNet a block belongs to.
-#[derive(Debug, Clone, Copy)]
-enum Section {
-    Input(usize),
-    Middle,
-    Output(usize),
-}
-
 /// The UNet with its weights loaded.
 #[derive(Debug)]
 pub struct UNet {
@@ -201,153 +195,5 @@ impl UNet {
 
     pub fn config(&self) -> &UNetConfig {
         &self.cfg
-    }
-
-    /// Predicts the model output (noise or v) for latents `x` `[B, in, H, W]` at
-    /// `timesteps` `[B]` (or one value for the whole batch; fractional values allowed),
-    /// with text `context` `[B, T, context_dim]` and, for SDXL, `y` `[B, adm_in_channels]`.
-    pub fn forward(
-        &self,
-        x: &Tensor,
-        timesteps: &Tensor,
-        context: &Tensor,
-        y: Option<&Tensor>,
-    ) -> Result<Tensor> {
-        let invalid = |field: &'static str, value: String, expected: String| EngineError::Invalid {
-            field,
-            value,
-            expected,
-        };
-        let size = x.size();
-        if size.len() != 4 || size[1] != self.cfg.in_channels {
-            return Err(invalid(
-                "UNet input",
-                format!("{size:?}"),
-                format!("[batch, {}, h, w]", self.cfg.in_channels),
-            ));
-        }
-        let batch = size[0];
-        let ctx = context.size();
-        if ctx.len() != 3 || ctx[0] != batch || ctx[2] != self.cfg.context_dim {
-            return Err(invalid(
-                "UNet context",
-                format!("{ctx:?}"),
-                format!("[{batch}, tokens, {}]", self.cfg.context_dim),
-            ));
-        }
-        let t = match timesteps.numel() {
-            1 => timesteps.reshape([1]).expand([batch], false),
-            n if n as i64 == batch => timesteps.reshape([batch]),
-            _ => {
-                return Err(invalid(
-                    "UNet timesteps",
-                    format!("{:?}", timesteps.size()),
-                    format!("[{batch}] or one value"),
-                ))
-            }
-        };
-
-        let t_emb = timestep_embedding(&t, self.cfg.model_channels).to_kind(x.kind());
-        let mut emb = self
-            .time_embed
-            .1
-            .forward(&self.time_embed.0.forward(&t_emb).silu());
-        match (&self.label_emb, y, self.cfg.adm_in_channels) {
-            (Some((first, second)), Some(y), Some(adm)) => {
-                if y.size() != [batch, adm] {
-                    return Err(invalid(
-                        "UNet y",
-                        format!("{:?}", y.size()),
-                        format!("[{batch}, {adm}]"),
-                    ));
-                }
-                emb += second.forward(&first.forward(&y.to_kind(x.kind())).silu());
-            }
-            (None, None, _) => {}
-            (Some(_), None, _) | (Some(_), Some(_), None) => {
-                return Err(invalid(
-                    "UNet y",
-                    "none".into(),
-                    "a conditioning vector (SDXL: see sdxl_vector)".into(),
-                ))
-            }
-            (None, Some(_), _) => {
-                return Err(invalid(
-                    "UNet y",
-                    "a vector".into(),
-                    "none for this model".into(),
-                ))
-            }
-        }
-        let emb_act = emb.silu();
-        let context = context.to_kind(x.kind());
-
-        let run = |layers: &[Layer], mut h: Tensor, up_target: Option<(i64, i64)>| -> Tensor {
-            for layer in layers {
-                h = match layer {
-                    Layer::ConvIn(conv) => conv.forward(&h),
-                    Layer::Res(res) => res.forward(&h, &emb_act),
-                    Layer::Attn(attn) => attn.forward(&h, &context),
-                    Layer::Down(down) => down.forward(&h),
-                    Layer::Up(up) => up.forward(&h, up_target),
-                };
-            }
-            h
-        };
-        // Runs one block: the resident layers, or (sequential offload) layers built on the
-        // device for this call and freed when it returns.
-        let run_block = |section: Section, h: Tensor, up_target| -> Result<Tensor> {
-            match &self.blocks {
-                Blocks::Resident {
-                    input,
-                    middle,
-                    output,
-                } => {
-                    let layers = match section {
-                        Section::Input(i) => &input[i],
-                        Section::Middle => middle,
-                        Section::Output(i) => &output[i],
-                    };
-                    Ok(run(layers, h, up_target))
-                }
-                Blocks::Streamed { weights, plan } => {
-                    let specs = match section {
-                        Section::Input(i) => &plan.input_blocks[i],
-                        Section::Middle => &plan.middle_block,
-                        Section::Output(i) => &plan.output_blocks[i],
-                    };
-                    let layers = build_block(specs, weights, &self.cfg, self.options.blocks)?;
-                    Ok(run(&layers, h, up_target))
-                }
-            }
-        };
-
-        let mut skips = Vec::with_capacity(self.plan.input_blocks.len());
-        let mut h = if self.options.blocks.channels_last {
-            blocks::to_channels_last(x)
-        } else {
-            x.shallow_clone()
-        };
-        for i in 0..self.plan.input_blocks.len() {
-            h = run_block(Section::Input(i), h, None)?;
-            skips.push(h.shallow_clone());
-        }
-        h = run_block(Section::Middle, h, None)?;
-        for i in 0..self.plan.output_blocks.len() {
-            let skip = skips
-                .pop()
-                .ok_or_else(|| config_mismatch("more output blocks than skips"))?;
-            h = Tensor::cat(&[h, skip], 1);
-            // An upsampler must reach the size of the next skip it will be joined with.
-            let target = skips.last().map(|s| (s.size()[2], s.size()[3]));
-            h = run_block(Section::Output(i), h, target)?;
-        }
-        let out = self.out_conv.forward(&self.out_norm.forward(&h).silu());
-        // Callers get the usual NCHW layout whatever the blocks used inside.
-        Ok(if self.options.blocks.channels_last {
-            out.contiguous()
-        } else {
-            out
-        })
     }
 }
