@@ -163,10 +163,11 @@ fn request_from_args(args: &SubmitArgs) -> Result<SubmitRequest> {
     })
 }
 
-pub fn run_submit(args: SubmitArgs) -> Result<ExitCode> {
+/// `typed`: the memory-mode flags given on the command line (see `memory_args`).
+pub fn run_submit(args: SubmitArgs, typed: &[&str]) -> Result<ExitCode> {
     // Memory modes belong to the workers (config.yaml's `memory:` section), not to a job:
     // say so rather than accept a flag that would change nothing.
-    let given = args.params.memory.given();
+    let given = typed;
     if !given.is_empty() {
         anyhow::bail!(
             "{} applies to `imagelab generate` only; the daemon's workers take their memory modes from the memory: section of config.yaml",

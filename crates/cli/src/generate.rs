@@ -276,6 +276,12 @@ pub fn run(args: GenerateArgs) -> Result<ExitCode> {
     let pipeline =
         Pipeline::load(&choice).with_context(|| format!("cannot load model {model_name}"))?;
     spinner.finish_and_clear();
+    log::info!(
+        "loaded: memory=[{}] unet={:?} tuning={:?}",
+        pipeline.memory_settings(),
+        pipeline.unet_options(),
+        pipeline.tuning()
+    );
 
     let bar = ProgressBar::new(params.steps as u64);
     bar.set_style(

@@ -18,7 +18,7 @@ mod prompts;
 mod watch;
 mod worker;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser, Debug)]
@@ -83,11 +83,23 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(err) => err.exit(),
+    };
     let result = match cli.command {
         Command::Generate(args) => generate::run(*args),
         Command::Daemon(args) => client_cmds::run_daemon(args),
-        Command::Submit(args) => client_cmds::run_submit(args),
+        Command::Submit(args) => {
+            // Only flags typed on this command line are refused, not the IMAGELAB_*
+            // variables a headless setup exports for `generate`.
+            let typed = matches
+                .subcommand_matches("submit")
+                .map(memory_args::typed_on_command_line)
+                .unwrap_or_default();
+            client_cmds::run_submit(args, &typed)
+        }
         Command::Worker(args) => worker::run(args),
         Command::Jobs(args) => client_cmds::run_jobs(args),
         Command::Night(args) => night::run(args),

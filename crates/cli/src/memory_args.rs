@@ -11,7 +11,8 @@ pub struct MemoryArgs {
     /// The 8 GiB setting: text encoders and VAE offloaded, guidance halves one after the
     /// other, tiled VAE (`--offload model --cfg-batching sequential --vae-tiling on`).
     /// Flags given as well override its parts.
-    #[arg(long, env = "IMAGELAB_LOW_VRAM")]
+    /// (`IMAGELAB_LOW_VRAM=1`, `true` or `yes` in the environment; `0` or `false` is off.)
+    #[arg(long, env = "IMAGELAB_LOW_VRAM", value_parser = clap::builder::FalseyValueParser::new())]
     pub low_vram: bool,
     /// sdpa (default) or sliced[:N]: attention N queries at a time, for GPUs where
     /// SDPA's memory-efficient kernels are not available.
@@ -32,11 +33,11 @@ pub struct MemoryArgs {
 }
 
 impl MemoryArgs {
-    /// `base` (the config's `memory:` section), replaced by `--low-vram`'s preset, then by
-    /// each flag given.
+    /// `base` (the config's `memory:` section), with `--low-vram`'s preset laid over it
+    /// (the config's attention stays: a GPU may need `sliced`), then each flag given.
     pub fn settings(&self, base: MemorySettings) -> Result<MemorySettings> {
         let mut memory = if self.low_vram {
-            MemorySettings::low_vram()
+            base.with_low_vram()
         } else {
             base
         };
@@ -56,25 +57,22 @@ impl MemoryArgs {
         }
         Ok(memory)
     }
+}
 
-    /// The flags given, by name (for commands where they do not apply).
-    pub fn given(&self) -> Vec<&'static str> {
-        let mut names = Vec::new();
-        if self.low_vram {
-            names.push("--low-vram");
-        }
-        for (name, value) in [
-            ("--attention", &self.attention),
-            ("--offload", &self.offload),
-            ("--cfg-batching", &self.cfg_batching),
-            ("--vae-tiling", &self.vae_tiling),
-        ] {
-            if value.is_some() {
-                names.push(name);
-            }
-        }
-        names
-    }
+/// The memory-mode flags typed on a command line (not taken from the environment), by
+/// their flag names: for commands where they do not apply.
+pub fn typed_on_command_line(matches: &clap::ArgMatches) -> Vec<&'static str> {
+    [
+        ("low_vram", "--low-vram"),
+        ("attention", "--attention"),
+        ("offload", "--offload"),
+        ("cfg_batching", "--cfg-batching"),
+        ("vae_tiling", "--vae-tiling"),
+    ]
+    .into_iter()
+    .filter(|(id, _)| matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine))
+    .map(|(_, flag)| flag)
+    .collect()
 }
 
 /// Switches for measuring what each speed optimisation saves.
@@ -120,7 +118,14 @@ mod tests {
             low_vram: true,
             ..MemoryArgs::default()
         };
-        assert_eq!(low.settings(config).unwrap(), MemorySettings::low_vram());
+        // The preset keeps the config's attention.
+        assert_eq!(
+            low.settings(config).unwrap(),
+            MemorySettings {
+                attention: config.attention,
+                ..MemorySettings::low_vram()
+            }
+        );
         let mixed = MemoryArgs {
             low_vram: true,
             offload: Some("sequential".into()),
@@ -131,7 +136,6 @@ mod tests {
         assert_eq!(s.offload, Offload::Sequential);
         assert_eq!(s.vae_tiling, None);
         assert_eq!(s.cfg_batching, CfgBatching::Sequential);
-        assert_eq!(mixed.given(), ["--low-vram", "--offload", "--vae-tiling"]);
         let bad = MemoryArgs {
             attention: Some("flash".into()),
             ..MemoryArgs::default()
@@ -140,6 +144,43 @@ mod tests {
         assert!(
             err.contains("--attention") && err.contains("\"flash\""),
             "{err}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod command_line_tests {
+    use super::*;
+    use clap::{CommandFactory, Parser};
+
+    #[derive(Parser, Debug)]
+    struct Probe {
+        #[command(flatten)]
+        memory: MemoryArgs,
+    }
+
+    #[test]
+    fn only_typed_flags_count_and_the_environment_reads_yes_and_no() {
+        // One test so the environment changes cannot race another test in this binary.
+        std::env::set_var("IMAGELAB_OFFLOAD", "model");
+        std::env::set_var("IMAGELAB_LOW_VRAM", "1");
+        let matches = Probe::command()
+            .try_get_matches_from(["probe", "--attention", "sliced"])
+            .unwrap();
+        assert_eq!(typed_on_command_line(&matches), ["--attention"]);
+        let probe = Probe::parse_from(["probe"]);
+        assert!(probe.memory.low_vram, "IMAGELAB_LOW_VRAM=1 turns it on");
+        assert_eq!(probe.memory.offload.as_deref(), Some("model"));
+        std::env::set_var("IMAGELAB_LOW_VRAM", "0");
+        assert!(!Probe::parse_from(["probe"]).memory.low_vram);
+        std::env::remove_var("IMAGELAB_OFFLOAD");
+        std::env::remove_var("IMAGELAB_LOW_VRAM");
+        let matches = Probe::command()
+            .try_get_matches_from(["probe", "--low-vram", "--vae-tiling", "off"])
+            .unwrap();
+        assert_eq!(
+            typed_on_command_line(&matches),
+            ["--low-vram", "--vae-tiling"]
         );
     }
 }

@@ -207,4 +207,19 @@ fn submit_refuses_memory_flags_that_only_generate_can_apply() {
     }
     // Refused before any daemon is contacted: not the "not running" message.
     assert!(!err.contains("not running"), "{err}");
+    // The IMAGELAB_* variables a headless setup exports for generate are not refused:
+    // this submit gets as far as looking for the daemon.
+    let out = sb
+        .imagelab()
+        .args(["submit", "--prompt", "x", "--model", "sd1"])
+        .env("IMAGELAB_VAE_TILING", "on")
+        .env("IMAGELAB_LOW_VRAM", "1")
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert!(!out.status.success());
+    assert!(
+        !err.contains("memory:") && err.contains("not running"),
+        "{err}"
+    );
 }

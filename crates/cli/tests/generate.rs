@@ -373,9 +373,18 @@ fn low_vram_and_memory_mode_flags() {
         .args(base)
         .env("IMAGELAB_OFFLOAD", "sequential")
         .env("IMAGELAB_ATTENTION", "sliced:16")
+        .env("INSTANCE_ID", "streamed")
         .output()
         .unwrap();
     ok(&out);
+    // The settings reached the loaded UNet, not only the command line.
+    let log = std::fs::read_to_string(sb.path("home/logs/generate-streamed.log")).unwrap();
+    assert!(
+        log.contains("offload=sequential")
+            && log.contains("stream_blocks: true")
+            && log.contains("query_chunk: Some(16)"),
+        "{log}"
+    );
     let other_seed = [
         "--model", "sdxl", "--seed", "6", "--width", "128", "--height", "128",
     ];

@@ -269,6 +269,22 @@ impl MemorySettings {
         }
     }
 
+    /// `self` with the `--low-vram` preset's parts laid over it: model offload (unless
+    /// sequential is already asked), sequential CFG and tiling (the given tile size, or
+    /// the default); attention stays as it is.
+    pub fn with_low_vram(self) -> MemorySettings {
+        let preset = MemorySettings::low_vram();
+        MemorySettings {
+            attention: self.attention,
+            offload: match self.offload {
+                Offload::Sequential => Offload::Sequential,
+                _ => preset.offload,
+            },
+            cfg_batching: preset.cfg_batching,
+            vae_tiling: self.vae_tiling.or(preset.vae_tiling),
+        }
+    }
+
     /// Whether anything differs from the fastest settings.
     pub fn is_default(&self) -> bool {
         *self == MemorySettings::default()

@@ -134,6 +134,14 @@ fn median(mut xs: Vec<f64>) -> f64 {
     xs.get(xs.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
+/// How the random weights are made; a kept work dir reuses a checkpoint only when it was
+/// written by the same generator (raise this when `models::random_tensor` changes).
+const CHECKPOINT_GENERATION: u32 = 1;
+
+fn checkpoint_name(model: BenchModel) -> String {
+    format!("bench_{}_g{CHECKPOINT_GENERATION}.safetensors", model.name)
+}
+
 /// Every measurement for one model.
 fn bench_model(
     model: BenchModel,
@@ -143,7 +151,7 @@ fn bench_model(
     batch: u32,
     dir: &Path,
 ) -> Result<Value> {
-    let path = dir.join(format!("bench_{}.safetensors", model.name));
+    let path = dir.join(checkpoint_name(model));
     let file_kind = if args.size == "small" {
         tch::Kind::Float
     } else {
@@ -337,7 +345,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         // next model's NVML figure and reserved peaks do not include them.
         imagelab_engine::empty_cache();
         if matches!(temp, WorkDir::Temp(_)) {
-            let _ = std::fs::remove_file(dir.join(format!("bench_{}.safetensors", model.name)));
+            let _ = std::fs::remove_file(dir.join(checkpoint_name(model)));
         }
     }
     print_table(&results);

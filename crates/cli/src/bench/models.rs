@@ -82,8 +82,9 @@ fn random_tensor(name: &str, is_float: bool, shape: &[i64], kind: Kind) -> Tenso
 
 /// Writes the model's random checkpoint to `path` in `kind`; returns the file's size. A
 /// file already there is reused (the weights are seeded, so it is the same file): a kept
-/// `--work-dir` spares rewriting 6.9 GB for every variant measured. It is written under a
-/// temporary name and renamed, so a file there is always whole.
+/// `--work-dir` spares rewriting 6.9 GB for every variant measured; the file name carries
+/// the generator's version (`CHECKPOINT_GENERATION`). It is written under a temporary name
+/// and renamed, so a file there is always whole.
 pub fn write_checkpoint(model: BenchModel, path: &Path, kind: Kind) -> Result<u64> {
     if let Ok(meta) = std::fs::metadata(path) {
         return Ok(meta.len());
