@@ -233,3 +233,60 @@ fn a_split_worker_needs_cuda() {
     assert!(!out.status.success(), "a CPU worker cannot split");
     assert!(err.contains("--split"), "{err}");
 }
+
+/// `(component, bytes)` of a `models` event's VRAM report.
+fn vram(models: &Value) -> Vec<(String, u64)> {
+    models["vram"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["component"].as_str().unwrap().to_string(),
+                c["bytes"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_worker_reads_the_memory_section_of_the_config_for_every_load() {
+    let sb = sandbox_with_model();
+    let config = sb.path("home/config.yaml");
+    std::fs::write(&config, "memory: { offload: model }\n").unwrap();
+    let mut worker = Worker::start(&sb);
+    worker.send(json!({"op": "load", "model": "tiny"}));
+    let models = worker.next();
+    assert_eq!(models["loaded"], json!(["tiny.safetensors"]), "{models}");
+    // Offloaded: the VAE and the text encoder hold nothing between jobs.
+    for (component, bytes) in vram(&models) {
+        assert_eq!(
+            bytes > 0,
+            component == "unet",
+            "{component}: {bytes} in {models}"
+        );
+    }
+    // The user edits the config (say after an out-of-memory error is gone): the next load
+    // replaces the cached copy with one that keeps everything resident.
+    std::fs::write(&config, "memory: { offload: none }\n").unwrap();
+    worker.send(json!({"op": "load", "model": "tiny"}));
+    let models = worker.next();
+    assert_eq!(
+        models["loaded"],
+        json!(["tiny.safetensors"]),
+        "one copy: {models}"
+    );
+    assert!(
+        vram(&models).iter().all(|(_, bytes)| *bytes > 0),
+        "{models}"
+    );
+    // A bad value is a failed load naming the file's field, and the worker goes on.
+    std::fs::write(&config, "memory: { offload: disk }\n").unwrap();
+    worker.send(json!({"op": "load", "model": "tiny"}));
+    let failed = worker.next();
+    assert_eq!(failed["event"], "failed", "{failed}");
+    assert!(
+        failed["error"].as_str().unwrap().contains("disk"),
+        "{failed}"
+    );
+}
