@@ -5,6 +5,7 @@ use crate::logging;
 use crate::memory_args::MemoryArgs;
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use imagelab_core::memory::{choose_for_free_memory, MemoryNeed, MemorySettings};
 use imagelab_core::{
     config::Config, parse_sampler_label, paths, DType, DeviceSpec, GenerationParams, SchedulerName,
 };
@@ -137,6 +138,46 @@ fn explain_missing_checkpoint(checkpoints: &Path) {
 }
 
 /// The VAE tiling flag: `on`/`off`, or `TILE,OVERLAP` in pixels.
+/// For a run where neither the flags, the environment nor config.yaml chose a memory mode:
+/// what fits the GPU's free memory, as ComfyUI picks its low-VRAM modes on small cards
+/// (`imagelab_core::memory::choose_for_free_memory`). `None` keeps the fastest settings;
+/// so do the CPU, a split placement, a diffusers folder and a GPU whose free memory
+/// cannot be read.
+fn automatic_memory(
+    checkpoint: &Path,
+    params: &GenerationParams,
+    dtype: DType,
+    placement: Placement,
+) -> Option<MemorySettings> {
+    let DeviceSpec::Cuda(index) = placement.unet else {
+        return None;
+    };
+    if !placement.is_single() || !checkpoint.is_file() {
+        return None;
+    }
+    let header = imagelab_core::safetensors_header::read_header(checkpoint).ok()?;
+    let element_bytes = if dtype == DType::Fp32 { 4 } else { 2 };
+    let need = MemoryNeed::of_checkpoint(
+        &header,
+        element_bytes,
+        params.width,
+        params.height,
+        params.batch,
+    );
+    let (free, _total) = imagelab_engine::free_and_total(index)?;
+    let chosen = choose_for_free_memory(free, need)?;
+    let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+    eprintln!(
+        "note: cuda:{index} has {:.1} GiB free and this model needs about {:.1} GiB at {}x{}; \
+         using memory modes [{chosen}] (choose your own with --low-vram, --offload or memory: in config.yaml)",
+        gib(free),
+        gib(need.unet + need.others + need.activations),
+        params.width,
+        params.height
+    );
+    Some(chosen)
+}
+
 /// Each component's device: its own flag, else `--device`'s choice.
 fn pick_placement(args: &GenerateArgs, device: DeviceSpec) -> Result<Placement> {
     let or_default = |flag: &Option<String>| -> Result<DeviceSpec> {
@@ -255,7 +296,12 @@ pub fn run(args: GenerateArgs) -> Result<ExitCode> {
     }
     let (device, dtype) = pick_device(&args, &config)?;
     let placement = pick_placement(&args, device)?;
-    let memory = args.memory.settings(config.memory)?;
+    let mut memory = args.memory.settings(config.memory)?;
+    if args.memory.is_unset() && config.memory.is_default() {
+        if let Some(chosen) = automatic_memory(&checkpoint, &params, dtype, placement) {
+            memory = chosen;
+        }
+    }
     log::info!(
         "generate: model={} device={placement} dtype={dtype} memory=[{memory}] params={}",
         checkpoint.display(),

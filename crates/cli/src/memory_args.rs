@@ -33,6 +33,15 @@ pub struct MemoryArgs {
 }
 
 impl MemoryArgs {
+    /// Whether no memory flag (or its environment variable) was given.
+    pub fn is_unset(&self) -> bool {
+        !self.low_vram
+            && self.attention.is_none()
+            && self.offload.is_none()
+            && self.cfg_batching.is_none()
+            && self.vae_tiling.is_none()
+    }
+
     /// `base` (the config's `memory:` section), with `--low-vram`'s preset laid over it
     /// (the config's attention stays: a GPU may need `sliced`), then each flag given.
     pub fn settings(&self, base: MemorySettings) -> Result<MemorySettings> {
@@ -113,6 +122,7 @@ mod tests {
             ..MemorySettings::default()
         };
         let none = MemoryArgs::default();
+        assert!(none.is_unset());
         assert_eq!(none.settings(config).unwrap(), config);
         let low = MemoryArgs {
             low_vram: true,
@@ -132,6 +142,7 @@ mod tests {
             vae_tiling: Some("off".into()),
             ..MemoryArgs::default()
         };
+        assert!(!mixed.is_unset());
         let s = mixed.settings(config).unwrap();
         assert_eq!(s.offload, Offload::Sequential);
         assert_eq!(s.vae_tiling, None);

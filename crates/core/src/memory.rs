@@ -383,3 +383,149 @@ mod tests {
         assert!(!MemorySettings::low_vram().is_default());
     }
 }
+
+/// What a model needs on the GPU, in bytes, for [`choose_for_free_memory`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryNeed {
+    /// The UNet's weights in the loaded precision.
+    pub unet: u64,
+    /// The text encoders' and the VAE's weights together.
+    pub others: u64,
+    /// The largest of those that is used at once under offload (the text encoders
+    /// together, or the VAE).
+    pub largest_other: u64,
+    /// The UNet's activations for the run with both guidance halves in one batch.
+    pub activations: u64,
+}
+
+impl MemoryNeed {
+    /// The need of a single-file checkpoint from its safetensors header (no tensor is
+    /// read): float tensors counted at `element_bytes`, split by the original layout's
+    /// prefixes, plus [`activation_estimate`] for the run.
+    pub fn of_checkpoint(
+        header: &crate::safetensors_header::SafetensorsHeader,
+        element_bytes: u32,
+        width: u32,
+        height: u32,
+        batch: u32,
+    ) -> MemoryNeed {
+        let (mut unet, mut vae, mut text) = (0u64, 0u64, 0u64);
+        for (name, entry) in &header.tensors {
+            let count: u64 = entry.shape.iter().map(|&d| d.max(0) as u64).product();
+            let bytes = count * u64::from(element_bytes);
+            if name.starts_with("model.diffusion_model.") {
+                unet += bytes;
+            } else if name.starts_with("first_stage_model.") {
+                vae += bytes;
+            } else if name.starts_with("cond_stage_model.") || name.starts_with("conditioner.") {
+                text += bytes;
+            }
+        }
+        MemoryNeed {
+            unet,
+            others: vae + text,
+            largest_other: vae.max(text),
+            activations: activation_estimate(width, height, batch, element_bytes),
+        }
+    }
+}
+
+/// UNet activation bytes for one image at `width`×`height` with guidance's two halves
+/// batched, in a 2-byte precision. A heuristic from diffusers' SDXL reference (8.98 GiB
+/// peak with 6.5 GiB of weights at 1024², batch 2): about 2.5 GiB per 1024² image pair,
+/// scaled by pixels, batch and element size. Not measured by us yet.
+pub fn activation_estimate(width: u32, height: u32, batch: u32, element_bytes: u32) -> u64 {
+    const PER_MEGAPIXEL_PAIR: f64 = 2.5 * (1u64 << 30) as f64;
+    let megapixels = f64::from(width) * f64::from(height) / (1024.0 * 1024.0);
+    (PER_MEGAPIXEL_PAIR * megapixels * f64::from(batch.max(1)) * f64::from(element_bytes) / 2.0)
+        as u64
+}
+
+/// Room kept free beyond the estimates: allocator fragmentation, cuDNN workspaces, the
+/// decode's activations.
+const HEADROOM: u64 = 1 << 30;
+
+/// What ComfyUI does when it sees a small card, for runs where the user chose no memory
+/// mode: `None` when everything fits with [`HEADROOM`] to spare; else the `--low-vram`
+/// preset when the UNet fits beside the larger of the biggest offloaded part (while the
+/// prompt is encoded) and half the activations (while sampling, batch by batch); else
+/// that with sequential offload.
+pub fn choose_for_free_memory(free: u64, need: MemoryNeed) -> Option<MemorySettings> {
+    let everything = need.unet + need.others + need.activations + HEADROOM;
+    if everything <= free {
+        return None;
+    }
+    let low = MemorySettings::low_vram();
+    let with_offload = need.unet + need.largest_other.max(need.activations / 2) + HEADROOM;
+    if with_offload <= free {
+        return Some(low);
+    }
+    Some(MemorySettings {
+        offload: Offload::Sequential,
+        ..low
+    })
+}
+
+#[cfg(test)]
+mod choice_tests {
+    use super::*;
+
+    const GIB: u64 = 1 << 30;
+
+    /// SDXL in fp16 at 1024²: UNet 5.13 GB, encoders 1.64 GB, VAE 0.17 GB.
+    fn sdxl() -> MemoryNeed {
+        MemoryNeed {
+            unet: 5_135_000_000,
+            others: 1_640_000_000 + 167_000_000,
+            largest_other: 1_640_000_000,
+            activations: activation_estimate(1024, 1024, 1, 2),
+        }
+    }
+
+    #[test]
+    fn the_activation_estimate_scales_with_pixels_batch_and_precision() {
+        let one = activation_estimate(1024, 1024, 1, 2);
+        assert_eq!(one, 5 * GIB / 2);
+        assert_eq!(activation_estimate(512, 512, 1, 2), one / 4);
+        assert_eq!(activation_estimate(1024, 1024, 2, 2), 2 * one);
+        assert_eq!(activation_estimate(1024, 1024, 1, 4), 2 * one);
+    }
+
+    #[test]
+    fn a_checkpoint_header_is_split_by_component() {
+        let json = r#"{
+            "model.diffusion_model.out.2.weight": {"dtype":"F32","shape":[4,320,3,3],"data_offsets":[0,46080]},
+            "first_stage_model.decoder.conv_out.weight": {"dtype":"F32","shape":[3,128,3,3],"data_offsets":[46080,59904]},
+            "conditioner.embedders.0.transformer.text_model.final_layer_norm.weight": {"dtype":"F32","shape":[768],"data_offsets":[59904,62976]},
+            "cond_stage_model.x": {"dtype":"F32","shape":[10],"data_offsets":[62976,63016]}
+        }"#;
+        let header = crate::safetensors_header::SafetensorsHeader {
+            tensors: serde_json::from_str(json).unwrap(),
+            ..Default::default()
+        };
+        let need = MemoryNeed::of_checkpoint(&header, 2, 512, 512, 1);
+        assert_eq!(need.unet, 4 * 320 * 9 * 2);
+        assert_eq!(need.others, (3 * 128 * 9 + 768 + 10) * 2);
+        assert_eq!(need.largest_other, 3 * 128 * 9 * 2);
+        assert_eq!(need.activations, activation_estimate(512, 512, 1, 2));
+    }
+
+    #[test]
+    fn big_cards_keep_the_fastest_settings_and_small_ones_get_the_presets() {
+        // An H200 or a 24 GiB card: nothing changes.
+        assert_eq!(choose_for_free_memory(140 * GIB, sdxl()), None);
+        assert_eq!(choose_for_free_memory(23 * GIB, sdxl()), None);
+        // 12 GiB free: 4.78 + 1.68 + 2.5 + 1 = 9.96 GiB fits.
+        assert_eq!(choose_for_free_memory(12 * GIB, sdxl()), None);
+        // An 8 GiB card (about 7.5 free): the documented --low-vram setting.
+        assert_eq!(
+            choose_for_free_memory(15 * GIB / 2, sdxl()),
+            Some(MemorySettings::low_vram())
+        );
+        // 6 GiB: the UNet cannot stay, so it is streamed too.
+        let six = choose_for_free_memory(6 * GIB, sdxl()).unwrap();
+        assert_eq!(six.offload, Offload::Sequential);
+        assert_eq!(six.cfg_batching, CfgBatching::Sequential);
+        assert!(six.vae_tiling.is_some());
+    }
+}

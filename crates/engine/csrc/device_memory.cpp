@@ -14,6 +14,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <utility>
 
 namespace {
 
@@ -96,6 +97,27 @@ int imagelab_cuda_reset_peak(int device) {
       return kAbsent;
     }
     allocator->resetPeakStats(static_cast<c10::DeviceIndex>(device));
+    return kDone;
+  } catch (...) {
+    return kError;
+  }
+}
+
+// out2 receives the free and total bytes of `device` as the driver reports them
+// (cudaMemGetInfo, through the allocator). Left untouched unless 0 is returned.
+int imagelab_cuda_mem_info(int device, int64_t* out2) {
+  try {
+    if (out2 == nullptr || !valid_device(device)) {
+      return kError;
+    }
+    c10::DeviceAllocator* allocator = cuda_allocator();
+    if (allocator == nullptr) {
+      return kAbsent;
+    }
+    const std::pair<std::size_t, std::size_t> info =
+        allocator->getMemoryInfo(static_cast<c10::DeviceIndex>(device));
+    out2[0] = static_cast<int64_t>(info.first);
+    out2[1] = static_cast<int64_t>(info.second);
     return kDone;
   } catch (...) {
     return kError;

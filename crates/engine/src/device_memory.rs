@@ -31,6 +31,7 @@ mod ffi {
         pub fn imagelab_cuda_memory_stats(device: i32, out4: *mut i64) -> i32;
         pub fn imagelab_cuda_empty_cache() -> i32;
         pub fn imagelab_cuda_reset_peak(device: i32) -> i32;
+        pub fn imagelab_cuda_mem_info(device: i32, out2: *mut i64) -> i32;
     }
 }
 
@@ -85,6 +86,36 @@ pub fn empty_cache() -> bool {
     }
 }
 
+/// Free and total bytes of CUDA device `device` as the driver sees them (other processes'
+/// use included), like `torch.cuda.mem_get_info()`. Creates this process's CUDA context
+/// on the device first if CUDA has not been used yet. `None` without a GPU or the shim.
+pub fn free_and_total(device: usize) -> Option<(u64, u64)> {
+    if !tch::Cuda::is_available() || device as i64 >= tch::Cuda::device_count() {
+        return None;
+    }
+    // The allocator answers only once initialised: one tiny allocation does it.
+    drop(tch::Tensor::zeros(
+        [1],
+        (tch::Kind::Float, tch::Device::Cuda(device)),
+    ));
+    #[cfg(not(imagelab_no_alloc_shim))]
+    {
+        let device = device_arg(device)?;
+        let mut out = [0i64; 2];
+        // SAFETY: the shim writes at most two i64 into `out`, which has room for two; it
+        // catches every C++ exception.
+        let rc = unsafe { ffi::imagelab_cuda_mem_info(device, out.as_mut_ptr()) };
+        if rc != 0 {
+            return None;
+        }
+        Some((u64::try_from(out[0]).ok()?, u64::try_from(out[1]).ok()?))
+    }
+    #[cfg(imagelab_no_alloc_shim)]
+    {
+        None
+    }
+}
+
 /// Sets the peak figures of CUDA device `device` to the current ones, so the next
 /// [`allocator_stats`] reports the peak of what ran since. Returns whether it ran.
 pub fn reset_peak(device: usize) -> bool {
@@ -120,8 +151,11 @@ mod tests {
             // A device index libtorch cannot represent is an error, not a crash.
             assert_eq!(allocator_stats(1000), None);
             assert!(!reset_peak(usize::MAX));
+            assert_eq!(free_and_total(0), None);
             return;
         }
+        let (free, total) = free_and_total(0).expect("free and total memory on CUDA");
+        assert!(free > 0 && free <= total, "free {free} of {total}");
         let device = tch::Device::Cuda(0);
         // Use CUDA once so the allocator is initialised, then start from a clean cache.
         let warm = tch::Tensor::zeros([1], (tch::Kind::Float, device));

@@ -19,7 +19,7 @@ pub mod unet;
 pub mod vae;
 pub mod weights;
 
-pub use device_memory::{allocator_stats, empty_cache, reset_peak, AllocatorStats};
+pub use device_memory::{allocator_stats, empty_cache, free_and_total, reset_peak, AllocatorStats};
 pub use error::{EngineError, Result};
 
 /// Serialises the unit tests that draw from libtorch's global generator: stochastic
