@@ -38,6 +38,11 @@ pub async fn require_token(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    // A public path asked with another method reaches the `/v1` scope; let it through to
+    // be answered 405 rather than 401 (it carries nothing a token protects).
+    if crate::routes::PUBLIC_PATHS.contains(&req.path()) {
+        return next.call(req).await;
+    }
     let expected = req
         .app_data::<web::Data<Token>>()
         .map(|t| t.0.clone())

@@ -138,7 +138,25 @@ fn path_error(err: PathError, _req: &HttpRequest) -> actix_web::Error {
     ApiFailure::bad_request(format!("bad path: {err}")).into()
 }
 
+/// Paths answered without a token (registered before the `/v1` scope).
+pub const PUBLIC_PATHS: [&str; 2] = ["/v1/health", "/v1/openapi.yaml"];
+
+/// What no route took: a known path asked with another method is 405 (actix moves a
+/// route's method guard onto its resource, so such a request falls through to here);
+/// anything else is 404.
 async fn unknown_route(req: HttpRequest) -> Result<HttpResponse, ApiFailure> {
+    let known_path =
+        PUBLIC_PATHS.contains(&req.path()) || req.resource_map().has_resource(req.path());
+    if known_path {
+        return Err(ApiFailure::new(
+            actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
+            format!(
+                "{} is not allowed on {} (see GET /v1/openapi.yaml)",
+                req.method(),
+                req.path()
+            ),
+        ));
+    }
     Err(ApiFailure::not_found(format!(
         "no such endpoint: {} {}",
         req.method(),

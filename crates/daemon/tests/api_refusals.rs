@@ -220,3 +220,30 @@ fn unknown_routes_and_ids_answer_in_json() {
     let err: ApiError = serde_json::from_str(&body).unwrap();
     assert_eq!((status, err.field.as_deref()), (404, Some("job")), "{body}");
 }
+
+#[test]
+fn a_known_path_with_another_method_is_405_and_an_unknown_one_404() {
+    let lab = Lab::new();
+    let daemon = lab.start();
+    for (method, path) in [
+        ("DELETE", "/v1/jobs"),
+        ("PUT", "/v1/queue/pause"),
+        ("POST", "/v1/gpus"),
+        ("DELETE", "/v1/jobs/1"),
+    ] {
+        let (status, body) = raw(&daemon, method, path, &[&auth(&daemon)], "");
+        let err: ApiError = serde_json::from_str(&body).unwrap();
+        assert_eq!(status, 405, "{method} {path}: {body}");
+        assert!(err.error.contains(method), "{body}");
+    }
+    // Public paths: 405 without a token too (nothing there needs one).
+    for path in ["/v1/health", "/v1/openapi.yaml"] {
+        let (status, body) = raw(&daemon, "POST", path, &[], "");
+        assert_eq!(status, 405, "POST {path}: {body}");
+    }
+    // Still 401 for a protected path without the token, whatever the method.
+    let (status, _) = raw(&daemon, "DELETE", "/v1/jobs", &[], "");
+    assert_eq!(status, 401);
+    let (status, _) = raw(&daemon, "GET", "/v1/nope", &[&auth(&daemon)], "");
+    assert_eq!(status, 404);
+}
