@@ -137,7 +137,6 @@ fn explain_missing_checkpoint(checkpoints: &Path) {
     );
 }
 
-/// The VAE tiling flag: `on`/`off`, or `TILE,OVERLAP` in pixels.
 /// For a run where neither the flags, the environment nor config.yaml chose a memory mode:
 /// what fits the GPU's free memory, as ComfyUI picks its low-VRAM modes on small cards
 /// (`imagelab_core::memory::choose_for_free_memory`). `None` keeps the fastest settings;
@@ -297,7 +296,7 @@ pub fn run(args: GenerateArgs) -> Result<ExitCode> {
     let (device, dtype) = pick_device(&args, &config)?;
     let placement = pick_placement(&args, device)?;
     let mut memory = args.memory.settings(config.memory)?;
-    if args.memory.is_unset() && config.memory.is_default() {
+    if config.automatic_memory && args.memory.is_unset() && config.memory.is_default() {
         if let Some(chosen) = automatic_memory(&checkpoint, &params, dtype, placement) {
             memory = chosen;
         }

@@ -11,9 +11,16 @@ pub struct MemoryArgs {
     /// The 8 GiB setting: text encoders and VAE offloaded, guidance halves one after the
     /// other, tiled VAE (`--offload model --cfg-batching sequential --vae-tiling on`).
     /// Flags given as well override its parts.
-    /// (`IMAGELAB_LOW_VRAM=1`, `true` or `yes` in the environment; `0` or `false` is off.)
-    #[arg(long, env = "IMAGELAB_LOW_VRAM", value_parser = clap::builder::FalseyValueParser::new())]
-    pub low_vram: bool,
+    /// (`IMAGELAB_LOW_VRAM=1`, `true` or `yes` in the environment; `0`, `false` or `no`
+    /// turns it off and also keeps the automatic choice from picking it.)
+    #[arg(
+        long,
+        env = "IMAGELAB_LOW_VRAM",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub low_vram: Option<bool>,
     /// sdpa (default) or sliced[:N]: attention N queries at a time, for GPUs where
     /// SDPA's memory-efficient kernels are not available.
     #[arg(long, env = "IMAGELAB_ATTENTION")]
@@ -35,7 +42,7 @@ pub struct MemoryArgs {
 impl MemoryArgs {
     /// Whether no memory flag (or its environment variable) was given.
     pub fn is_unset(&self) -> bool {
-        !self.low_vram
+        self.low_vram.is_none()
             && self.attention.is_none()
             && self.offload.is_none()
             && self.cfg_batching.is_none()
@@ -45,7 +52,7 @@ impl MemoryArgs {
     /// `base` (the config's `memory:` section), with `--low-vram`'s preset laid over it
     /// (the config's attention stays: a GPU may need `sliced`), then each flag given.
     pub fn settings(&self, base: MemorySettings) -> Result<MemorySettings> {
-        let mut memory = if self.low_vram {
+        let mut memory = if self.low_vram == Some(true) {
             base.with_low_vram()
         } else {
             base
@@ -125,7 +132,7 @@ mod tests {
         assert!(none.is_unset());
         assert_eq!(none.settings(config).unwrap(), config);
         let low = MemoryArgs {
-            low_vram: true,
+            low_vram: Some(true),
             ..MemoryArgs::default()
         };
         // The preset keeps the config's attention.
@@ -137,7 +144,7 @@ mod tests {
             }
         );
         let mixed = MemoryArgs {
-            low_vram: true,
+            low_vram: Some(true),
             offload: Some("sequential".into()),
             vae_tiling: Some("off".into()),
             ..MemoryArgs::default()
@@ -180,12 +187,26 @@ mod command_line_tests {
             .unwrap();
         assert_eq!(typed_on_command_line(&matches), ["--attention"]);
         let probe = Probe::parse_from(["probe"]);
-        assert!(probe.memory.low_vram, "IMAGELAB_LOW_VRAM=1 turns it on");
+        assert_eq!(
+            probe.memory.low_vram,
+            Some(true),
+            "IMAGELAB_LOW_VRAM=1 turns it on"
+        );
         assert_eq!(probe.memory.offload.as_deref(), Some("model"));
         std::env::set_var("IMAGELAB_LOW_VRAM", "0");
-        assert!(!Probe::parse_from(["probe"]).memory.low_vram);
+        let off = Probe::parse_from(["probe"]).memory;
+        assert_eq!(off.low_vram, Some(false));
+        // An explicit "no" is a choice: the automatic choice stays out.
         std::env::remove_var("IMAGELAB_OFFLOAD");
+        assert!(!Probe::parse_from(["probe"]).memory.is_unset());
+        std::env::set_var("IMAGELAB_LOW_VRAM", "junk");
+        assert!(Probe::try_parse_from(["probe"]).is_err(), "junk is refused");
         std::env::remove_var("IMAGELAB_LOW_VRAM");
+        assert!(Probe::parse_from(["probe"]).memory.is_unset());
+        assert_eq!(
+            Probe::parse_from(["probe", "--low-vram"]).memory.low_vram,
+            Some(true)
+        );
         let matches = Probe::command()
             .try_get_matches_from(["probe", "--low-vram", "--vae-tiling", "off"])
             .unwrap();

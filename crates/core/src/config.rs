@@ -77,6 +77,9 @@ pub struct Config {
     /// Memory modes for small cards (attention, offload, CFG batching, VAE tiling); the
     /// defaults are the fastest. `generate` flags override them per run.
     pub memory: crate::memory::MemorySettings,
+    /// With no memory mode chosen anywhere, let `generate` pick one from the GPU's free
+    /// memory (false: always the `memory:` section as written).
+    pub automatic_memory: bool,
     pub defaults: GenerationDefaults,
     /// The daemon's GPU policy, retries and recovery.
     pub scheduler: crate::scheduler::SchedulerSettings,
@@ -119,6 +122,7 @@ impl Default for Config {
             gpus: Vec::new(),
             pipeline_cache_size: 2,
             memory: crate::memory::MemorySettings::default(),
+            automatic_memory: true,
             defaults: GenerationDefaults::default(),
             scheduler: crate::scheduler::SchedulerSettings::default(),
             night: NightDefaults::default(),

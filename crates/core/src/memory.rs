@@ -411,6 +411,9 @@ impl MemoryNeed {
     ) -> MemoryNeed {
         let (mut unet, mut vae, mut text) = (0u64, 0u64, 0u64);
         for (name, entry) in &header.tensors {
+            if !matches!(entry.dtype.as_str(), "F32" | "F16" | "BF16" | "F64") {
+                continue;
+            }
             let count: u64 = entry.shape.iter().map(|&d| d.max(0) as u64).product();
             let bytes = count * u64::from(element_bytes);
             if name.starts_with("model.diffusion_model.") {
@@ -497,7 +500,8 @@ mod choice_tests {
             "model.diffusion_model.out.2.weight": {"dtype":"F32","shape":[4,320,3,3],"data_offsets":[0,46080]},
             "first_stage_model.decoder.conv_out.weight": {"dtype":"F32","shape":[3,128,3,3],"data_offsets":[46080,59904]},
             "conditioner.embedders.0.transformer.text_model.final_layer_norm.weight": {"dtype":"F32","shape":[768],"data_offsets":[59904,62976]},
-            "cond_stage_model.x": {"dtype":"F32","shape":[10],"data_offsets":[62976,63016]}
+            "cond_stage_model.x": {"dtype":"F32","shape":[10],"data_offsets":[62976,63016]},
+            "cond_stage_model.position_ids": {"dtype":"I64","shape":[1,77],"data_offsets":[63016,63632]}
         }"#;
         let header = crate::safetensors_header::SafetensorsHeader {
             tensors: serde_json::from_str(json).unwrap(),

@@ -38,10 +38,15 @@ pub async fn require_token(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    // A public path asked with another method reaches the `/v1` scope; let it through to
-    // be answered 405 rather than 401 (it carries nothing a token protects).
+    // A public path asked with another method reaches the `/v1` scope: answer 405 here,
+    // rather than 401 (it carries nothing a token protects) and without passing the
+    // request on to anything behind the token.
     if crate::routes::PUBLIC_PATHS.contains(&req.path()) {
-        return next.call(req).await;
+        return Err(ApiFailure::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("{} is not allowed on {}", req.method(), req.path()),
+        )
+        .into());
     }
     let expected = req
         .app_data::<web::Data<Token>>()

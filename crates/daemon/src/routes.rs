@@ -145,9 +145,7 @@ pub const PUBLIC_PATHS: [&str; 2] = ["/v1/health", "/v1/openapi.yaml"];
 /// route's method guard onto its resource, so such a request falls through to here);
 /// anything else is 404.
 async fn unknown_route(req: HttpRequest) -> Result<HttpResponse, ApiFailure> {
-    let known_path =
-        PUBLIC_PATHS.contains(&req.path()) || req.resource_map().has_resource(req.path());
-    if known_path {
+    if req.resource_map().has_resource(req.path()) {
         return Err(ApiFailure::new(
             actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
             format!(

@@ -12,7 +12,7 @@ mod common;
 use imagelab_core::memory::{AttentionMode, CfgBatching, MemorySettings, Offload};
 use imagelab_core::{DType, DeviceSpec};
 use imagelab_engine::pipeline::{ModelChoice, Pipeline, Tuning};
-use imagelab_engine::unet::{sdxl_vector, BlockOptions, UNet, UNetConfig, UNetOptions};
+use imagelab_engine::unet::{sdxl_vector, BlockOptions, UNet, UNetConfig, UNetInput, UNetOptions};
 use imagelab_engine::weights::{WeightFile, Weights};
 use std::collections::BTreeMap;
 use tch::{Kind, Tensor};
@@ -388,4 +388,63 @@ fn the_cache_applies_per_job_modes_without_a_load_and_replaces_a_copy_with_other
         .get_or_load(&choice("sd2", MemorySettings::default(), Tuning::default()))
         .unwrap();
     assert_eq!(cache.len(), 2);
+}
+
+#[test]
+fn forward_many_equals_separate_calls_for_any_inputs() {
+    // Three inputs of different batch and spatial sizes, through resident and streamed
+    // blocks: each output must be what a call of its own gives.
+    let w = unet_weights("sdxl");
+    let cfg = UNetConfig::detect(&w).unwrap();
+    let inputs: Vec<(Tensor, Tensor, Tensor, Option<Tensor>)> = [(1, 8, 8), (2, 8, 16), (1, 16, 8)]
+        .iter()
+        .enumerate()
+        .map(|(i, &(b, h, wd))| {
+            let phase = i as f64;
+            let x = wave(&[b, cfg.in_channels, h, wd], 0.1 + phase);
+            let t = Tensor::from_slice(&vec![300.0f32 + 100.0 * phase as f32; b as usize]);
+            let context = wave(&[b, 77, cfg.context_dim], 0.5 + phase);
+            let y = cfg.adm_in_channels.map(|adm| {
+                sdxl_vector(
+                    &wave(&[b, adm - 6 * 256], 0.9 + phase),
+                    (64, 64),
+                    (0, 0),
+                    (64, 64),
+                )
+            });
+            (x, t, context, y)
+        })
+        .collect();
+    for stream_blocks in [false, true] {
+        let unet = UNet::load_with(
+            &w,
+            &cfg,
+            UNetOptions {
+                stream_blocks,
+                ..UNetOptions::default()
+            },
+        )
+        .unwrap();
+        let batch: Vec<_> = inputs
+            .iter()
+            .map(|(x, t, c, y)| UNetInput {
+                x,
+                timesteps: t,
+                context: c,
+                y: y.as_ref(),
+            })
+            .collect();
+        let together = tch::no_grad(|| unet.forward_many(&batch).unwrap());
+        assert_eq!(together.len(), 3);
+        for ((x, t, c, y), got) in inputs.iter().zip(&together) {
+            let alone = tch::no_grad(|| unet.forward(x, t, c, y.as_ref()).unwrap());
+            assert_eq!(got.size(), x.size());
+            assert!(
+                got.equal(&alone),
+                "streamed={stream_blocks}: {:?}",
+                x.size()
+            );
+        }
+        assert!(unet.forward_many(&[]).unwrap().is_empty());
+    }
 }

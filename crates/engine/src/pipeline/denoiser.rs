@@ -91,8 +91,9 @@ impl Denoiser<'_> {
         let contexts = contexts.to_kind(self.kind);
         let vectors = vectors.map(|v| v.to_kind(self.kind));
         let out = if copies == 2 && self.batching == CfgBatching::Sequential {
-            // Half the activations at a time: uncond, then cond, each a batch of B, run
-            // block by block (a streamed block crosses to the device once for both).
+            // Two calls of batch B instead of one of 2B: the attention and convolution peaks
+            // are those of one half (with streamed blocks, each block runs on both halves
+            // while it is on the device, so the other half's skips are kept meanwhile).
             let part = |t: &Tensor, half: i64| t.narrow(0, half * batch, batch);
             let (xs, ts, cs) = (
                 [part(&scaled, 0), part(&scaled, 1)],

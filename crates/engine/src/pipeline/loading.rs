@@ -10,7 +10,7 @@ use crate::tokenizer::ClipTokenizer;
 use crate::unet::{BlockOptions, UNet, UNetConfig, UNetOptions};
 use crate::vae::{self, AutoencoderKl, VaeConfig};
 use crate::weights::Weights;
-use imagelab_core::memory::Offload;
+use imagelab_core::memory::{AttentionMode, Offload};
 use imagelab_core::{GenerationParams, ENGINE_VERSION};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -146,15 +146,17 @@ pub(super) fn load(choice: &ModelChoice) -> Result<Pipeline> {
     let settings = choice.memory;
     // With offload, the text encoders and the VAE visit their device only while used.
     let offload_others = settings.offload != Offload::None;
-    if [device, text_device, vae_device]
+    // cuDNN's per-shape algorithm search, set before each run (it is process-wide): off in
+    // the load-time memory modes, whose trial runs could take large workspaces on the
+    // small cards those modes are for.
+    let cudnn_benchmark = [device, text_device, vae_device]
         .iter()
         .any(|d| d.is_cuda())
-    {
-        // Process-wide, so set either way: a later load without it must turn it off. Off
-        // in the memory modes too: its trial runs can take large cuDNN workspaces, and
-        // small cards are what those modes are for.
-        tch::Cuda::cudnn_set_benchmark(choice.tuning.cudnn_benchmark && settings.is_default());
-    }
+        .then_some(
+            choice.tuning.cudnn_benchmark
+                && settings.attention == AttentionMode::Sdpa
+                && settings.offload == Offload::None,
+        );
 
     let (unet_weights, unet_bytes) = source.unet.to(device, kind).counted();
     let unet_options = UNetOptions {
@@ -317,6 +319,7 @@ pub(super) fn load(choice: &ModelChoice) -> Result<Pipeline> {
         tokenizer: ClipTokenizer::shared()?,
         settings: std::cell::Cell::new(settings),
         tuning: choice.tuning,
+        cudnn_benchmark,
         schedule: crate::sampling::ModelSchedule::stable_diffusion(),
         placement,
         device,

@@ -85,6 +85,8 @@ pub struct Pipeline {
     /// between jobs ([`Pipeline::apply_run_settings`]).
     settings: std::cell::Cell<MemorySettings>,
     tuning: Tuning,
+    /// cuDNN's benchmark mode for this pipeline's runs; `None` off CUDA.
+    cudnn_benchmark: Option<bool>,
     schedule: ModelSchedule,
     placement: Placement,
     /// The UNet's device: sampling (noise, latents, guidance) happens here.
@@ -146,7 +148,8 @@ impl Pipeline {
         })
     }
 
-    /// The memory modes this pipeline was loaded with.
+    /// The memory modes in force: attention and offload as loaded, CFG batching and VAE
+    /// tiling as the last [`Pipeline::apply_run_settings`] (or the load) set them.
     pub fn memory_settings(&self) -> MemorySettings {
         self.settings.get()
     }
@@ -272,6 +275,10 @@ impl Pipeline {
             });
         }
         let _guard = tch::no_grad_guard();
+        if let Some(benchmark) = self.cudnn_benchmark {
+            // Process-wide: another cached pipeline may have set it otherwise.
+            tch::Cuda::cudnn_set_benchmark(benchmark);
+        }
         let init = match &params.init_image {
             Some(path) => Some(self.encode_init(
                 &loading::read_init_image(path, params.width, params.height)?,

@@ -51,7 +51,9 @@ struct Pass {
 
 impl Pass {
     fn run(&mut self, layers: &[Layer], up_target: Option<(i64, i64)>) {
-        let mut h = self.h.shallow_clone();
+        // Taken, not cloned: the block's input is freed as soon as its first layer is done
+        // with it (in output blocks it is the large concatenation with the skip).
+        let mut h = std::mem::replace(&mut self.h, Tensor::new());
         for layer in layers {
             h = match layer {
                 Layer::ConvIn(conv) => conv.forward(&h),
@@ -92,10 +94,20 @@ impl UNet {
         outputs.pop().ok_or_else(|| config_mismatch("no output"))
     }
 
-    /// [`UNet::forward`] for several inputs, each block run on every input before the
-    /// next block: the same results as separate calls, with one build of each streamed
-    /// block instead of one per input.
+    /// [`UNet::forward`] for several inputs: the same results as separate calls. With
+    /// streamed blocks (sequential offload) each block runs on every input before the next
+    /// is built, so it is built once instead of once per input; with resident blocks the
+    /// inputs run one after the other, so only one input's activations exist at a time.
     pub fn forward_many(&self, inputs: &[UNetInput<'_>]) -> Result<Vec<Tensor>> {
+        if inputs.len() > 1 && matches!(self.blocks, Blocks::Resident { .. }) {
+            return inputs
+                .iter()
+                .map(|input| self.forward(input.x, input.timesteps, input.context, input.y))
+                .collect();
+        }
+        if inputs.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut passes = inputs
             .iter()
             .map(|input| self.prepare(input))
@@ -118,7 +130,8 @@ impl UNet {
                     .skips
                     .pop()
                     .ok_or_else(|| config_mismatch("more output blocks than skips"))?;
-                pass.h = Tensor::cat(&[pass.h.shallow_clone(), skip], 1);
+                let h = std::mem::replace(&mut pass.h, Tensor::new());
+                pass.h = Tensor::cat(&[h, skip], 1);
                 // An upsampler must reach the size of the next skip it will be joined with.
                 let target = pass.skips.last().map(|s| (s.size()[2], s.size()[3]));
                 pass.run(block.layers(), target);
