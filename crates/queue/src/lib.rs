@@ -20,6 +20,4 @@ pub use job::{
     Timings,
 };
 pub use log::{read_log, JobLog, LogRead, LogRecord};
-pub use store::{
-    Counts, Favorite, FavoriteTarget, Queue, QueueOptions, Recovery, RecoveryPolicy, RunCounts,
-};
+pub use store::{Counts, Favorite, FavoriteTarget, Queue, QueueOptions, Recovery, RecoveryPolicy};

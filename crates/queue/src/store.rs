@@ -31,7 +31,6 @@ mod runs;
 mod worker;
 
 pub use favorites::{Favorite, FavoriteTarget};
-pub use runs::RunCounts;
 
 const NEXT_ID: &[u8] = b"m/next_id";
 const PAUSED: &[u8] = b"m/paused";
@@ -75,7 +74,8 @@ pub struct Recovery {
     pub paused: bool,
 }
 
-/// How many jobs are in each state (for `daemon status` and the systemd STATUS line).
+/// How many jobs are in each state (for `daemon status`, the systemd STATUS line and a
+/// night run's status).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Counts {
     pub queued: usize,
@@ -84,6 +84,24 @@ pub struct Counts {
     pub failed: usize,
     pub dead: usize,
     pub cancelled: usize,
+}
+
+impl Counts {
+    /// The counts of `jobs`, by state.
+    pub fn of<'a>(jobs: impl IntoIterator<Item = &'a Job>) -> Counts {
+        let mut counts = Counts::default();
+        for job in jobs {
+            *match job.state {
+                JobState::Queued => &mut counts.queued,
+                JobState::Leased { .. } => &mut counts.leased,
+                JobState::Done { .. } => &mut counts.done,
+                JobState::Failed { .. } => &mut counts.failed,
+                JobState::Dead { .. } => &mut counts.dead,
+                JobState::Cancelled { .. } => &mut counts.cancelled,
+            } += 1;
+        }
+        counts
+    }
 }
 
 struct Inner {
@@ -337,18 +355,7 @@ impl Queue {
 
     /// How many jobs are in each state.
     pub fn counts(&self) -> Result<Counts> {
-        let mut counts = Counts::default();
-        for job in self.list()? {
-            *match job.state {
-                JobState::Queued => &mut counts.queued,
-                JobState::Leased { .. } => &mut counts.leased,
-                JobState::Done { .. } => &mut counts.done,
-                JobState::Failed { .. } => &mut counts.failed,
-                JobState::Dead { .. } => &mut counts.dead,
-                JobState::Cancelled { .. } => &mut counts.cancelled,
-            } += 1;
-        }
-        Ok(counts)
+        Ok(Counts::of(&self.list()?))
     }
 
     /// Runs `event` on job `id` under the lock, commits, and logs a job that just finished.

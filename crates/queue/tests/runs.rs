@@ -5,7 +5,7 @@
 
 use imagelab_core::GenerationParams;
 use imagelab_queue::{
-    read_log, Job, JobId, JobSpec, NewJob, Priority, Queue, QueueOptions, RunCounts, Source,
+    read_log, Counts, Job, JobId, JobSpec, NewJob, Priority, Queue, QueueOptions, Source,
     WorkerView,
 };
 
@@ -105,11 +105,11 @@ fn a_run_finds_its_queued_jobs_its_newest_jobs_and_its_counts() {
     assert_eq!(q.queued_in_run("a").unwrap(), vec![ids[2]]);
     assert_eq!(
         q.run_counts("a").unwrap(),
-        RunCounts {
+        Counts {
             queued: 1,
             leased: 1,
             cancelled: 1,
-            ..RunCounts::default()
+            ..Counts::default()
         }
     );
 

@@ -214,10 +214,10 @@ impl Runner {
             finished_at_ms: record.finished_at_ms,
             max_jobs: record.request.max_jobs,
             submitted: record.submitted,
-            queued: counts.queued,
-            running: counts.leased,
-            done: counts.done,
-            failed: counts.failed + counts.dead,
+            queued: counts.queued as u64,
+            running: counts.leased as u64,
+            done: counts.done as u64,
+            failed: (counts.failed + counts.dead) as u64,
             seed: record.seed,
         })
     }

@@ -2,22 +2,10 @@
 //! for a once-a-second top-up), its jobs newer than a given id (for repairing the run's
 //! counter after a crash), and per-state counts of all its jobs (for status).
 
-use super::{be_u64, job_key, Queue};
+use super::{be_u64, job_key, Counts, Queue};
 use crate::dispatch::IndexEntry;
 use crate::error::{QueueError, Result};
-use crate::job::{Job, JobId, JobState};
-
-/// How many of a run's jobs the store holds in each state. Jobs trimmed from the store by
-/// the history limit are not counted (they remain in `jobs.log`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct RunCounts {
-    pub queued: u64,
-    pub leased: u64,
-    pub done: u64,
-    pub failed: u64,
-    pub dead: u64,
-    pub cancelled: u64,
-}
+use crate::job::{Job, JobId};
 
 impl Queue {
     /// The ids of run `run`'s queued jobs, in dispatch order. Reads only the queued index
@@ -63,20 +51,10 @@ impl Queue {
         Ok(jobs)
     }
 
-    /// How many of run `run`'s jobs are in each state. Reads every job record: meant for a
-    /// status request, not for a loop.
-    pub fn run_counts(&self, run: &str) -> Result<RunCounts> {
-        let mut counts = RunCounts::default();
-        for job in self.run_jobs_after(run, None)? {
-            *match job.state {
-                JobState::Queued => &mut counts.queued,
-                JobState::Leased { .. } => &mut counts.leased,
-                JobState::Done { .. } => &mut counts.done,
-                JobState::Failed { .. } => &mut counts.failed,
-                JobState::Dead { .. } => &mut counts.dead,
-                JobState::Cancelled { .. } => &mut counts.cancelled,
-            } += 1;
-        }
-        Ok(counts)
+    /// How many of run `run`'s jobs the store holds in each state (jobs trimmed by the
+    /// history limit are not counted; they remain in `jobs.log`). Reads every job record:
+    /// meant for a status request, not for a loop.
+    pub fn run_counts(&self, run: &str) -> Result<Counts> {
+        Ok(Counts::of(&self.run_jobs_after(run, None)?))
     }
 }
