@@ -21,12 +21,3 @@ pub mod weights;
 
 pub use device_memory::{allocator_stats, empty_cache, free_and_total, reset_peak, AllocatorStats};
 pub use error::{EngineError, Result};
-
-/// Serialises the unit tests that draw from libtorch's global generator: stochastic
-/// samplers reseed it and then draw step after step, so a concurrent test drawing in
-/// between would change their numbers (integration tests run in processes of their own).
-#[cfg(test)]
-pub(crate) fn global_rng_lock() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}

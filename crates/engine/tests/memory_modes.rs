@@ -14,7 +14,6 @@ use imagelab_core::{DType, DeviceSpec};
 use imagelab_engine::pipeline::{ModelChoice, Pipeline, Tuning};
 use imagelab_engine::unet::{sdxl_vector, BlockOptions, UNet, UNetConfig, UNetInput, UNetOptions};
 use imagelab_engine::weights::{WeightFile, Weights};
-use std::collections::BTreeMap;
 use tch::{Kind, Tensor};
 
 use common::{pipeline_model as model, pipeline_models as reference_dir, tiny_params as params};
@@ -224,13 +223,7 @@ fn channels_last_unet_agrees_with_nchw() {
     }
 }
 
-fn report(pipeline: &Pipeline) -> BTreeMap<String, u64> {
-    pipeline
-        .memory_report()
-        .into_iter()
-        .map(|c| (c.component, c.bytes))
-        .collect()
-}
+use common::report_by_component as report;
 
 #[test]
 fn offloaded_components_hold_no_resident_bytes() {

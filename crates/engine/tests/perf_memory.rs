@@ -117,13 +117,7 @@ fn file_bytes(path: &Path, kind: Kind, encoders: &[&str]) -> BTreeMap<String, u6
     out
 }
 
-fn reported(pipeline: &Pipeline) -> BTreeMap<String, u64> {
-    pipeline
-        .memory_report()
-        .into_iter()
-        .map(|c| (c.component, c.bytes))
-        .collect()
-}
+use common::report_by_component as reported;
 
 #[test]
 fn memory_report_equals_the_files_tensor_sizes() {

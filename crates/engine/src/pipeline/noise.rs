@@ -6,13 +6,18 @@ use tch::{Kind, Tensor};
 
 /// Noise for a whole batch from one seed (ComfyUI batches share a seed).
 pub fn initial_noise(seed: u64, shape: &[i64]) -> Tensor {
-    // tch seeds libtorch's global CPU generator. A worker runs one generation at a time,
-    // but a library user (or a test) may run pipelines on several threads: the lock keeps
-    // another seed or draw from landing between this seed and its draw.
-    static SEED_THEN_DRAW: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _guard = SEED_THEN_DRAW
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    // A worker runs one generation at a time, but a library user (or a test) may run
+    // pipelines on several threads: the lock keeps another seed or draw from landing
+    // between this seed and its draw.
+    let _guard = global_generator_lock();
     tch::manual_seed(seed as i64);
     Tensor::randn(shape, (Kind::Float, tch::Device::Cpu))
+}
+
+/// Held by whoever seeds libtorch's global generator and then draws from it (tch seeds that
+/// one generator for every caller): the initial noise, and the unit tests that walk a
+/// stochastic sampler (which reseeds it, then draws step after step). Not reentrant.
+pub(crate) fn global_generator_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }

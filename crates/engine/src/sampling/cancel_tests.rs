@@ -14,7 +14,7 @@ fn denoiser(x: &Tensor, sigma: f64) -> Tensor {
 /// Runs `sampler` asking to stop after step `k`; returns the result, the steps the
 /// callback saw, and the model calls made before and after the stop was asked.
 fn run_until(sampler: SamplerName, k: usize) -> (Result<Tensor>, Vec<usize>, usize, usize) {
-    let _rng = crate::global_rng_lock();
+    let _rng = crate::pipeline::noise::global_generator_lock();
     let model = ModelSchedule::stable_diffusion();
     let sigmas = schedule_sigmas(SchedulerName::Karras, &model, 6);
     let x = Tensor::randn([1, 4, 4, 4], (Kind::Double, Device::Cpu)) * 14.0;
@@ -67,7 +67,7 @@ fn a_cancel_after_step_k_stops_there_for_every_sampler() {
 
 #[test]
 fn a_walk_that_is_never_stopped_matches_the_plain_sampler() {
-    let _rng = crate::global_rng_lock();
+    let _rng = crate::pipeline::noise::global_generator_lock();
     let model = ModelSchedule::stable_diffusion();
     let sigmas = schedule_sigmas(SchedulerName::Karras, &model, 4);
     let x = Tensor::randn([1, 4, 4, 4], (Kind::Double, Device::Cpu));

@@ -121,3 +121,14 @@ pub fn tiny_params() -> imagelab_core::GenerationParams {
         ..imagelab_core::GenerationParams::default()
     }
 }
+
+/// A pipeline's memory report as `component → bytes`.
+pub fn report_by_component(
+    pipeline: &imagelab_engine::pipeline::Pipeline,
+) -> std::collections::BTreeMap<String, u64> {
+    pipeline
+        .memory_report()
+        .into_iter()
+        .map(|c| (c.component, c.bytes))
+        .collect()
+}
