@@ -175,6 +175,11 @@ impl Bars {
                     other => bar.set_message(other.name()),
                 }
             }
+            DaemonEvent::LoadFailed {
+                worker,
+                model,
+                error,
+            } => self.line(&format!("loading {model} on {worker} failed: {error}")),
             DaemonEvent::Queue { paused } => self.line(if *paused {
                 "queue paused"
             } else {

@@ -11,9 +11,8 @@ use anyhow::Result;
 use clap::Args;
 use imagelab_core::config::Config;
 use imagelab_core::events::ComponentVram;
-use imagelab_core::memory::MemorySettings;
 use imagelab_core::worker::{WorkRequest, WorkerCommand, WorkerEvent};
-use imagelab_core::{paths, DType, DeviceSpec};
+use imagelab_core::{paths, DType, DeviceSpec, GenerationParams};
 use imagelab_engine::pipeline::{ModelChoice, PipelineCache, Placement, Step, StepEvent};
 use imagelab_engine::preview::PREVIEW_MAX_SIDE;
 use imagelab_engine::EngineError;
@@ -52,19 +51,53 @@ fn placement(device: DeviceSpec, split: bool) -> Result<Placement> {
     })
 }
 
-/// What a job loads: the checkpoint on this worker's devices, with the config's
-/// `memory:` modes (read for every job, so an edited config applies to the next load).
+/// The names a load takes: a checkpoint, and the VAE and text encoders replacing its own.
+#[derive(Clone, Copy)]
+struct ModelNames<'a> {
+    model: &'a str,
+    vae: Option<&'a str>,
+    clip: Option<&'a str>,
+}
+
+impl<'a> ModelNames<'a> {
+    fn of(params: &'a GenerationParams) -> ModelNames<'a> {
+        ModelNames {
+            model: &params.model,
+            vae: params.vae.as_deref(),
+            clip: params.clip.as_deref(),
+        }
+    }
+}
+
+/// What a job or a load asks for: the files resolved inside their folders, on this
+/// worker's devices, with the config's `memory:` modes (read for every job, so an edited
+/// config applies to the next load). A name that does not resolve is the error's text.
 fn choice(
-    checkpoint: std::path::PathBuf,
+    config: &Config,
+    names: ModelNames<'_>,
     placement: Placement,
     dtype: DType,
-    memory: MemorySettings,
-) -> ModelChoice {
-    ModelChoice {
+) -> std::result::Result<ModelChoice, String> {
+    let folders = config.folders();
+    let resolve = |folder: std::path::PathBuf, name: &str, what: &'static str| {
+        paths::resolve_model_file(&folder, name, what, false).map_err(|e| e.to_string())
+    };
+    let checkpoint = resolve(folders.checkpoints(), names.model, "model")?;
+    let vae = names
+        .vae
+        .map(|n| resolve(folders.vae(), n, "vae"))
+        .transpose()?;
+    let clip = names
+        .clip
+        .map(|n| resolve(folders.clip(), n, "clip"))
+        .transpose()?;
+    Ok(ModelChoice {
+        vae,
+        clip,
         placement,
-        memory,
+        memory: config.memory,
         ..ModelChoice::new(checkpoint, placement.unet, dtype)
-    }
+    })
 }
 
 fn emit(event: &WorkerEvent) -> Result<()> {
@@ -118,22 +151,16 @@ fn run_one(
         return Ok(cancelled);
     }
     let config = Config::load()?;
-    let folders = config.folders();
     let failed = |error: String, retryable: bool| WorkerEvent::Failed {
         job: request.job,
         error,
         retryable,
     };
-    let checkpoint = match paths::resolve_model_file(
-        &folders.checkpoints(),
-        &request.params.model,
-        "model",
-        false,
-    ) {
-        Ok(path) => path,
-        Err(e) => return Ok(failed(e.to_string(), false)),
+    let wanted = match choice(&config, ModelNames::of(&request.params), device, dtype) {
+        Ok(wanted) => wanted,
+        Err(e) => return Ok(failed(e, false)),
     };
-    let pipeline = match cache.get_or_load(&choice(checkpoint, device, dtype, config.memory)) {
+    let pipeline = match cache.get_or_load(&wanted) {
         Ok(p) => p,
         Err(e) => return Ok(failed(format!("{e}"), retryable(&e))),
     };
@@ -220,17 +247,15 @@ fn file_name(path: &std::path::Path) -> String {
 }
 
 fn load(
-    model: &str,
+    names: ModelNames<'_>,
     cache: &mut PipelineCache,
     device: Placement,
     dtype: DType,
 ) -> std::result::Result<(), String> {
     let config = Config::load().map_err(|e| e.to_string())?;
-    let checkpoint =
-        paths::resolve_model_file(&config.folders().checkpoints(), model, "model", false)
-            .map_err(|e| e.to_string())?;
+    let wanted = choice(&config, names, device, dtype)?;
     cache
-        .get_or_load(&choice(checkpoint, device, dtype, config.memory))
+        .get_or_load(&wanted)
         .map(drop)
         .map_err(|e| e.to_string())
 }
@@ -273,9 +298,14 @@ pub fn run(args: WorkerArgs) -> Result<ExitCode> {
                 emit(&event)?;
                 models_event(&cache)
             }
-            Ok(WorkerCommand::Load { model }) => {
-                log::info!("load {model}");
-                match load(&model, &mut cache, device, dtype) {
+            Ok(WorkerCommand::Load { model, vae, clip }) => {
+                log::info!("load {model} (vae {vae:?}, clip {clip:?})");
+                let names = ModelNames {
+                    model: &model,
+                    vae: vae.as_deref(),
+                    clip: clip.as_deref(),
+                };
+                match load(names, &mut cache, device, dtype) {
                     Ok(()) => models_event(&cache),
                     Err(error) => WorkerEvent::Failed {
                         job: 0,
@@ -300,4 +330,60 @@ pub fn run(args: WorkerArgs) -> Result<ExitCode> {
         emit(&event)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lab() -> (tempfile::TempDir, Config) {
+        let dir = tempfile::tempdir().unwrap();
+        for sub in ["checkpoints", "vae", "clip"] {
+            std::fs::create_dir_all(dir.path().join("models").join(sub)).unwrap();
+        }
+        std::fs::write(dir.path().join("models/checkpoints/m.safetensors"), b"x").unwrap();
+        std::fs::write(dir.path().join("models/vae/v.safetensors"), b"x").unwrap();
+        std::fs::write(dir.path().join("models/clip/c.safetensors"), b"x").unwrap();
+        let config = Config {
+            models_dir: dir.path().join("models"),
+            ..Config::default()
+        };
+        (dir, config)
+    }
+
+    #[test]
+    fn a_jobs_vae_and_clip_replace_the_checkpoints_own() {
+        let (dir, config) = lab();
+        let names = ModelNames {
+            model: "m.safetensors",
+            vae: Some("v.safetensors"),
+            clip: Some("c.safetensors"),
+        };
+        let placement = Placement::single(DeviceSpec::Cpu);
+        let wanted = choice(&config, names, placement, DType::Fp32).unwrap();
+        let models = dir.path().join("models");
+        assert_eq!(wanted.checkpoint, models.join("checkpoints/m.safetensors"));
+        assert_eq!(wanted.vae, Some(models.join("vae/v.safetensors")));
+        assert_eq!(wanted.clip, Some(models.join("clip/c.safetensors")));
+        let plain = ModelNames {
+            vae: None,
+            clip: None,
+            ..names
+        };
+        let wanted = choice(&config, plain, placement, DType::Fp32).unwrap();
+        assert_eq!((wanted.vae, wanted.clip), (None, None));
+    }
+
+    #[test]
+    fn a_vae_outside_its_folder_is_refused_by_name() {
+        let (_dir, config) = lab();
+        let names = ModelNames {
+            model: "m.safetensors",
+            vae: Some("../checkpoints/m.safetensors"),
+            clip: None,
+        };
+        let placement = Placement::single(DeviceSpec::Cpu);
+        let error = choice(&config, names, placement, DType::Fp32).unwrap_err();
+        assert!(error.contains("vae"), "{error}");
+    }
 }

@@ -106,6 +106,12 @@ pub struct ModelRequest {
     /// A checkpoint in `models/checkpoints/`; for unload, none clears the whole cache.
     #[serde(default)]
     pub model: Option<String>,
+    /// Load only: a VAE in `models/vae/` replacing the checkpoint's own.
+    #[serde(default)]
+    pub vae: Option<String>,
+    /// Load only: text encoder weights in `models/clip/` replacing the checkpoint's own.
+    #[serde(default)]
+    pub clip: Option<String>,
 }
 
 /// One event on the stream.
@@ -129,6 +135,13 @@ pub enum DaemonEvent {
     },
     /// A worker's state, models or VRAM changed.
     Worker(WorkerStatus),
+    /// A load asked through `POST /v1/workers/load` failed on a worker; `error` is the
+    /// engine's message (a VAE or CLIP that does not fit the model, a broken file, …).
+    LoadFailed {
+        worker: String,
+        model: String,
+        error: String,
+    },
     /// The queue was paused or resumed.
     Queue { paused: bool },
 }
@@ -171,5 +184,14 @@ mod tests {
                 ..
             })
         ));
+        let failed = DaemonEvent::LoadFailed {
+            worker: "w".into(),
+            model: "m".into(),
+            error: "e".into(),
+        };
+        assert_eq!(
+            serde_json::to_string(&failed).unwrap(),
+            r#"{"event":"load_failed","worker":"w","model":"m","error":"e"}"#
+        );
     }
 }

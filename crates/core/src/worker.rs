@@ -32,9 +32,15 @@ pub struct WorkRequest {
 pub enum WorkerCommand {
     /// Run a job; answered by `progress` lines, then `done`, `failed` or `cancelled`.
     Generate(WorkRequest),
-    /// Load a checkpoint into the pipeline cache; answered by `models` (or `failed` with
-    /// job 0).
-    Load { model: String },
+    /// Load a checkpoint (with a VAE and text encoders replacing its own, when named) into
+    /// the pipeline cache; answered by `models` (or `failed` with job 0).
+    Load {
+        model: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        vae: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        clip: Option<String>,
+    },
     /// Drop one checkpoint from the cache, or all of them; answered by `models`.
     Unload { model: Option<String> },
     /// Stop this job at the next step boundary; ignored when it is not running.

@@ -40,9 +40,19 @@ async fn model_command(
     load: bool,
 ) -> Result<HttpResponse, ApiFailure> {
     if let Some(model) = &request.model {
-        // Only names inside models/checkpoints reach a worker.
+        // Only names inside their model folders reach a worker.
         resolve_model_file(&state.folders.checkpoints(), model, "model", false)
             .map_err(|e| ApiFailure::bad_request(e.to_string()).field("model"))?;
+        let replacements = [
+            (&request.vae, state.folders.vae(), "vae"),
+            (&request.clip, state.folders.clip(), "clip"),
+        ];
+        for (name, folder, what) in replacements {
+            if let Some(name) = name {
+                resolve_model_file(&folder, name, what, false)
+                    .map_err(|e| ApiFailure::bad_request(e.to_string()).field(what))?;
+            }
+        }
     } else if load {
         return Err(
             ApiFailure::bad_request("which model to load? `model` is required").field("model"),
@@ -60,6 +70,8 @@ async fn model_command(
             load,
             worker: request.worker.clone(),
             model: request.model,
+            vae: request.vae,
+            clip: request.clip,
         })
         .await
         .map_err(|e| {

@@ -393,6 +393,17 @@ fn model_commands_name_what_is_wrong() {
     assert!(text.contains("model"), "{text}");
     let (status, text) = post("/v1/workers/load", r#"{}"#);
     assert_eq!(status, 400, "{text}");
+    // A VAE or text encoder resolves only inside its own folder.
+    std::fs::write(lab.path().join("models/checkpoints/tiny.safetensors"), b"x").unwrap();
+    for field in ["vae", "clip"] {
+        let body = format!(
+            r#"{{"model":"tiny.safetensors","{field}":"../checkpoints/tiny.safetensors"}}"#
+        );
+        let (status, text) = post("/v1/workers/load", &body);
+        assert_eq!(status, 400, "{field}: {text}");
+        let error: imagelab_core::api::ApiError = serde_json::from_str(&text).unwrap();
+        assert_eq!(error.field.as_deref(), Some(field), "{text}");
+    }
     let (status, _) = raw(&daemon, "GET", "/v1/gpus", &[], "");
     assert_eq!(status, 401);
     daemon.stop().unwrap();
@@ -407,5 +418,53 @@ fn model_commands_name_what_is_wrong() {
         r#"{"model":"tiny.safetensors"}"#,
     );
     assert_eq!(status, 409, "{text}");
+    daemon.stop().unwrap();
+}
+
+#[test]
+fn a_failed_load_is_an_event_naming_the_worker_model_and_reason() {
+    let lab = Lab::new();
+    std::fs::write(lab.path().join("models/checkpoints/tiny.safetensors"), b"x").unwrap();
+    std::fs::write(lab.path().join("models/vae/misfit.safetensors"), b"x").unwrap();
+    let daemon =
+        imagelab_daemon::Daemon::start(fake_worker_config(&lab, vec![WorkerSpec::cpu("w")]))
+            .unwrap();
+    let client = lab.client();
+    wait_for("an idle worker", Duration::from_secs(10), || {
+        let status = client.gpus().ok()?;
+        (status.workers.first()?.state == WorkerState::Idle).then_some(())
+    });
+    let mut events = client.events().unwrap();
+    let (status, text) = raw(
+        &daemon,
+        "POST",
+        "/v1/workers/load",
+        &[&auth(&daemon), "Content-Type: application/json"],
+        r#"{"model":"tiny.safetensors","vae":"misfit.safetensors"}"#,
+    );
+    assert_eq!(status, 202, "{text}");
+    let failure = loop {
+        match events.next().expect("the stream ended").unwrap() {
+            imagelab_core::events::DaemonEvent::LoadFailed {
+                worker,
+                model,
+                error,
+            } => break (worker, model, error),
+            _ => continue,
+        }
+    };
+    assert_eq!(failure.0, "w");
+    assert_eq!(failure.1, "tiny.safetensors");
+    assert!(failure.2.contains("misfit.safetensors"), "{}", failure.2);
+    // The worker is usable again: nothing stays loading.
+    wait_for(
+        "the worker to be idle again",
+        Duration::from_secs(10),
+        || {
+            let status = client.gpus().ok()?;
+            let worker = status.workers.first()?;
+            (worker.state == WorkerState::Idle && worker.models_loaded.is_empty()).then_some(())
+        },
+    );
     daemon.stop().unwrap();
 }

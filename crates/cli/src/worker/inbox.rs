@@ -135,7 +135,11 @@ mod tests {
         assert_eq!(inbox.next().unwrap(), Ok(WorkerCommand::Cancel { job: 9 }));
         assert_eq!(
             inbox.next().unwrap(),
-            Ok(WorkerCommand::Load { model: "m".into() })
+            Ok(WorkerCommand::Load {
+                model: "m".into(),
+                vae: None,
+                clip: None
+            })
         );
         drop(stdin);
         assert!(inbox.next().is_none(), "stdin closed");

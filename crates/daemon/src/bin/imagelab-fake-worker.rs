@@ -124,7 +124,17 @@ impl Worker {
     fn handle(&mut self, command: WorkerCommand) {
         match command {
             WorkerCommand::Generate(request) => self.generate(request),
-            WorkerCommand::Load { model } => {
+            // A scripted load failure, as the engine reports a VAE that does not fit.
+            WorkerCommand::Load { model, vae, .. }
+                if vae.as_deref() == Some("misfit.safetensors") =>
+            {
+                emit(&WorkerEvent::Failed {
+                    job: 0,
+                    error: format!("vae misfit.safetensors does not fit {model}"),
+                    retryable: false,
+                });
+            }
+            WorkerCommand::Load { model, .. } => {
                 self.touch(&model);
                 emit(&self.models());
             }

@@ -32,6 +32,9 @@ pub struct ModelCommand {
     pub load: bool,
     pub worker: Option<String>,
     pub model: Option<String>,
+    /// Load only: the VAE and text encoders replacing the checkpoint's own.
+    pub vae: Option<String>,
+    pub clip: Option<String>,
 }
 
 /// A worker's state, models or VRAM changed.
@@ -420,7 +423,11 @@ impl Handler<ModelCommand> for Supervisor {
             None => (0..self.slots.len()).collect(),
         };
         let command = match (msg.load, msg.model) {
-            (true, Some(model)) => WorkerCommand::Load { model },
+            (true, Some(model)) => WorkerCommand::Load {
+                model,
+                vae: msg.vae,
+                clip: msg.clip,
+            },
             (true, None) => return Err("which model to load? `model` is required".into()),
             (false, model) => WorkerCommand::Unload { model },
         };

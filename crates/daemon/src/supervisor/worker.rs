@@ -203,7 +203,7 @@ impl GpuWorker {
             return;
         };
         let model = match &command {
-            WorkerCommand::Load { model } => model.clone(),
+            WorkerCommand::Load { model, .. } => model.clone(),
             WorkerCommand::Unload { model } => model.clone().unwrap_or_else(|| "all".into()),
             _ => String::new(),
         };
@@ -268,7 +268,13 @@ impl GpuWorker {
             }
             WorkerEvent::Failed { job: 0, error, .. } => {
                 log::warn!("worker {}: {error}", self.setup.spec.name);
-                if matches!(self.status.state, WorkerState::Loading { .. }) {
+                if let WorkerState::Loading { model } = &self.status.state {
+                    // The user pressed "load model" and waits for an answer: say why not.
+                    self.setup.events.publish(DaemonEvent::LoadFailed {
+                        worker: self.setup.spec.name.clone(),
+                        model: model.clone(),
+                        error,
+                    });
                     self.set_state(WorkerState::Idle);
                     self.run_pending();
                 }
