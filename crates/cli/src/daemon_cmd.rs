@@ -116,10 +116,13 @@ pub fn run(worker_args: &[String]) -> Result<ExitCode> {
     let log = logging::init("daemon")?;
     let config = Config::load()?;
     let samples = nvml_samples();
-    let workers = if worker_args.is_empty() {
-        default_workers(&config, samples.as_deref())
-    } else {
+    let workers = if !worker_args.is_empty() {
         plan_workers(worker_args, samples.as_deref())?
+    } else if !config.workers.is_empty() {
+        plan_workers(&config.workers, samples.as_deref())
+            .context("the workers: list in config.yaml is not valid")?
+    } else {
+        default_workers(&config, samples.as_deref())
     };
     let mut daemon =
         imagelab_daemon::DaemonConfig::from_folders(&config.folders(), &settings_dir());

@@ -72,6 +72,10 @@ pub struct Config {
     pub dtype: Option<DType>,
     /// GPUs (UUIDs or indices) the user selected; empty means all of them.
     pub gpus: Vec<String>,
+    /// The daemon's workers when it is started without `--worker`, in the same words
+    /// (`cpu`, `cuda:N`, a split pair `cuda:N+M`); empty means one worker per selected
+    /// GPU. The app writes `[cuda:0+1]` here when the user splits a model over two GPUs.
+    pub workers: Vec<String>,
     /// How many loaded pipelines stay cached.
     pub pipeline_cache_size: usize,
     /// Memory modes for small cards (attention, offload, CFG batching, VAE tiling); the
@@ -120,6 +124,7 @@ impl Default for Config {
             device: None,
             dtype: None,
             gpus: Vec::new(),
+            workers: Vec::new(),
             pipeline_cache_size: 2,
             memory: crate::memory::MemorySettings::default(),
             automatic_memory: true,
