@@ -6,7 +6,7 @@ use crate::generate::{build_params, GenerateArgs};
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use imagelab_client::Client;
-use imagelab_core::api::{JobPriority, JobSource, JobView, ListQuery, SubmitRequest};
+use imagelab_core::api::{JobPriority, JobSource, JobView, ListQuery, SubmitBatch, SubmitRequest};
 use imagelab_core::config::{settings_dir, Config};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -175,7 +175,9 @@ pub fn run_submit(args: SubmitArgs, typed: &[&str]) -> Result<ExitCode> {
         );
     }
     let request = request_from_args(&args)?;
-    let response = client()?.submit(&request)?;
+    let response = client()?.submit_batch(&SubmitBatch {
+        jobs: with_fresh_prompts(&request)?,
+    })?;
     // `--json` (shared with generate) prints {"ids":[…]} instead of one id per line.
     if args.params.json {
         println!("{}", serde_json::json!({ "ids": response.ids }));
@@ -185,6 +187,21 @@ pub fn run_submit(args: SubmitArgs, typed: &[&str]) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The submissions for `request`: a prompt with template syntax (`{a|b}`, `__colors__`)
+/// becomes one job per image of `--count`, each drawn afresh with the themes folder's
+/// wildcards (as dynamicprompts does for A1111's batch count).
+fn with_fresh_prompts(request: &SubmitRequest) -> Result<Vec<SubmitRequest>> {
+    let wildcards_dir = Config::load()?.folders().wildcards();
+    let expand = || -> Result<Vec<SubmitRequest>, imagelab_prompts::TemplateError> {
+        if !imagelab_prompts::is_template(&request.spec.prompt)? {
+            return Ok(vec![request.clone()]);
+        }
+        let wildcards = imagelab_prompts::Wildcards::load_dir(&wildcards_dir)?;
+        imagelab_prompts::expand_count(request, &wildcards, rand::random())
+    };
+    expand().context("the prompt's template")
 }
 
 fn one_line(job: &JobView) -> String {

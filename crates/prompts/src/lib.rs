@@ -5,6 +5,7 @@
 //! Depends on `imagelab-core` (names, parameter validation) and plain data crates only: no
 //! tch, no tokio, so the daemon, CLI and GUI can all use it cheaply.
 
+pub mod batch;
 pub mod content;
 pub mod error;
 pub mod import;
@@ -16,6 +17,7 @@ pub mod template;
 pub mod theme;
 pub mod wildcards;
 
+pub use batch::{expand_count, is_template};
 pub use content::{ContentMode, SAFETY_NEGATIVE};
 pub use error::{Location, TemplateError};
 pub use import::{import_a1111_csv, import_fooocus_json, profiles_to_yaml, ImportError};
