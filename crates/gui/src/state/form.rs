@@ -1,0 +1,502 @@
+//! The work screen's form as plain data: what the left panel and the prompt boxes hold,
+//! turned into generation parameters with errors that name the widget, filled back from
+//! an image's metadata, and the small rules between its fields (sizes, seeds, safe and
+//! mature).
+
+use imagelab_analytics::ImageRecord;
+use imagelab_core::config::GenerationDefaults;
+use imagelab_core::names::{SamplerName, SchedulerName};
+use imagelab_core::GenerationParams;
+use serde::{Deserialize, Serialize};
+
+/// The widgets a problem can be pinned on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Field {
+    Model,
+    Vae,
+    Clip,
+    Width,
+    Height,
+    Sampler,
+    Scheduler,
+    Steps,
+    Cfg,
+    Seed,
+    Count,
+    Prompt,
+    Negative,
+    Style,
+    InitImage,
+    Strength,
+}
+
+impl Field {
+    /// The widget a daemon's `field` names: `spec.width`, `jobs[2].spec.seed`, `model`, …
+    pub fn from_api(field: &str) -> Option<Field> {
+        let last = field.rsplit('.').next().unwrap_or(field);
+        Some(match last {
+            "model" => Field::Model,
+            "vae" => Field::Vae,
+            "clip" => Field::Clip,
+            "width" => Field::Width,
+            "height" => Field::Height,
+            "sampler" => Field::Sampler,
+            "scheduler" => Field::Scheduler,
+            "steps" => Field::Steps,
+            "cfg" => Field::Cfg,
+            "seed" => Field::Seed,
+            "count" | "batch" => Field::Count,
+            "prompt" => Field::Prompt,
+            "negative" => Field::Negative,
+            "style" => Field::Style,
+            "init_image" => Field::InitImage,
+            "strength" => Field::Strength,
+            _ => return None,
+        })
+    }
+
+    /// From a validation error's field name (`GenerationParams::validate`).
+    pub fn from_validation(field: &str) -> Option<Field> {
+        Field::from_api(field)
+    }
+}
+
+/// A problem with the form, pinned on the widget it is about.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldError {
+    pub field: Option<Field>,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: Field, message: impl Into<String>) -> FieldError {
+        FieldError {
+            field: Some(field),
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// The usual sizes of SDXL (about one megapixel) and SD 1.5 (512 on the short side).
+pub const SIZE_PRESETS: &[(u32, u32, &str)] = &[
+    (1024, 1024, "SDXL square"),
+    (1152, 896, "SDXL 9:7"),
+    (1216, 832, "SDXL 3:2"),
+    (1344, 768, "SDXL 16:9"),
+    (1536, 640, "SDXL 21:9"),
+    (896, 1152, "SDXL 7:9"),
+    (832, 1216, "SDXL 2:3"),
+    (768, 1344, "SDXL 9:16"),
+    (512, 512, "SD 1.5 square"),
+    (768, 512, "SD 1.5 3:2"),
+    (512, 768, "SD 1.5 2:3"),
+    (768, 768, "SD 2.x square"),
+];
+
+/// The label of a size preset as the dropdown shows it.
+pub fn preset_label(width: u32, height: u32, name: &str) -> String {
+    format!("{width} × {height} ({name})")
+}
+
+/// Everything the form holds. Serialized as the app's "last used" settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FormState {
+    pub model: Option<String>,
+    /// `None` is the checkpoint's own ("Embedded").
+    pub vae: Option<String>,
+    pub clip: Option<String>,
+    pub width: u32,
+    pub height: u32,
+    pub sampler: SamplerName,
+    pub scheduler: SchedulerName,
+    pub steps: u32,
+    pub cfg: f64,
+    /// As typed: `-1` (random) or a seed ≥ 0.
+    pub seed: String,
+    /// Images per click (jobs, each with its own seed and template draw).
+    pub count: u32,
+    pub prompt: String,
+    pub negative: String,
+    /// A style profile id; `None` is "None / raw".
+    pub style: Option<String>,
+    pub safe: bool,
+    pub mature: bool,
+    /// An image inside `output/` (usually `inputs/…`) to start from.
+    pub init_image: Option<String>,
+    pub strength: f64,
+}
+
+impl Default for FormState {
+    fn default() -> Self {
+        FormState::from_defaults(&GenerationDefaults::default())
+    }
+}
+
+impl FormState {
+    /// A fresh form from the saved defaults.
+    pub fn from_defaults(d: &GenerationDefaults) -> FormState {
+        FormState {
+            model: None,
+            vae: None,
+            clip: None,
+            width: d.width,
+            height: d.height,
+            sampler: d.sampler,
+            scheduler: d.scheduler,
+            steps: d.steps,
+            cfg: d.cfg,
+            seed: "-1".into(),
+            count: 1,
+            prompt: String::new(),
+            negative: d.negative.clone(),
+            style: None,
+            safe: false,
+            mature: false,
+            init_image: None,
+            strength: 0.75,
+        }
+    }
+
+    /// What "Save as defaults" writes into `config.yaml`.
+    pub fn defaults(&self, negative: &str) -> GenerationDefaults {
+        GenerationDefaults {
+            width: self.width,
+            height: self.height,
+            steps: self.steps,
+            cfg: self.cfg,
+            sampler: self.sampler,
+            scheduler: self.scheduler,
+            negative: negative.to_string(),
+        }
+    }
+
+    /// The seed as a number: −1 or ≥ 0.
+    pub fn seed_value(&self) -> Result<i64, FieldError> {
+        let text = self.seed.trim();
+        let bad = || {
+            FieldError::new(
+                Field::Seed,
+                format!("seed {text:?}: expected -1 (random) or a whole number ≥ 0"),
+            )
+        };
+        let seed: i64 = if text.is_empty() {
+            -1
+        } else {
+            text.parse().map_err(|_| bad())?
+        };
+        if seed < -1 {
+            return Err(bad());
+        }
+        Ok(seed)
+    }
+
+    /// The generation parameters of one job, checked as the daemon checks them.
+    pub fn params(&self) -> Result<GenerationParams, FieldError> {
+        let model = self
+            .model
+            .clone()
+            .filter(|m| !m.is_empty())
+            .ok_or_else(|| {
+                FieldError::new(
+                    Field::Model,
+                    "choose a checkpoint first (models/checkpoints is empty?)",
+                )
+            })?;
+        if self.prompt.trim().is_empty() {
+            return Err(FieldError::new(
+                Field::Prompt,
+                "the prompt is empty: describe the image to make",
+            ));
+        }
+        if self.count == 0 || self.count > imagelab_core::api::MAX_JOBS_PER_SUBMIT {
+            return Err(FieldError::new(
+                Field::Count,
+                format!(
+                    "count {}: expected 1 to {}",
+                    self.count,
+                    imagelab_core::api::MAX_JOBS_PER_SUBMIT
+                ),
+            ));
+        }
+        let params = GenerationParams {
+            prompt: self.prompt.clone(),
+            negative: self.negative.clone(),
+            model,
+            vae: self.vae.clone(),
+            clip: self.clip.clone(),
+            width: self.width,
+            height: self.height,
+            steps: self.steps,
+            cfg: self.cfg,
+            sampler: self.sampler,
+            scheduler: self.scheduler,
+            seed: self.seed_value()?,
+            batch: 1,
+            clip_skip: None,
+            init_image: self.init_image.clone(),
+            strength: self.strength,
+        };
+        params.validate().map_err(|e| FieldError {
+            field: Field::from_validation(e.field),
+            message: e.to_string(),
+        })?;
+        Ok(params)
+    }
+
+    /// Width and height trade places (portrait ↔ landscape).
+    pub fn swap_size(&mut self) {
+        std::mem::swap(&mut self.width, &mut self.height);
+    }
+
+    /// Ticking safe clears mature and the other way round: never both.
+    pub fn set_safe(&mut self, on: bool) {
+        self.safe = on;
+        if on {
+            self.mature = false;
+        }
+    }
+
+    pub fn set_mature(&mut self, on: bool) {
+        self.mature = on;
+        if on {
+            self.safe = false;
+        }
+    }
+
+    /// Fills the form from an image's settings ("Use these settings"). Only what the
+    /// image records changes; a model is taken when one of `checkpoints` matches its name
+    /// (with or without the `.safetensors` ending). Returns what could not be matched.
+    pub fn apply_record(&mut self, record: &ImageRecord, checkpoints: &[String]) -> Vec<String> {
+        let mut unmatched = Vec::new();
+        self.prompt = record.prompt.clone();
+        self.negative = record.negative.clone();
+        if let Some(seed) = record.seed {
+            self.seed = seed.to_string();
+        }
+        if let (Some(w), Some(h)) = (record.width, record.height) {
+            (self.width, self.height) = (w, h);
+        }
+        if let Some(steps) = record.steps {
+            self.steps = steps;
+        }
+        if let Some(cfg) = record.cfg {
+            self.cfg = cfg;
+        }
+        if let Some(sampler) = &record.sampler {
+            match sampler.parse() {
+                Ok(s) => self.sampler = s,
+                Err(_) => unmatched.push(format!("sampler {sampler}")),
+            }
+        }
+        if let Some(scheduler) = &record.scheduler {
+            match scheduler.parse() {
+                Ok(s) => self.scheduler = s,
+                Err(_) => unmatched.push(format!("scheduler {scheduler}")),
+            }
+        }
+        if let Some(model) = &record.model {
+            match match_checkpoint(model, checkpoints) {
+                Some(name) => self.model = Some(name),
+                None => unmatched.push(format!("model {model}")),
+            }
+        }
+        unmatched
+    }
+}
+
+/// The checkpoint in `checkpoints` a recorded model name means: the same file name, or
+/// the same name without its `.safetensors` ending (A1111 records the stem).
+pub fn match_checkpoint(recorded: &str, checkpoints: &[String]) -> Option<String> {
+    let stem = |s: &str| -> String {
+        let name = s.rsplit(['/', '\\']).next().unwrap_or(s);
+        name.strip_suffix(".safetensors")
+            .unwrap_or(name)
+            .to_ascii_lowercase()
+    };
+    let wanted = stem(recorded);
+    checkpoints.iter().find(|c| stem(c) == wanted).cloned()
+}
+
+/// A random seed for the dice button: 53 bits, exact in every JSON reader (as the daemon
+/// draws them).
+pub fn random_seed() -> i64 {
+    use rand::Rng;
+    rand::rng().random_range(0..(1i64 << 53))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ready() -> FormState {
+        FormState {
+            model: Some("sdxl.safetensors".into()),
+            prompt: "a lighthouse".into(),
+            ..FormState::default()
+        }
+    }
+
+    #[test]
+    fn the_defaults_are_the_design_cards() {
+        let form = FormState::default();
+        assert_eq!(
+            (form.width, form.height, form.steps, form.cfg),
+            (1024, 1024, 20, 7.0)
+        );
+        assert_eq!(
+            (form.sampler, form.scheduler),
+            (SamplerName::Euler, SchedulerName::Normal)
+        );
+        assert_eq!(form.seed_value(), Ok(-1));
+        let params = ready().params().unwrap();
+        assert_eq!(params.seed, -1);
+        assert_eq!(params.vae, None, "Embedded unless overridden");
+    }
+
+    #[test]
+    fn bad_values_name_their_widget() {
+        let err = FormState {
+            seed: "12x".into(),
+            ..ready()
+        }
+        .params()
+        .unwrap_err();
+        assert_eq!(err.field, Some(Field::Seed));
+        assert!(err.message.contains("12x"), "{}", err.message);
+        let err = FormState {
+            seed: "-7".into(),
+            ..ready()
+        }
+        .params()
+        .unwrap_err();
+        assert_eq!(err.field, Some(Field::Seed));
+        let err = FormState {
+            width: 1001,
+            ..ready()
+        }
+        .params()
+        .unwrap_err();
+        assert_eq!(err.field, Some(Field::Width));
+        assert!(err.message.contains("multiple of 8"), "{}", err.message);
+        let err = FormState {
+            model: None,
+            ..ready()
+        }
+        .params()
+        .unwrap_err();
+        assert_eq!(err.field, Some(Field::Model));
+        let err = FormState {
+            prompt: "  ".into(),
+            ..ready()
+        }
+        .params()
+        .unwrap_err();
+        assert_eq!(err.field, Some(Field::Prompt));
+        let err = FormState {
+            count: 0,
+            ..ready()
+        }
+        .params()
+        .unwrap_err();
+        assert_eq!(err.field, Some(Field::Count));
+    }
+
+    #[test]
+    fn daemon_fields_map_onto_widgets() {
+        assert_eq!(Field::from_api("spec.width"), Some(Field::Width));
+        assert_eq!(Field::from_api("jobs[3].spec.seed"), Some(Field::Seed));
+        assert_eq!(Field::from_api("vae"), Some(Field::Vae));
+        assert_eq!(Field::from_api("spec.init_image"), Some(Field::InitImage));
+        assert_eq!(Field::from_api("gpu"), None);
+    }
+
+    #[test]
+    fn safe_and_mature_are_never_both_on() {
+        let mut form = FormState::default();
+        form.set_safe(true);
+        form.set_mature(true);
+        assert!((form.mature, form.safe) == (true, false));
+        form.set_safe(true);
+        assert!((form.safe, form.mature) == (true, false));
+        form.set_safe(false);
+        assert!(!form.safe && !form.mature);
+    }
+
+    #[test]
+    fn swap_and_presets() {
+        let mut form = FormState {
+            width: 1216,
+            height: 832,
+            ..FormState::default()
+        };
+        form.swap_size();
+        assert_eq!((form.width, form.height), (832, 1216));
+        assert!(SIZE_PRESETS
+            .iter()
+            .all(|(w, h, _)| w % 64 == 0 && h % 64 == 0));
+        assert_eq!(
+            preset_label(1024, 1024, "SDXL square"),
+            "1024 × 1024 (SDXL square)"
+        );
+    }
+
+    #[test]
+    fn an_images_settings_fill_the_form() {
+        let record = ImageRecord {
+            prompt: "a fox".into(),
+            negative: "blurry".into(),
+            model: Some("juggernautXL".into()),
+            sampler: Some("dpmpp_2m".into()),
+            scheduler: Some("karras".into()),
+            cfg: Some(5.5),
+            steps: Some(30),
+            width: Some(832),
+            height: Some(1216),
+            seed: Some(1234),
+            ..ImageRecord::default()
+        };
+        let mut form = FormState::default();
+        let checkpoints = vec![
+            "sd15.safetensors".to_string(),
+            "JuggernautXL.safetensors".to_string(),
+        ];
+        let unmatched = form.apply_record(&record, &checkpoints);
+        assert!(unmatched.is_empty(), "{unmatched:?}");
+        assert_eq!(form.model.as_deref(), Some("JuggernautXL.safetensors"));
+        assert_eq!(
+            (form.prompt.as_str(), form.negative.as_str()),
+            ("a fox", "blurry")
+        );
+        assert_eq!(
+            (form.sampler, form.scheduler),
+            (SamplerName::Dpmpp2m, SchedulerName::Karras)
+        );
+        assert_eq!(
+            (form.width, form.height, form.steps, form.cfg),
+            (832, 1216, 30, 5.5)
+        );
+        assert_eq!(form.seed, "1234");
+        let other = ImageRecord {
+            model: Some("unknown".into()),
+            sampler: Some("weird".into()),
+            ..record
+        };
+        let unmatched = form.apply_record(&other, &checkpoints);
+        assert_eq!(
+            unmatched,
+            vec!["sampler weird".to_string(), "model unknown".to_string()]
+        );
+        assert_eq!(
+            form.model.as_deref(),
+            Some("JuggernautXL.safetensors"),
+            "kept"
+        );
+    }
+}

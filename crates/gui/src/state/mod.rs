@@ -1,0 +1,12 @@
+//! The app's state and rules as plain structs and functions, tested without a display;
+//! the widgets in `ui` only show this state and turn clicks into intents.
+
+pub mod form;
+pub mod gallery;
+pub mod launch;
+pub mod metadata;
+pub mod progress;
+pub mod settings;
+pub mod setup;
+pub mod submit;
+pub mod vram;

@@ -1,0 +1,246 @@
+//! The root component: it owns the one daemon client (and the daemon child it started),
+//! receives the pages' intents and the commands' results, and shows state on the pages.
+//! Every HTTP call and file decode runs in a relm4 command, never on the GTK main thread.
+
+use super::daemon::DaemonChild;
+use super::images::Rgba;
+use super::window::Ui;
+use crate::state::launch::DaemonOrigin;
+use crate::state::progress::JobProgress;
+use crate::state::settings::GuiSettings;
+use crate::state::submit::PromptLibrary;
+use gtk::prelude::*;
+use imagelab_analytics::ImageRecord;
+use imagelab_client::Client;
+use imagelab_core::api::{JobView, ModelList};
+use imagelab_core::config::Config;
+use imagelab_core::events::{DaemonEvent, GpuStatusView};
+use relm4::{Component, ComponentParts, ComponentSender};
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// A button's or an action's intent, made fresh on each press.
+pub type Intent = fn() -> AppMsg;
+
+/// What the pages ask for.
+#[derive(Debug)]
+pub enum AppMsg {
+    SaveSetup,
+    Reconnect,
+    Generate,
+    Cancel,
+    LoadModel,
+    ClearModel,
+    RefreshModels,
+    SwapSize,
+    Preset(u32, u32),
+    DiceSeed,
+    ReuseSeed,
+    SaveDefaults,
+    Safe(bool),
+    Mature(bool),
+    Split(bool),
+    OpenInitImage,
+    ClearInitImage,
+    InitImageChosen(PathBuf),
+    DroppedImage(PathBuf),
+    OpenImageSettings,
+    ShowImage(String),
+    UseSettings,
+    Star(bool),
+    Rate(u8),
+    StarImage(String, bool),
+    NewImage(String),
+    Thumbnail(String, Result<Rgba, String>),
+    About,
+}
+
+/// What the commands bring back.
+#[derive(Debug)]
+pub enum Cmd {
+    GpusProbed(Result<Vec<imagelab_gpu::GpuSample>, String>),
+    Found(Option<Client>),
+    Up(Result<Client, String>),
+    Models(Result<ModelList, String>),
+    Gpus(GpuStatusView),
+    Library(PromptLibrary, Vec<String>),
+    Favorites(HashSet<String>, HashMap<String, Option<u8>>),
+    Listed(PathBuf, Vec<String>),
+    Event(DaemonEvent),
+    Preview(u64, Rgba, Instant),
+    StreamEnded(String),
+    Submitted(Result<Vec<u64>, (String, Option<String>)>, Instant),
+    Failed(String, Option<String>),
+    Done(String),
+    JobFinished(JobView),
+    Viewed {
+        path: PathBuf,
+        in_output: Option<String>,
+        pixels: Result<Rgba, String>,
+        record: Result<ImageRecord, String>,
+    },
+    InitImageCopied(Result<String, String>),
+}
+
+/// The image in the viewer.
+#[derive(Debug, Clone)]
+pub struct Shown {
+    /// Its name in `output/`, when it is a gallery image (only those can be starred).
+    pub in_output: Option<String>,
+    pub record: Option<ImageRecord>,
+}
+
+pub struct App {
+    pub settings_dir: PathBuf,
+    pub config: Config,
+    pub gui: GuiSettings,
+    pub client: Option<Arc<Client>>,
+    pub origin: Option<DaemonOrigin>,
+    pub daemon: Option<DaemonChild>,
+    pub gpu_count: Option<usize>,
+    pub gpu_problem: Option<String>,
+    pub gpu_samples: Vec<imagelab_gpu::GpuSample>,
+    pub checkpoints: Vec<String>,
+    pub library: PromptLibrary,
+    pub status: GpuStatusView,
+    pub mine: HashSet<u64>,
+    pub progress: Option<(JobProgress, Instant)>,
+    pub last_seed: Option<i64>,
+    pub shown: Option<Shown>,
+    pub ratings: HashMap<String, Option<u8>>,
+    /// When the latest preview was put on the picture, for the benchmark's trace.
+    pub preview_set: std::rc::Rc<std::cell::Cell<Option<Instant>>>,
+    pub connect_when_probed: bool,
+}
+
+impl Component for App {
+    type CommandOutput = Cmd;
+    type Input = AppMsg;
+    type Output = ();
+    type Init = ();
+    type Root = adw::ApplicationWindow;
+    type Widgets = Ui;
+
+    fn init_root() -> Self::Root {
+        let window = adw::ApplicationWindow::builder().title("imagelab").build();
+        window.connect_map(|_| super::trace::mark("window-mapped"));
+        window
+    }
+
+    fn init(_: (), window: Self::Root, sender: ComponentSender<Self>) -> ComponentParts<Self> {
+        relm4::set_global_css(super::menu::CSS);
+        let settings_dir = imagelab_core::config::settings_dir();
+        let gui = GuiSettings::load(&settings_dir);
+        let (width, height) = gui.window_size();
+        window.set_default_size(width, height);
+        if gui.maximized {
+            window.maximize();
+        }
+        let ui = Ui::new(window.clone(), &sender);
+        let mut model = App {
+            settings_dir,
+            config: Config::default(),
+            gui,
+            client: None,
+            origin: None,
+            daemon: None,
+            gpu_count: None,
+            gpu_problem: None,
+            gpu_samples: Vec::new(),
+            checkpoints: Vec::new(),
+            library: PromptLibrary::default(),
+            status: GpuStatusView {
+                nvml_error: None,
+                gpus: Vec::new(),
+                workers: Vec::new(),
+            },
+            mine: HashSet::new(),
+            progress: None,
+            last_seed: None,
+            shown: None,
+            ratings: HashMap::new(),
+            preview_set: Default::default(),
+            connect_when_probed: false,
+        };
+        model.start(&ui, &sender);
+        model.watch_paint(&ui);
+        window.present();
+        super::trace::mark("window-presented");
+        ComponentParts { model, widgets: ui }
+    }
+
+    fn update_with_view(
+        &mut self,
+        ui: &mut Ui,
+        message: AppMsg,
+        sender: ComponentSender<Self>,
+        _root: &Self::Root,
+    ) {
+        self.handle(ui, message, &sender);
+    }
+
+    fn update_cmd_with_view(
+        &mut self,
+        ui: &mut Ui,
+        message: Cmd,
+        sender: ComponentSender<Self>,
+        _root: &Self::Root,
+    ) {
+        self.handle_cmd(ui, message, &sender);
+    }
+
+    fn shutdown(&mut self, ui: &mut Ui, _output: relm4::Sender<()>) {
+        self.gui.maximized = ui.window.is_maximized();
+        if !self.gui.maximized {
+            let (w, h) = ui.window.default_size();
+            (self.gui.width, self.gui.height) = (w, h);
+        }
+        if ui.stack.visible_child_name().as_deref() == Some("work") {
+            self.gui.form = Some(self.form(ui));
+        }
+        if let Err(e) = self.gui.save(&self.settings_dir) {
+            eprintln!("imagelab-gui: cannot save the window settings: {e}");
+        }
+        // The daemon this app started stops with it; one it found keeps running.
+        if let Some(mut daemon) = self.daemon.take() {
+            daemon.stop();
+        }
+    }
+}
+
+impl App {
+    /// Sends a command result back, unless the app is gone.
+    pub fn run<F>(sender: &ComponentSender<App>, work: F)
+    where
+        F: FnOnce() -> Cmd + Send + 'static,
+    {
+        sender.spawn_oneshot_command(work);
+    }
+
+    /// The whole form: the left panel's fields and the center's prompts.
+    pub fn form(&self, ui: &Ui) -> crate::state::form::FormState {
+        let mut form = ui.left.form();
+        (form.prompt, form.negative) = ui.center.prompts();
+        form
+    }
+
+    /// Records how long a preview took from its event to a painted frame.
+    fn watch_paint(&self, ui: &Ui) {
+        if !super::trace::enabled() {
+            return;
+        }
+        let pending = std::rc::Rc::clone(&self.preview_set);
+        ui.window.connect_realize(move |window| {
+            let pending = std::rc::Rc::clone(&pending);
+            if let Some(clock) = window.frame_clock() {
+                clock.connect_after_paint(move |_| {
+                    if let Some(at) = pending.take() {
+                        super::trace::delay("preview-event-to-paint", at.elapsed());
+                    }
+                });
+            }
+        });
+    }
+}

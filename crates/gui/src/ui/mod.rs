@@ -1,0 +1,16 @@
+//! The widgets: the root component ([`app::App`]) and the pages it shows. Nothing here
+//! blocks the main thread: HTTP calls and decodes run in relm4 commands or loader threads.
+
+pub mod actions;
+pub mod app;
+pub mod center;
+pub mod connect;
+pub mod daemon;
+pub mod gallery;
+pub mod images;
+pub mod left;
+pub mod menu;
+pub mod setup;
+pub mod trace;
+pub mod widgets;
+pub mod window;

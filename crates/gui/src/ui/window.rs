@@ -1,0 +1,204 @@
+//! The window's widgets: menubar, toolbar, the banner for daemon trouble, and the pages
+//! (connecting, setup, work) in a stack under a toast overlay. Built once; the app
+//! shows its state on them.
+
+use super::app::{App, AppMsg, Intent};
+use super::center::Center;
+use super::gallery::Gallery;
+use super::left::LeftPanel;
+use super::setup::SetupPage;
+use super::widgets::{button, name};
+use adw::prelude::*;
+use gtk::{gdk, gio};
+use relm4::ComponentSender;
+use std::rc::Rc;
+
+pub struct Ui {
+    pub window: adw::ApplicationWindow,
+    pub toasts: adw::ToastOverlay,
+    pub stack: gtk::Stack,
+    pub connecting: adw::StatusPage,
+    pub setup: SetupPage,
+    pub left: LeftPanel,
+    pub center: Rc<Center>,
+    pub gallery: Gallery,
+    pub toolbar: gtk::Box,
+    pub cancel: gtk::Button,
+    pub status: gtk::Label,
+    pub spinner: gtk::Spinner,
+    pub notice: gtk::Label,
+    pub banner: gtk::Revealer,
+    pub banner_text: gtk::Label,
+}
+
+fn toolbar(sender: &ComponentSender<App>) -> (gtk::Box, gtk::Button, gtk::Label, gtk::Spinner) {
+    let bar = gtk::Box::new(gtk::Orientation::Horizontal, 6);
+    bar.add_css_class("toolbar");
+    let load = button("Load model");
+    load.set_tooltip_text(Some(
+        "Load the checkpoint, VAE and CLIP chosen on the left (Ctrl+L)",
+    ));
+    let clear = button("Clear model");
+    clear.set_tooltip_text(Some("Unload the chosen checkpoint (Ctrl+Shift+L)"));
+    let generate = button("Generate");
+    generate.add_css_class("suggested-action");
+    generate.set_tooltip_text(Some("Generate (Ctrl+Enter)"));
+    let cancel = button("Cancel");
+    cancel.set_tooltip_text(Some("Cancel at the next step (Escape)"));
+    cancel.set_sensitive(false);
+    let buttons: [(&gtk::Button, Intent); 4] = [
+        (&load, || AppMsg::LoadModel),
+        (&clear, || AppMsg::ClearModel),
+        (&generate, || AppMsg::Generate),
+        (&cancel, || AppMsg::Cancel),
+    ];
+    for (b, msg) in buttons {
+        let s = sender.clone();
+        b.connect_clicked(move |_| s.input(msg()));
+        bar.append(b);
+    }
+    let spinner = gtk::Spinner::new();
+    let status = gtk::Label::new(Some("Starting…"));
+    status.set_hexpand(true);
+    status.set_xalign(1.0);
+    status.set_ellipsize(gtk::pango::EllipsizeMode::End);
+    name(&status, "Status");
+    bar.append(&status);
+    bar.append(&spinner);
+    (bar, cancel, status, spinner)
+}
+
+/// A dropped or pasted file becomes an intent.
+fn drop_target(
+    widget: &impl IsA<gtk::Widget>,
+    sender: &ComponentSender<App>,
+    msg: fn(std::path::PathBuf) -> AppMsg,
+) {
+    let target = gtk::DropTarget::new(gio::File::static_type(), gdk::DragAction::COPY);
+    let s = sender.clone();
+    target.connect_drop(move |_, value, _, _| {
+        match value.get::<gio::File>().ok().and_then(|f| f.path()) {
+            Some(path) => {
+                s.input(msg(path));
+                true
+            }
+            None => false,
+        }
+    });
+    widget.add_controller(target);
+}
+
+impl Ui {
+    pub fn new(window: adw::ApplicationWindow, sender: &ComponentSender<App>) -> Ui {
+        let gtk_window: gtk::Window = window.clone().upcast();
+        let setup = SetupPage::new(&gtk_window, sender);
+        let left = LeftPanel::new(sender);
+        let center = Rc::new(Center::new(sender));
+        center.connect(sender, Rc::clone(&center));
+        let gallery = Gallery::new(sender);
+
+        let right = gtk::Paned::new(gtk::Orientation::Horizontal);
+        right.set_start_child(Some(&center.root));
+        right.set_end_child(Some(&gallery.root));
+        right.set_resize_end_child(false);
+        right.set_shrink_end_child(false);
+        let work = gtk::Paned::new(gtk::Orientation::Horizontal);
+        work.set_start_child(Some(&left.root));
+        work.set_end_child(Some(&right));
+        work.set_resize_start_child(false);
+        work.set_shrink_start_child(false);
+        drop_target(&center.root, sender, AppMsg::DroppedImage);
+        drop_target(&left.root, sender, AppMsg::InitImageChosen);
+
+        let connecting = adw::StatusPage::new();
+        connecting.set_title("Connecting to the daemon…");
+        connecting.set_icon_name(Some("network-server-symbolic"));
+        let stack = gtk::Stack::new();
+        stack.add_named(&connecting, Some("connecting"));
+        stack.add_named(&setup.root, Some("setup"));
+        stack.add_named(&work, Some("work"));
+        stack.set_vexpand(true);
+        let toasts = adw::ToastOverlay::new();
+        toasts.set_child(Some(&stack));
+
+        let (toolbar, cancel, status, spinner) = toolbar(sender);
+        // The setup screen comes before any daemon: the model and generate buttons would
+        // only be greyed out there.
+        let bar = toolbar.clone();
+        stack.connect_visible_child_name_notify(move |stack| {
+            bar.set_visible(stack.visible_child_name().as_deref() != Some("setup"));
+        });
+        let notice = gtk::Label::new(None);
+        notice.add_css_class("warning");
+        notice.set_wrap(true);
+        notice.set_visible(false);
+        name(&notice, "Notice");
+        let banner_text = gtk::Label::new(None);
+        banner_text.set_hexpand(true);
+        banner_text.set_wrap(true);
+        banner_text.set_xalign(0.0);
+        name(&banner_text, "Daemon problem");
+        let reconnect = button("Reconnect");
+        let s = sender.clone();
+        reconnect.connect_clicked(move |_| s.input(AppMsg::Reconnect));
+        let banner_box = gtk::Box::new(gtk::Orientation::Horizontal, 12);
+        banner_box.add_css_class("toolbar");
+        banner_box.add_css_class("error");
+        banner_box.append(&banner_text);
+        banner_box.append(&reconnect);
+        let banner = gtk::Revealer::new();
+        banner.set_child(Some(&banner_box));
+
+        let header = adw::HeaderBar::new();
+        header.set_title_widget(Some(&adw::WindowTitle::new("imagelab", "")));
+        let content = gtk::Box::new(gtk::Orientation::Vertical, 0);
+        content.append(&header);
+        content.append(&super::menu::menubar());
+        content.append(&toolbar);
+        content.append(&notice);
+        content.append(&banner);
+        content.append(&toasts);
+        window.set_content(Some(&content));
+        super::menu::install(&window, sender);
+        Ui {
+            window,
+            toasts,
+            stack,
+            connecting,
+            setup,
+            left,
+            center,
+            gallery,
+            toolbar,
+            cancel,
+            status,
+            spinner,
+            notice,
+            banner,
+            banner_text,
+        }
+    }
+
+    pub fn toast(&self, text: &str) {
+        let toast = adw::Toast::new(&text.replace('&', "&amp;").replace('<', "&lt;"));
+        toast.set_timeout(6);
+        self.toasts.add_toast(toast);
+    }
+
+    /// The toolbar's model and generate buttons work only on the work screen with a daemon.
+    pub fn set_connected(&self, connected: bool) {
+        let mut child = self.toolbar.first_child();
+        while let Some(widget) = child {
+            if widget.is::<gtk::Button>() && widget != self.cancel.clone().upcast::<gtk::Widget>() {
+                widget.set_sensitive(connected);
+            }
+            child = widget.next_sibling();
+        }
+    }
+
+    /// Daemon trouble in plain words with a Reconnect button; `None` hides it.
+    pub fn show_banner(&self, text: Option<&str>) {
+        self.banner_text.set_text(text.unwrap_or(""));
+        self.banner.set_reveal_child(text.is_some());
+    }
+}
