@@ -6,6 +6,15 @@ use imagelab_core::config::{app_dir, Config, ConfigError};
 use std::path::{Path, PathBuf};
 
 /// The setup screen shows only on a first launch.
+/// Whether `CUDA_VISIBLE_DEVICES` hides every GPU (empty, or CUDA's `-1`): the app then
+/// treats the machine as GPU-less, as CUDA programs would, though NVML still sees them.
+pub fn gpus_hidden(visible: Option<&std::ffi::OsStr>) -> bool {
+    visible.is_some_and(|v| {
+        let v = v.to_string_lossy();
+        v.trim().is_empty() || v.trim() == "-1"
+    })
+}
+
 pub fn needs_setup(settings_dir: &Path) -> bool {
     !settings_dir.is_dir() || !settings_dir.join("config.yaml").is_file()
 }
@@ -97,6 +106,15 @@ pub fn save(settings_dir: &Path, choice: &SetupChoice) -> Result<Config, SetupEr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_empty_cuda_visible_devices_hides_the_gpus() {
+        use std::ffi::OsStr;
+        assert!(gpus_hidden(Some(OsStr::new(""))));
+        assert!(gpus_hidden(Some(OsStr::new("-1"))));
+        assert!(!gpus_hidden(Some(OsStr::new("0,1"))));
+        assert!(!gpus_hidden(None));
+    }
 
     #[test]
     fn setup_shows_until_config_yaml_exists() {

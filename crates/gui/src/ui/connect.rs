@@ -23,6 +23,10 @@ impl App {
     /// connection.
     pub fn start(&mut self, ui: &Ui, sender: &ComponentSender<App>) {
         App::run(sender, || {
+            if crate::state::setup::gpus_hidden(std::env::var_os("CUDA_VISIBLE_DEVICES").as_deref())
+            {
+                return Cmd::GpusProbed(Ok(Vec::new()));
+            }
             let samples = imagelab_gpu::NvmlProbe::new()
                 .and_then(|mut probe| probe.snapshot())
                 .map_err(|e| e.to_string());

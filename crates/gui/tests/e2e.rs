@@ -1,0 +1,278 @@
+//! The real window, driven as a person uses it: `imagelab-gui` under Xvfb and a D-Bus
+//! session, with a tiny random checkpoint made at test time, steered through the
+//! accessibility bus by `e2e/driver.py` (pyatspi). The app starts its own daemon (a CPU
+//! worker) from the `imagelab` binary beside it; this side checks the files and processes.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+/// A throwaway app folder and settings folder, seen by the app and its daemon only.
+struct Sandbox {
+    dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    fn new() -> Sandbox {
+        let dir = tempfile::tempdir().unwrap();
+        let sb = Sandbox { dir };
+        std::fs::create_dir_all(sb.path("models/checkpoints")).unwrap();
+        std::fs::copy(
+            tiny_checkpoint(&sb.path("fixtures")),
+            sb.path("models/checkpoints/tiny.safetensors"),
+        )
+        .unwrap();
+        // Only the app's own memory of the last form (`gui.yaml`): a small, quick image.
+        // Without `config.yaml` the app still opens on its setup screen.
+        std::fs::create_dir_all(sb.path("home")).unwrap();
+        std::fs::write(
+            sb.path("home/gui.yaml"),
+            "form:\n  model: tiny.safetensors\n  width: 64\n  height: 64\n  steps: 2\n",
+        )
+        .unwrap();
+        sb
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// A command with the sandbox's environment and nothing of the test's `IMAGELAB_*`.
+    fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.current_dir(self.dir.path())
+            .env("AIIMAGEGEN_HOME", self.path("home"))
+            .env("IMAGELAB_APP_DIR", self.dir.path())
+            .env("XDG_CACHE_HOME", self.path("cache"))
+            .env("CUDA_VISIBLE_DEVICES", "");
+        for (key, _) in std::env::vars() {
+            if (key.starts_with("IMAGELAB_") && key != "IMAGELAB_APP_DIR") || key == "INSTANCE_ID" {
+                cmd.env_remove(key);
+            }
+        }
+        cmd
+    }
+
+    /// One run of the app, driven by `driver.py SCENARIO ARGS…` until the window closes.
+    fn drive(&self, scenario: &[&str]) -> String {
+        let driver = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/driver.py");
+        let script = format!(
+            "{app} & app=$!; /usr/bin/python3 {driver} {args}; status=$?; \
+             if [ $status != 0 ]; then kill -9 $app; exit $status; fi; \
+             for _ in $(seq 100); do kill -0 $app 2>/dev/null || break; sleep 0.1; done; \
+             if kill -0 $app 2>/dev/null; then echo 'FAIL: the app did not exit'; kill -9 $app; exit 1; fi; \
+             wait $app; echo \"app exit: $?\"; exit $status",
+            app = env!("CARGO_BIN_EXE_imagelab-gui"),
+            driver = driver.display(),
+            args = scenario.join(" "),
+        );
+        let out = self
+            .command("xvfb-run")
+            .args([
+                "-a",
+                "-s",
+                "-screen 0 1400x900x24",
+                "dbus-run-session",
+                "--",
+                "bash",
+                "-c",
+            ])
+            .arg(&script)
+            .env("GTK_A11Y", "atspi")
+            .env("NO_AT_BRIDGE", "0")
+            .output()
+            .expect("xvfb-run and dbus-run-session are installed (scripts/setup.sh)");
+        let text = report(&out);
+        assert!(
+            out.status.success(),
+            "the driver failed ({scenario:?}):\n{text}"
+        );
+        assert!(
+            text.contains("app exit: 0"),
+            "the app did not end cleanly:\n{text}"
+        );
+        println!("{}", String::from_utf8_lossy(&out.stdout));
+        text
+    }
+
+    /// The pid in `daemon.json` (which a daemon removes when it stops).
+    fn daemon_pid(&self) -> Option<i32> {
+        let text = std::fs::read_to_string(self.path("home/daemon.json")).ok()?;
+        let json: serde_json::Value = serde_json::from_str(&text).ok()?;
+        json["pid"].as_i64().map(|p| p as i32)
+    }
+}
+
+/// Whether `pid` runs (a zombie nobody reaped has stopped running).
+fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+/// The pid the driver printed as `daemon: PID`.
+fn printed_daemon(text: &str) -> i32 {
+    text.lines()
+        .find_map(|l| l.strip_prefix("daemon: "))
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("the driver named no daemon:\n{text}"))
+}
+
+fn wait_gone(pid: i32) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if !alive(pid) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+fn report(out: &Output) -> String {
+    format!(
+        "{}\n--- stderr ---\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The `imagelab` binary beside `imagelab-gui`, where the app looks for it first.
+fn imagelab_binary() -> PathBuf {
+    let beside = Path::new(env!("CARGO_BIN_EXE_imagelab-gui")).with_file_name("imagelab");
+    if !beside.exists() {
+        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["build", "-p", "imagelab", "--bin", "imagelab"])
+            .status()
+            .unwrap();
+        assert!(status.success(), "cannot build the imagelab binary");
+    }
+    beside
+}
+
+/// The engine reference's tiny random SD 1.5 checkpoint, built into `dir`.
+fn tiny_checkpoint(dir: &Path) -> PathBuf {
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../engine/tests/reference/pipeline_ref.py");
+    let python = std::env::var_os("IMAGELAB_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/imagelab/venv/bin/python")
+        });
+    let out = Command::new(python)
+        .arg(&script)
+        .arg("--out")
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", report(&out));
+    dir.join("sd1.safetensors")
+}
+
+#[test]
+fn the_window_sets_up_generates_and_manages_its_daemon() {
+    let imagelab = imagelab_binary();
+    let sb = Sandbox::new();
+
+    // 1. A fresh home: the setup screen, then the work screen on a daemon the app starts.
+    let first = sb.drive(&["first"]);
+    let config =
+        std::fs::read_to_string(sb.path("home/config.yaml")).expect("setup wrote config.yaml");
+    assert!(
+        config.contains("gpus:"),
+        "config.yaml has no gpus: key:\n{config}"
+    );
+    for folder in ["models/checkpoints", "models/vae", "models/clip", "output"] {
+        assert!(sb.path(folder).is_dir(), "setup did not create {folder}");
+    }
+    let image = first
+        .lines()
+        .find_map(|l| l.strip_prefix("image: "))
+        .unwrap_or_else(|| panic!("no image named:\n{first}"))
+        .to_string();
+    let texts = imagelab_analytics::pngmeta::read_texts(&sb.path("output").join(&image)).unwrap();
+    let parameters = texts
+        .get("parameters")
+        .expect("A1111 parameters in the PNG");
+    assert!(
+        parameters.starts_with("a red lighthouse at dusk"),
+        "{parameters}"
+    );
+    assert!(
+        parameters.contains("Seed: 7"),
+        "the typed seed was not used: {parameters}"
+    );
+    let pid = printed_daemon(&first);
+    assert!(wait_gone(pid), "the daemon the app started outlived it");
+    assert!(
+        sb.daemon_pid().is_none(),
+        "the stopped daemon left daemon.json behind"
+    );
+    let remembered = std::fs::read_to_string(sb.path("home/gui.yaml")).unwrap();
+    assert!(
+        remembered.contains("a red lighthouse at dusk"),
+        "the form was not remembered:\n{remembered}"
+    );
+
+    // 2. A daemon that runs already is used, and keeps running when the app closes.
+    let mut daemon = sb
+        .command(&imagelab)
+        .args(["daemon", "--worker", "cpu"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sb.daemon_pid() != Some(daemon.id() as i32) {
+        assert!(
+            Instant::now() < deadline,
+            "the test's daemon never wrote daemon.json"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    sb.drive(&["second"]);
+    assert!(
+        daemon.try_wait().unwrap().is_none(),
+        "closing the app stopped a daemon it found"
+    );
+
+    // 3. That daemon dies under the app: a clear state, and Reconnect starts the app's own.
+    let found = daemon.id().to_string();
+    let third = sb.drive(&["daemon-lost", &found]);
+    let _ = daemon.wait();
+    let own = printed_daemon(&third);
+    assert_ne!(own.to_string(), found, "{third}");
+    assert!(
+        wait_gone(own),
+        "the daemon started on reconnect outlived the app"
+    );
+}
+
+#[test]
+fn the_app_does_not_link_libtorch() {
+    let out = Command::new("readelf")
+        .args(["-d", env!("CARGO_BIN_EXE_imagelab-gui")])
+        .output()
+        .expect("readelf runs");
+    let dynamic = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        dynamic.contains("NEEDED"),
+        "readelf shows no dynamic section:\n{dynamic}"
+    );
+    assert!(
+        dynamic.contains("libgtk-4"),
+        "the app does not link GTK 4:\n{dynamic}"
+    );
+    for lib in ["libtorch", "libc10", "libtorch_cpu"] {
+        assert!(
+            !dynamic.contains(lib),
+            "imagelab-gui links {lib}:\n{dynamic}"
+        );
+    }
+}

@@ -1,0 +1,284 @@
+#!/usr/bin/python3
+"""Drives imagelab-gui through the accessibility bus (AT-SPI), as a person with a screen
+reader would: it finds controls by their accessible names, types, clicks and reads back
+what the window shows. The Rust test (tests/e2e.rs) starts it under Xvfb and a D-Bus
+session and checks the files and processes around it.
+
+Usage: driver.py first | second | daemon-lost DAEMON_PID
+Prints one "ok: ..." line per step; any failure exits non-zero naming the step.
+"""
+import json
+import os
+import signal
+import sys
+import time
+
+import pyatspi
+
+APP = "imagelab-gui"
+
+
+def fail(message):
+    print(f"FAIL: {message}", flush=True)
+    dump()
+    sys.exit(1)
+
+
+def ok(message):
+    print(f"ok: {message}", flush=True)
+
+
+def application():
+    desktop = pyatspi.Registry.getDesktop(0)
+    for i in range(desktop.childCount):
+        child = desktop.getChildAtIndex(i)
+        if child is not None and child.name == APP:
+            return child
+    return None
+
+
+def walk(node, depth=0):
+    """Every accessible under `node`, depth first (skipping ones that vanish meanwhile)."""
+    if node is None or depth > 60:
+        return
+    yield node
+    try:
+        count = node.childCount
+    except Exception:
+        return
+    for i in range(count):
+        try:
+            child = node.getChildAtIndex(i)
+        except Exception:
+            continue
+        yield from walk(child, depth + 1)
+
+
+def text_of(node):
+    try:
+        text = node.queryText()
+        return text.getText(0, text.characterCount)
+    except Exception:
+        return ""
+
+
+def words(node):
+    """Everything a screen reader could say about `node`: its name and its text."""
+    return f"{node.name or ''} {text_of(node)}"
+
+
+def dump():
+    app = application()
+    if app is None:
+        print("  (the app is not on the accessibility bus)")
+        return
+    for node in walk(app):
+        try:
+            role = node.getRoleName()
+        except Exception:
+            continue
+        said = words(node).strip()
+        if said:
+            try:
+                where = "" if on_screen(node) else " (hidden)"
+            except Exception:
+                where = " (no extents)"
+            print(f"  {role}: {said[:120]!r}{where}")
+
+
+def wait_for(what, probe, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            found = probe()
+        except Exception:
+            found = None
+        if found:
+            return found
+        time.sleep(0.2)
+    fail(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def on_screen(node):
+    """Whether `node` takes room in the window (GTK 4.8 sets no SHOWING state, and the
+    stack's hidden pages stay VISIBLE, but they have no size)."""
+    extents = node.queryComponent().getExtents(pyatspi.WINDOW_COORDS)
+    return extents.width > 0 and extents.height > 0
+
+
+def find_all(name, role=None):
+    """The controls on screen called `name` (and of `role`)."""
+    found = []
+    for node in walk(application()):
+        try:
+            if node.name != name:
+                continue
+            if role is not None and node.getRoleName() != role:
+                continue
+            if on_screen(node):
+                found.append(node)
+        except Exception:
+            continue
+    return found
+
+
+def find(name, role=None):
+    """The first control on screen called `name` (and of `role`), or None."""
+    found = find_all(name, role)
+    return found[0] if found else None
+
+
+def sensitive(node):
+    return node is not None and node.getState().contains(pyatspi.STATE_SENSITIVE)
+
+
+def click(node, what):
+    try:
+        node.queryAction().doAction(0)
+    except Exception as e:
+        fail(f"cannot click {what}: {e}")
+
+
+def editable(node):
+    """`node`, or the text field inside it, as AT-SPI editable text."""
+    for candidate in walk(node):
+        try:
+            return candidate.queryEditableText()
+        except Exception:
+            continue
+    return None
+
+
+def type_into(name, text):
+    def field():
+        for node in find_all(name):
+            found = editable(node)
+            if found is not None:
+                return found
+        return None
+
+    wait_for(f"the {name!r} text field", field).setTextContents(text)
+
+
+def anywhere(fragment):
+    """A control on screen whose name or text contains `fragment`."""
+    for node in walk(application()):
+        try:
+            if fragment in words(node) and on_screen(node):
+                return node
+        except Exception:
+            continue
+    return None
+
+
+def texts_under(node):
+    return " | ".join(words(n).strip() for n in walk(node) if words(n).strip())
+
+
+def thumbnails():
+    grid = find("Generated images")
+    if grid is None:
+        return []
+    return [n.name for n in walk(grid) if (n.name or "").endswith(".png")]
+
+
+def ready_to_generate():
+    button = find("Generate", "push button")
+    return button if sensitive(button) else None
+
+
+def report_daemon():
+    """Prints the pid of the daemon the app uses (daemon.json goes when it stops)."""
+    path = os.path.join(os.environ["AIIMAGEGEN_HOME"], "daemon.json")
+    with open(path) as f:
+        print(f"daemon: {json.load(f)['pid']}", flush=True)
+
+
+def first_launch():
+    wait_for("the app on the accessibility bus", application, timeout=60)
+    ok("the app is on the accessibility bus")
+    wait_for("the setup screen", lambda: find("Welcome to imagelab"))
+    if find("Generate", "push button") is not None:
+        fail("the toolbar shows on the setup screen")
+    wait_for("the no-GPU explanation", lambda: find("No GPU"))
+    ok("the setup screen shows, with the no-GPU explanation and no toolbar")
+    click(wait_for("Save and start", lambda: find("Save and start", "push button")), "Save and start")
+    wait_for("the work screen with a daemon", ready_to_generate, timeout=120)
+    notice = wait_for("the CPU notice", lambda: anywhere("images are made on the CPU"))
+    ok(f"the work screen is up, on a daemon the app started ({notice.name or text_of(notice)})")
+    report_daemon()
+
+    # A bad value: an error naming it, the window still alive.
+    type_into("Prompt", "a red lighthouse at dusk")
+    type_into("Seed", "12x")
+    click(ready_to_generate(), "Generate")
+    wait_for("an error naming the seed", lambda: anywhere('"12x"'))
+    if ready_to_generate() is None:
+        fail("the window stopped working after a bad seed")
+    ok("a bad seed shows an error naming it, and the window goes on")
+    type_into("Seed", "7")
+
+    click(wait_for("Load model", lambda: find("Load model", "push button")), "Load model")
+    vram = wait_for("the VRAM panel", lambda: find("VRAM"))
+    wait_for("the model's parts in the VRAM panel", lambda: "UNet" in texts_under(vram), timeout=120)
+    ok(f"Load model fills the VRAM panel: {texts_under(vram)}")
+
+    click(ready_to_generate(), "Generate")
+    names = wait_for("a thumbnail in the gallery", thumbnails, timeout=180)
+    details = wait_for(
+        "the image's settings under it",
+        lambda: anywhere("a red lighthouse at dusk") if find("Use these settings", "push button") else None,
+    )
+    ok(f"the image and its thumbnail appear: {names[0]}")
+    print(f"image: {names[0]}", flush=True)
+    del details
+    close_window()
+
+
+def second_launch():
+    wait_for("the app on the accessibility bus", application, timeout=60)
+    wait_for("the work screen with the running daemon", ready_to_generate, timeout=60)
+    if find("Save and start", "push button") is not None:
+        fail("the setup screen shows though config.yaml exists")
+    if anywhere("images are made on the CPU") is not None:
+        fail("a daemon the app found is described as one it started")
+    wait_for("the remembered prompt", lambda: anywhere("a red lighthouse at dusk"))
+    names = wait_for("the earlier image in the gallery", thumbnails)
+    ok(f"the work screen opens on the running daemon, with the remembered prompt and {names}")
+    close_window()
+
+
+def daemon_lost(daemon_pid):
+    wait_for("the app on the accessibility bus", application, timeout=60)
+    wait_for("the work screen with the running daemon", ready_to_generate, timeout=60)
+    os.kill(daemon_pid, signal.SIGKILL)
+    banner = wait_for("the daemon-problem banner", lambda: anywhere("The daemon went away"))
+    if ready_to_generate() is not None:
+        fail("Generate stays active without a daemon")
+    ok(f"a daemon that goes away shows: {text_of(banner) or banner.name}")
+    click(wait_for("Reconnect", lambda: find("Reconnect", "push button")), "Reconnect")
+    wait_for("the work screen on a new daemon", ready_to_generate, timeout=120)
+    wait_for("the CPU notice", lambda: anywhere("images are made on the CPU"))
+    ok("Reconnect starts a daemon of the app's own")
+    report_daemon()
+    close_window()
+
+
+def close_window():
+    click(wait_for("the window's Close button", lambda: find("Close", "push button")), "Close")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and application() is not None:
+        time.sleep(0.2)
+    ok("the window closed")
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["first"]:
+        first_launch()
+    elif sys.argv[1:2] == ["second"]:
+        second_launch()
+    elif sys.argv[1:2] == ["daemon-lost"] and len(sys.argv) == 3:
+        daemon_lost(int(sys.argv[2]))
+    else:
+        print(__doc__, file=sys.stderr)
+        sys.exit(2)
