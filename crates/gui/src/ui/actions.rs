@@ -223,6 +223,7 @@ impl App {
         }
         ui.status.set_text("Sending…");
         App::run(sender, move || {
+            super::trace::delay("generate-click-to-sent", clicked.elapsed());
             let result = client
                 .submit_batch(&batch)
                 .map(|r| r.ids)

@@ -113,6 +113,8 @@ pub struct App {
     /// When the latest preview was put on the picture, for the benchmark's trace.
     pub preview_set: std::rc::Rc<std::cell::Cell<Option<Instant>>>,
     pub connect_when_probed: bool,
+    /// Whether the gallery has been listed (once per run; a folder monitor adds the rest).
+    pub gallery_listed: bool,
 }
 
 impl Component for App {
@@ -163,6 +165,7 @@ impl Component for App {
             ratings: HashMap::new(),
             preview_set: Default::default(),
             connect_when_probed: false,
+            gallery_listed: false,
         };
         model.start(&ui, &sender);
         model.watch_paint(&ui);

@@ -41,6 +41,13 @@ impl App {
             self.connect_when_probed = true;
             ui.stack.set_visible_child_name("connecting");
             ui.set_connected(false);
+            // The gallery needs no daemon: list it while the GPUs are probed and the
+            // daemon starts, so the work screen opens with its thumbnails.
+            if let Ok(config) = Config::load() {
+                self.config = config;
+                self.list_gallery(sender);
+                self.gallery_listed = true;
+            }
         }
     }
 
@@ -165,7 +172,9 @@ impl App {
             });
             ui.left.show_form(&form);
             ui.center.set_prompts(&form.prompt, &form.negative);
-            self.list_gallery(sender);
+            if !std::mem::replace(&mut self.gallery_listed, true) {
+                self.list_gallery(sender);
+            }
         }
         self.refresh(sender);
         self.stream(sender, client);

@@ -20,6 +20,9 @@ pub fn find(settings_dir: &Path) -> Option<Client> {
     client.health().ok().map(|_| client)
 }
 
+/// The niceness of a CPU-only daemon the app starts (and of its workers).
+const CPU_DAEMON_NICE: i32 = 10;
+
 /// A daemon process the app started.
 #[derive(Debug)]
 pub struct DaemonChild {
@@ -37,10 +40,18 @@ impl DaemonChild {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        // SAFETY: prctl is async-signal-safe and touches only the child being created.
+        // A CPU daemon's worker would take every core from the window that shows its
+        // progress: it runs at a lower priority (its workers inherit it), as a background
+        // build would. A GPU daemon's host threads are light and keep the normal one.
+        let nice = if gpu_count == 0 { CPU_DAEMON_NICE } else { 0 };
+        // SAFETY: prctl and setpriority are async-signal-safe and touch only the child
+        // being created.
         unsafe {
-            command.pre_exec(|| {
+            command.pre_exec(move || {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                if nice != 0 {
+                    libc::setpriority(libc::PRIO_PROCESS, 0, nice);
+                }
                 Ok(())
             });
         }

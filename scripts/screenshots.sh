@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The README's screenshots (docs/setup.png, docs/work.png), taken from the real app under
+# Xvfb: a fresh settings folder, a tiny random checkpoint built by the engine's reference
+# script (so the image is noise-like: no real model is downloaded), and the app's own daemon
+# on a CPU worker. Usage: bash scripts/screenshots.sh [OUT_DIR]
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+out="$(realpath -m "${1:-$repo/docs}")"
+. "$repo/scripts/env.sh"
+cd "$repo"
+cargo build -p imagelab -p imagelab-gui
+sandbox="$(mktemp -d)"
+trap 'rm -rf "$sandbox"' EXIT
+mkdir -p "$sandbox/home" "$sandbox/models/checkpoints" "$out"
+"$IMAGELAB_VENV/bin/python" crates/engine/tests/reference/pipeline_ref.py --out "$sandbox/fixtures" >/dev/null
+cp "$sandbox/fixtures/sd1.safetensors" "$sandbox/models/checkpoints/tiny-sd15.safetensors"
+cat > "$sandbox/home/gui.yaml" <<'YAML'
+form:
+  model: tiny-sd15.safetensors
+  width: 256
+  height: 256
+  steps: 8
+YAML
+cd "$sandbox"
+AIIMAGEGEN_HOME="$sandbox/home" IMAGELAB_APP_DIR="$sandbox" XDG_CACHE_HOME="$sandbox/cache" \
+  CUDA_VISIBLE_DEVICES="" GTK_A11Y=atspi \
+  xvfb-run -a -s "-screen 0 1400x900x24" dbus-run-session -- bash -c \
+  "'$CARGO_TARGET_DIR/debug/imagelab-gui' & app=\$!; \
+   /usr/bin/python3 '$repo/crates/gui/tests/e2e/screenshots.py' '$out'; status=\$?; \
+   kill \$app 2>/dev/null; wait \$app; exit \$status"
