@@ -244,6 +244,13 @@ pub fn run_job(args: JobArgs) -> Result<ExitCode> {
             "seed(s): {:?}, attempts {}/{}",
             job.seeds, job.attempts, job.max_attempts
         );
+        if job.interruptions > 0 {
+            println!(
+                "interrupted {} time{} by a daemon stop or crash (restarted each time; no attempt used)",
+                job.interruptions,
+                if job.interruptions == 1 { "" } else { "s" }
+            );
+        }
         if let Some(error) = &job.error {
             println!("error: {error}");
         }

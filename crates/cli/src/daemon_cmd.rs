@@ -138,6 +138,7 @@ pub fn run(worker_args: &[String]) -> Result<ExitCode> {
     daemon.queue = QueueOptions {
         default_max_attempts: s.max_attempts.max(1),
         history_limit: Some(s.history_limit),
+        max_interruptions: s.max_interruptions.max(1),
     };
     daemon.instance_id = Some(logging::instance_id());
     daemon.workers = workers;

@@ -125,6 +125,10 @@ pub struct JobView {
     /// Attempts used up so far, and how many it may use.
     pub attempts: u32,
     pub max_attempts: u32,
+    /// Times the daemon stopped or crashed while the job ran, each time putting it back
+    /// in the queue without using an attempt.
+    #[serde(default)]
+    pub interruptions: u32,
     pub timings: JobTimings,
     /// The worker and GPUs of the current or last attempt.
     pub worker: Option<String>,

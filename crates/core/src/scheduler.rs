@@ -34,8 +34,12 @@ pub struct SchedulerSettings {
     /// instead of letting it finish.
     pub yield_immediately: bool,
     pub on_restart: OnRestart,
-    /// Attempts a job gets before it is dead.
+    /// Attempts a job gets before it is dead (its worker failed, crashed or ran out of
+    /// memory).
     pub max_attempts: u32,
+    /// Daemon stops or crashes a running job may live through before it is dead; they use
+    /// no attempt.
+    pub max_interruptions: u32,
     /// Finished jobs kept in the queue (jobs.log keeps every one).
     pub history_limit: usize,
     /// A preview image every this many steps (0: none).
@@ -53,6 +57,7 @@ impl Default for SchedulerSettings {
             yield_immediately: false,
             on_restart: OnRestart::Requeue,
             max_attempts: 3,
+            max_interruptions: 20,
             history_limit: 10_000,
             preview_every: 5,
         }

@@ -87,6 +87,7 @@ pub fn job_view(job: Job) -> JobView {
         night_run: job.spec.night_run,
         attempts: job.attempts,
         max_attempts: job.max_attempts,
+        interruptions: job.interruptions,
         timings: JobTimings {
             queued_at_ms: job.created_at_ms,
             started_at_ms: job.started_at_ms,

@@ -294,7 +294,11 @@ fn jobs_left_running_by_a_dead_daemon_are_requeued_at_start() {
     let daemon = lab.start();
     assert_eq!(daemon.recovery().requeued, vec![id]);
     let job = lab.client().get(id.0).unwrap();
-    assert_eq!((job.state.as_str(), job.attempts), ("queued", 1));
+    // The job did nothing wrong: the interruption is counted, no attempt is used.
+    assert_eq!(
+        (job.state.as_str(), job.attempts, job.interruptions),
+        ("queued", 0, 1)
+    );
     assert_eq!(
         job.worker.as_deref(),
         Some("worker-0"),

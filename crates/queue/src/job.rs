@@ -223,10 +223,15 @@ pub struct Job {
     pub source: Source,
     pub placement: Placement,
     pub created_at_ms: u64,
-    /// Attempts used up: failed, interrupted by a crash or restart.
+    /// Attempts used up by what the job itself did: its worker reported an error, crashed
+    /// or ran out of memory.
     pub attempts: u32,
     pub max_attempts: u32,
     pub state: JobState,
+    /// Times the daemon stopped or crashed while the job ran. The job did nothing wrong,
+    /// so these use no attempt; they have a cap of their own against a crash loop.
+    #[serde(default)]
+    pub interruptions: u32,
     /// Set when cancel was asked while the job ran; the worker's report then ends it as
     /// cancelled.
     #[serde(default)]

@@ -20,4 +20,7 @@ pub use job::{
     Timings,
 };
 pub use log::{read_log, JobLog, LogRead, LogRecord};
-pub use store::{Counts, Favorite, FavoriteTarget, Queue, QueueOptions, Recovery, RecoveryPolicy};
+pub use store::{
+    Counts, Favorite, FavoriteTarget, Queue, QueueOptions, Recovery, RecoveryPolicy,
+    DEFAULT_MAX_INTERRUPTIONS,
+};

@@ -28,6 +28,9 @@ pub struct LogRecord {
     pub source: Source,
     pub placement: Placement,
     pub attempts: u32,
+    /// Daemon stops or crashes the job lived through (they use no attempt).
+    #[serde(default)]
+    pub interruptions: u32,
     #[serde(default)]
     pub worker: Option<String>,
     /// The GPU UUIDs of the last lease.
@@ -58,6 +61,7 @@ impl LogRecord {
             source: job.source,
             placement: job.placement.clone(),
             attempts: job.attempts,
+            interruptions: job.interruptions,
             worker: job.last_worker.clone(),
             gpus: job.last_gpus.clone(),
             timings: Timings {

@@ -44,9 +44,11 @@ pub enum Event {
     Cancel {
         now_ms: u64,
     },
-    /// The daemon restarted while the job was leased: the attempt counts as used.
+    /// The daemon restarted while the job was leased: no attempt is used, the interruption
+    /// is counted, and the job is dead once it reaches `max_interruptions`.
     Recover {
         now_ms: u64,
+        max_interruptions: u32,
     },
 }
 
@@ -190,22 +192,31 @@ fn leased_outcome(next: &mut Job, event: Event) -> Option<()> {
                 JobState::Queued
             };
         }
-        Event::Recover { now_ms } => {
-            next.attempts = next.attempts.saturating_add(1);
-            let error = "interrupted: the daemon stopped while the job ran".to_string();
+        Event::Recover {
+            now_ms,
+            max_interruptions,
+        } => {
+            next.interruptions = next.interruptions.saturating_add(1);
+            let times = next.interruptions;
             next.state = if cancelled {
                 JobState::Cancelled {
                     finished_at_ms: now_ms,
                 }
-            } else if next.attempts >= next.max_attempts {
+            } else if times >= max_interruptions {
                 JobState::Dead {
-                    error: error.clone(),
+                    error: format!(
+                        "interrupted {times} times: the daemon stopped or crashed while the job \
+                         ran, each time (the cap is scheduler.max_interruptions: {max_interruptions})"
+                    ),
                     finished_at_ms: now_ms,
                 }
             } else {
                 JobState::Queued
             };
-            next.last_error = Some(error);
+            next.last_error = Some(format!(
+                "interrupted: the daemon stopped while the job ran ({times} time{})",
+                if times == 1 { "" } else { "s" }
+            ));
         }
         Event::Lease { .. } | Event::Cancel { .. } => return None,
     }

@@ -15,6 +15,7 @@ fn queued(max_attempts: u32) -> Job {
         attempts: 0,
         max_attempts,
         state: JobState::Queued,
+        interruptions: 0,
         cancel_requested: false,
         last_error: None,
         started_at_ms: None,
@@ -151,7 +152,10 @@ fn illegal_transitions_are_errors_naming_the_job() {
     .unwrap();
     for event in [
         Event::Cancel { now_ms: 2 },
-        Event::Recover { now_ms: 2 },
+        Event::Recover {
+            now_ms: 2,
+            max_interruptions: 20,
+        },
         Event::Release {
             attempt: 1,
             now_ms: 2,
@@ -163,7 +167,14 @@ fn illegal_transitions_are_errors_naming_the_job() {
             "{err}"
         );
     }
-    assert!(apply(&q, Event::Recover { now_ms: 1 }).is_err());
+    assert!(apply(
+        &q,
+        Event::Recover {
+            now_ms: 1,
+            max_interruptions: 20
+        }
+    )
+    .is_err());
 }
 
 #[test]
@@ -217,9 +228,29 @@ fn release_returns_the_job_without_using_an_attempt() {
 }
 
 #[test]
-fn recover_raises_attempts_and_kills_exhausted_jobs() {
-    let job = apply(&lease(&queued(2)), Event::Recover { now_ms: 9 }).unwrap();
-    assert_eq!((job.state.name(), job.attempts), ("queued", 1));
-    let job = apply(&lease(&job), Event::Recover { now_ms: 10 }).unwrap();
-    assert_eq!((job.state.name(), job.attempts), ("dead", 2));
+fn recover_counts_an_interruption_not_an_attempt_and_caps_them() {
+    let recover = |now_ms| Event::Recover {
+        now_ms,
+        max_interruptions: 3,
+    };
+    // More interruptions than the job has attempts: it stays queued, attempts untouched.
+    let mut job = queued(2);
+    for now in 0..2 {
+        job = apply(&lease(&job), recover(now)).unwrap();
+        assert_eq!(job.state.name(), "queued");
+    }
+    assert_eq!((job.attempts, job.interruptions), (0, 2));
+    assert!(job.last_error.as_deref().unwrap().contains("2 times"));
+    let job = apply(&lease(&job), recover(9)).unwrap();
+    assert_eq!(
+        (job.state.name(), job.attempts, job.interruptions),
+        ("dead", 0, 3)
+    );
+    let JobState::Dead { error, .. } = &job.state else {
+        unreachable!()
+    };
+    assert!(
+        error.contains("interrupted 3 times") && error.contains("scheduler.max_interruptions"),
+        "{error}"
+    );
 }

@@ -42,6 +42,8 @@ pub struct QueueOptions {
     pub default_max_attempts: u32,
     /// Keep only the newest N finished jobs in the store (`jobs.log` keeps everything).
     pub history_limit: Option<usize>,
+    /// Daemon stops or crashes one running job may live through; the next makes it dead.
+    pub max_interruptions: u32,
 }
 
 impl Default for QueueOptions {
@@ -49,9 +51,14 @@ impl Default for QueueOptions {
         QueueOptions {
             default_max_attempts: 3,
             history_limit: Some(10_000),
+            max_interruptions: DEFAULT_MAX_INTERRUPTIONS,
         }
     }
 }
+
+/// The default cap on interruptions: far more daemon crashes than any job meets by bad
+/// luck, few enough to stop a job that itself brings the daemon down.
+pub const DEFAULT_MAX_INTERRUPTIONS: u32 = 20;
 
 /// What to do with jobs that were leased when the daemon stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -67,7 +74,7 @@ pub enum RecoveryPolicy {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Recovery {
     pub requeued: Vec<JobId>,
-    /// Jobs whose interrupted attempt was their last.
+    /// Jobs interrupted `max_interruptions` times.
     pub dead: Vec<JobId>,
     /// Jobs whose cancel was asked before the stop.
     pub cancelled: Vec<JobId>,
@@ -261,6 +268,7 @@ impl Queue {
                     .max_attempts
                     .unwrap_or(self.options.default_max_attempts),
                 state: JobState::Queued,
+                interruptions: 0,
                 cancel_requested: false,
                 last_error: None,
                 started_at_ms: None,

@@ -23,7 +23,7 @@ fn options() -> QueueOptions {
     QueueOptions {
         // Keep every finished job so the parent can check them all.
         history_limit: None,
-        default_max_attempts: 100,
+        ..QueueOptions::default()
     }
 }
 

@@ -229,7 +229,7 @@ fn reprioritising_moves_a_job_ahead() {
 }
 
 #[test]
-fn restart_recovery_requeues_leased_jobs_with_attempts_raised() {
+fn restart_recovery_requeues_leased_jobs_without_using_attempts() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b, c) = {
         let q = open(dir.path());
@@ -244,24 +244,66 @@ fn restart_recovery_requeues_leased_jobs_with_attempts_raised() {
     };
     let q = open(dir.path());
     let rec = q.recover_after_restart(RecoveryPolicy::Pause).unwrap();
+    // b had one attempt: an interruption is not its fault, so it lives on.
     assert_eq!(
         (rec.requeued, rec.dead, rec.cancelled),
-        (vec![a], vec![b], vec![c])
+        (vec![a, b], vec![], vec![c])
     );
     assert!(rec.paused && q.is_paused().unwrap());
-    let requeued = q.get(a).unwrap();
-    assert_eq!((requeued.state.name(), requeued.attempts), ("queued", 1));
+    let requeued = q.get(b).unwrap();
+    assert_eq!(
+        (
+            requeued.state.name(),
+            requeued.attempts,
+            requeued.interruptions
+        ),
+        ("queued", 0, 1)
+    );
     assert!(matches!(
         q.complete(a, 1, done(&[])),
         Err(QueueError::IllegalTransition { .. })
     ));
     q.resume().unwrap();
     let again = q.next_for_worker(&worker("w", &[])).unwrap().unwrap();
-    assert!(matches!(again.state, JobState::Leased { attempt: 2, .. }));
+    assert_eq!(again.id, a);
+    assert!(matches!(again.state, JobState::Leased { attempt: 1, .. }));
     assert!(q.verify().unwrap().is_empty());
     let none = q.recover_after_restart(RecoveryPolicy::Requeue).unwrap();
     assert_eq!(none.requeued, vec![a]);
     assert!(!none.paused);
+    assert_eq!(q.get(a).unwrap().interruptions, 2);
+}
+
+#[test]
+fn a_job_interrupted_max_interruptions_times_is_dead_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = QueueOptions {
+        max_interruptions: 2,
+        ..QueueOptions::default()
+    };
+    let q = Queue::open(dir.path(), options).unwrap();
+    let id = q.enqueue(job("m").max_attempts(1)).unwrap().id;
+    q.next_for_worker(&worker("w", &[])).unwrap().unwrap();
+    assert_eq!(
+        q.recover_after_restart(RecoveryPolicy::Requeue)
+            .unwrap()
+            .requeued,
+        vec![id]
+    );
+    q.next_for_worker(&worker("w", &[])).unwrap().unwrap();
+    assert_eq!(
+        q.recover_after_restart(RecoveryPolicy::Requeue)
+            .unwrap()
+            .dead,
+        vec![id]
+    );
+    let dead = q.get(id).unwrap();
+    assert_eq!((dead.attempts, dead.interruptions), (0, 2));
+    let JobState::Dead { error, .. } = &dead.state else {
+        panic!("not dead: {:?}", dead.state)
+    };
+    assert!(error.contains("interrupted 2 times"), "{error}");
+    assert!(q.verify().unwrap().is_empty());
 }
 
 #[test]

@@ -58,7 +58,8 @@ impl Queue {
     }
 
     /// After a restart: every job still leased was interrupted. It goes back to the queue
-    /// with its attempt counted (dead if that was its last; cancelled if cancel was asked).
+    /// without using an attempt, its interruption counted (dead at `max_interruptions`;
+    /// cancelled if cancel was asked).
     /// With [`RecoveryPolicy::Pause`] dispatch is also paused, in the same atomic write.
     pub fn recover_after_restart(&self, policy: RecoveryPolicy) -> Result<Recovery> {
         let mut inner = self.lock();
@@ -71,7 +72,11 @@ impl Queue {
             if !matches!(old.state, JobState::Leased { .. }) {
                 continue;
             }
-            let new = apply(&old, Event::Recover { now_ms: now })?;
+            let event = Event::Recover {
+                now_ms: now,
+                max_interruptions: self.options.max_interruptions.max(1),
+            };
+            let new = apply(&old, event)?;
             self.stage(&mut batch, Some(&old), &new, &mut delta)?;
             match new.state {
                 JobState::Queued => recovery.requeued.push(new.id),
