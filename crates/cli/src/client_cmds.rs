@@ -178,9 +178,15 @@ pub fn run_submit(args: SubmitArgs, typed: &[&str]) -> Result<ExitCode> {
     let response = client()?.submit_batch(&SubmitBatch {
         jobs: with_fresh_prompts(&request)?,
     })?;
+    for warning in &response.warnings {
+        eprintln!("warning: {warning}");
+    }
     // `--json` (shared with generate) prints {"ids":[…]} instead of one id per line.
     if args.params.json {
-        println!("{}", serde_json::json!({ "ids": response.ids }));
+        println!(
+            "{}",
+            serde_json::json!({ "ids": response.ids, "warnings": response.warnings })
+        );
     } else {
         for id in &response.ids {
             println!("{id}");

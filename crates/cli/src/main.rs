@@ -82,12 +82,34 @@ enum Command {
     Analyze(analyze::AnalyzeArgs),
 }
 
+/// The daemon and its workers talk through pipes and sockets whose far end may die: they
+/// keep Rust's default (SIGPIPE ignored, so a write fails and is handled).
+fn runs_a_service(command: &Command) -> bool {
+    match command {
+        Command::Daemon(args) => args.action.is_none(),
+        Command::Worker(_) => true,
+        _ => false,
+    }
+}
+
+/// Every other command ends quietly when its output is closed (`imagelab jobs | head`), as
+/// `ls` and `git` do: the default SIGPIPE action, instead of `println!` panicking on EPIPE.
+fn quiet_on_closed_output() {
+    // SAFETY: resetting a signal to its default action, before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
     let matches = Cli::command().get_matches();
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(err) => err.exit(),
     };
+    if !runs_a_service(&cli.command) {
+        quiet_on_closed_output();
+    }
     let result = match cli.command {
         Command::Generate(args) => generate::run(*args),
         Command::Daemon(args) => client_cmds::run_daemon(args),

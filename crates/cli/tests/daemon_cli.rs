@@ -20,14 +20,22 @@ fn client_commands_drive_a_running_daemon() {
     std::fs::write(sb.path("models/checkpoints/tiny.safetensors"), b"x").unwrap();
     let _daemon = start(&sb);
 
-    let ids = stdout(&imagelab(
+    let submitted = imagelab(
         &sb,
         &[
             "submit", "--model", "tiny", "--prompt", "a fox", "--seed", "7", "--count", "3",
             "--json",
         ],
-    ));
-    let ids: serde_json::Value = serde_json::from_str(ids.trim()).unwrap();
+    );
+    let said = String::from_utf8_lossy(&submitted.stderr);
+    assert!(
+        said.contains("warning: this daemon runs no worker"),
+        "{said}"
+    );
+    let ids: serde_json::Value = serde_json::from_str(stdout(&submitted).trim()).unwrap();
+    // This daemon has no worker (no NVML here, no --worker): the answer says so.
+    let warning = ids["warnings"][0].as_str().unwrap_or_default();
+    assert!(warning.contains("--worker cpu"), "{ids}");
     let ids: Vec<u64> = ids["ids"]
         .as_array()
         .unwrap()
@@ -153,10 +161,13 @@ fn a_cpu_worker_runs_queued_jobs_and_survives_being_killed() {
     ];
 
     // A job runs to completion and its image lands in output/ under the job's own name.
-    let id: u64 = stdout(&imagelab(&sb, &[&base[..], &["--steps", "2"]].concat()))
-        .trim()
-        .parse()
-        .unwrap();
+    let submitted = imagelab(&sb, &[&base[..], &["--steps", "2"]].concat());
+    let said = String::from_utf8_lossy(&submitted.stderr);
+    assert!(
+        !said.contains("warning"),
+        "a daemon with a worker warned: {said}"
+    );
+    let id: u64 = stdout(&submitted).trim().parse().unwrap();
     let job = wait_for(&sb, id, "finished", |j| {
         j["state"] != "queued" && j["state"] != "leased"
     });

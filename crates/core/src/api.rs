@@ -97,6 +97,9 @@ pub struct SubmitBatch {
 pub struct SubmitResponse {
     pub ids: Vec<u64>,
     pub seeds: Vec<i64>,
+    /// What the jobs may run into, such as no worker to take them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// When things happened, in milliseconds since the Unix epoch.

@@ -186,6 +186,11 @@ pub(crate) fn parse_id(text: &str) -> Result<JobId, ApiFailure> {
     })
 }
 
+/// What a submission to a daemon without workers is told (its jobs wait, durably).
+pub const NO_WORKER_WARNING: &str = "this daemon runs no worker, so the jobs wait in the queue \
+     until one does: restart it with `imagelab daemon --worker cpu` (no NVIDIA GPU) or with \
+     the GPUs it should use";
+
 async fn submit(
     state: web::Data<AppState>,
     body: web::Json<serde_json::Value>,
@@ -198,9 +203,14 @@ async fn submit(
         state.events.publish(job_event(job.id.0, "queued"));
     }
     state.kick();
+    let mut warnings = Vec::new();
+    if state.supervisor.is_none() {
+        warnings.push(NO_WORKER_WARNING.to_string());
+    }
     Ok(HttpResponse::Created().json(SubmitResponse {
         ids: created.iter().map(|j| j.id.0).collect(),
         seeds: created.iter().map(|j| j.spec.params.seed).collect(),
+        warnings,
     }))
 }
 
