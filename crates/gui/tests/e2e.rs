@@ -86,7 +86,8 @@ impl Sandbox {
         let text = report(&out);
         assert!(
             out.status.success(),
-            "the driver failed ({scenario:?}):\n{text}"
+            "the driver failed ({scenario:?}):\n{text}\n--- the daemons' logs ---\n{}",
+            self.logs()
         );
         assert!(
             text.contains("app exit: 0"),
@@ -94,6 +95,21 @@ impl Sandbox {
         );
         println!("{}", String::from_utf8_lossy(&out.stdout));
         text
+    }
+
+    /// The last lines of every log the daemons and workers wrote, for a failure's report.
+    fn logs(&self) -> String {
+        let mut all = String::new();
+        let Ok(entries) = std::fs::read_dir(self.path("home/logs")) else {
+            return "(no logs folder)".into();
+        };
+        for entry in entries.flatten() {
+            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+            all.push_str(&format!("== {} ==\n{tail}\n", entry.path().display()));
+        }
+        all
     }
 
     /// The pid in `daemon.json` (which a daemon removes when it stops).

@@ -5,6 +5,7 @@ use super::app::{App, AppMsg, Cmd, Shown};
 use super::widgets::mark_error;
 use super::window::Ui;
 use crate::state::form::{random_seed, Field};
+use crate::state::launch::DaemonOrigin;
 use crate::state::progress::JobProgress;
 use crate::state::submit::build_submission;
 use gtk::prelude::*;
@@ -23,6 +24,8 @@ fn api_failure(e: ClientError) -> (String, Option<String>) {
     }
 }
 
+/// How often the worker list is asked for while the daemon shows none.
+const WORKER_POLL: std::time::Duration = std::time::Duration::from_secs(1);
 impl App {
     pub fn handle(&mut self, ui: &Ui, message: AppMsg, sender: &ComponentSender<App>) {
         match message {
@@ -33,6 +36,7 @@ impl App {
             AppMsg::LoadModel => self.model_command(ui, sender, true),
             AppMsg::ClearModel => self.model_command(ui, sender, false),
             AppMsg::RefreshModels => self.refresh(sender),
+            AppMsg::RefreshGpus => self.refresh_gpus(sender),
             AppMsg::SwapSize => {
                 let mut form = ui.left.form();
                 form.swap_size();
@@ -116,6 +120,15 @@ impl App {
             }
             Cmd::Models(Err(e)) => ui.toast(&format!("The model lists: {e}")),
             Cmd::Gpus(status) => {
+                // A daemon the app just started may not have its workers yet, and their
+                // first events can come before the stream is open: ask until one shows.
+                let started = matches!(self.origin, Some(DaemonOrigin::Started { .. }));
+                if status.workers.is_empty() && started && self.client.is_some() {
+                    let s = sender.clone();
+                    gtk::glib::timeout_add_local_once(WORKER_POLL, move || {
+                        s.input(AppMsg::RefreshGpus)
+                    });
+                }
                 self.status = status;
                 self.show_vram(ui);
             }
@@ -224,10 +237,7 @@ impl App {
         ui.status.set_text("Sending…");
         App::run(sender, move || {
             super::trace::delay("generate-click-to-sent", clicked.elapsed());
-            let result = client
-                .submit_batch(&batch)
-                .map(|r| r.ids)
-                .map_err(api_failure);
+            let result = client.submit_batch(&batch).map_err(api_failure);
             Cmd::Submitted(result, clicked)
         });
     }
@@ -235,14 +245,17 @@ impl App {
     fn submitted(
         &mut self,
         ui: &Ui,
-        result: Result<Vec<u64>, (String, Option<String>)>,
+        result: Result<imagelab_core::api::SubmitResponse, (String, Option<String>)>,
         clicked: Instant,
     ) {
         super::trace::delay("generate-click-to-accepted", clicked.elapsed());
         match result {
-            Ok(ids) => {
-                let n = ids.len();
-                self.mine.extend(ids);
+            Ok(answer) => {
+                for warning in &answer.warnings {
+                    ui.toast(warning);
+                }
+                let n = answer.ids.len();
+                self.mine.extend(answer.ids);
                 ui.cancel.set_sensitive(true);
                 ui.status.set_text(&format!(
                     "Queued {n} image{}",
@@ -357,7 +370,14 @@ impl App {
         if let Some(seed) = job.seeds.first() {
             self.last_seed = Some(*seed);
         }
-        ui.status.set_text(&format!("Image {} done", job.id));
+        ui.status.set_text(&match job.interruptions {
+            0 => format!("Image {} done", job.id),
+            n => format!(
+                "Image {} done (restarted after {n} daemon interruption{})",
+                job.id,
+                if n == 1 { "" } else { "s" }
+            ),
+        });
         if let Some(name) = job.outputs.first() {
             let name = Path::new(name)
                 .file_name()

@@ -12,7 +12,7 @@ use crate::state::submit::PromptLibrary;
 use gtk::prelude::*;
 use imagelab_analytics::ImageRecord;
 use imagelab_client::Client;
-use imagelab_core::api::{JobView, ModelList};
+use imagelab_core::api::{JobView, ModelList, SubmitResponse};
 use imagelab_core::config::Config;
 use imagelab_core::events::{DaemonEvent, GpuStatusView};
 use relm4::{Component, ComponentParts, ComponentSender};
@@ -34,6 +34,8 @@ pub enum AppMsg {
     LoadModel,
     ClearModel,
     RefreshModels,
+    /// The GPU and worker status again (while a new daemon has no worker yet).
+    RefreshGpus,
     SwapSize,
     Preset(u32, u32),
     DiceSeed,
@@ -71,7 +73,8 @@ pub enum Cmd {
     Event(DaemonEvent),
     Preview(u64, Rgba, Instant),
     StreamEnded(String),
-    Submitted(Result<Vec<u64>, (String, Option<String>)>, Instant),
+    /// The job ids and the daemon's warnings, or the refusal and the field it names.
+    Submitted(Result<SubmitResponse, (String, Option<String>)>, Instant),
     Failed(String, Option<String>),
     Done(String),
     JobFinished(JobView),
