@@ -160,6 +160,25 @@ def type_into(name, text):
     wait_for(f"the {name!r} text field", field).setTextContents(text)
 
 
+def field_text(name):
+    """The text in the editable field called `name`."""
+    for node in find_all(name):
+        for candidate in walk(node):
+            try:
+                candidate.queryEditableText()
+            except Exception:
+                continue
+            return text_of(candidate)
+    return None
+
+
+def checked(node):
+    states = node.getState() if node is not None else None
+    return states is not None and (
+        states.contains(pyatspi.STATE_CHECKED) or states.contains(pyatspi.STATE_PRESSED)
+    )
+
+
 def anywhere(fragment):
     """A control on screen whose name or text contains `fragment`."""
     for node in walk(application()):
@@ -232,6 +251,16 @@ def first_launch():
     ok(f"the image and its thumbnail appear: {names[0]}")
     print(f"image: {names[0]}", flush=True)
     del details
+
+    # Use these settings puts the shown image's seed back into the form.
+    type_into("Seed", "99")
+    click(find("Use these settings", "push button"), "Use these settings")
+    wait_for("the image's seed back in the form", lambda: field_text("Seed") == "7")
+    ok("Use these settings fills the form from the image's metadata")
+
+    click(wait_for("the Star button", lambda: find("Star")), "Star")
+    wait_for("the star to stick", lambda: checked(find("Star")))
+    ok("the shown image is starred")
     close_window()
 
 
