@@ -253,9 +253,16 @@ fn the_window_sets_up_generates_and_manages_its_daemon() {
         std::thread::sleep(Duration::from_millis(50));
     }
     // The star the window put on the image is the daemon's favorite (the one analytics reads).
-    let favs = sb.command(&imagelab).args(["favs", "--json"]).output().unwrap();
+    let favs = sb
+        .command(&imagelab)
+        .args(["favs", "--json"])
+        .output()
+        .unwrap();
     let favs = String::from_utf8_lossy(&favs.stdout);
-    assert!(favs.contains(&image), "the starred image is not a favorite: {favs}");
+    assert!(
+        favs.contains(&image),
+        "the starred image is not a favorite: {favs}"
+    );
     sb.drive(&["second"]);
     assert!(
         daemon.try_wait().unwrap().is_none(),
