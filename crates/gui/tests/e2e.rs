@@ -120,6 +120,30 @@ impl Sandbox {
     }
 }
 
+/// The test's own daemon, killed if an assertion fails while it runs (its worker notices
+/// its stdin closing and stops).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
 /// Whether `pid` runs (a zombie nobody reaped has stopped running).
 fn alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
@@ -232,18 +256,28 @@ fn the_window_sets_up_generates_and_manages_its_daemon() {
         "the stopped daemon left daemon.json behind"
     );
     let remembered = std::fs::read_to_string(sb.path("home/gui.yaml")).unwrap();
+    // The next image is made large and long, so that Escape catches it while it samples.
+    std::fs::write(
+        sb.path("home/gui.yaml"),
+        remembered
+            .replace("width: 64", "width: 256")
+            .replace("height: 64", "height: 256")
+            .replace("steps: 2", "steps: 150"),
+    )
+    .unwrap();
     assert!(
         remembered.contains("a red lighthouse at dusk"),
         "the form was not remembered:\n{remembered}"
     );
 
     // 2. A daemon that runs already is used, and keeps running when the app closes.
-    let mut daemon = sb
-        .command(&imagelab)
-        .args(["daemon", "--worker", "cpu"])
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut daemon = KillOnDrop(
+        sb.command(&imagelab)
+            .args(["daemon", "--worker", "cpu"])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
     while sb.daemon_pid() != Some(daemon.id() as i32) {
         assert!(

@@ -1,7 +1,7 @@
 //! The intents: Generate and Cancel, model loads, the form's buttons, images shown and
 //! starred, and the results the commands bring back.
 
-use super::app::{App, AppMsg, Cmd, Shown};
+use super::app::{App, AppMsg, Cmd, JobChange, Shown};
 use super::widgets::mark_error;
 use super::window::Ui;
 use crate::state::form::{random_seed, Field};
@@ -23,6 +23,9 @@ fn api_failure(e: ClientError) -> (String, Option<String>) {
         other => (other.to_string(), None),
     }
 }
+
+/// Job events kept while a submit answer is awaited (a batch is at most a few hundred).
+const MAX_EARLY_EVENTS: usize = 1024;
 
 /// How often the worker list is asked for while the daemon shows none.
 const WORKER_POLL: std::time::Duration = std::time::Duration::from_secs(1);
@@ -157,7 +160,7 @@ impl App {
                 }
             }
             Cmd::StreamEnded(reason) => self.lost(ui, &reason),
-            Cmd::Submitted(result, clicked) => self.submitted(ui, result, clicked),
+            Cmd::Submitted(result, clicked) => self.submitted(ui, sender, result, clicked),
             Cmd::Failed(message, field) => self.show_error(ui, &message, field.as_deref()),
             Cmd::Done(text) => ui.status.set_text(&text),
             Cmd::JobFinished(job) => self.job_finished(ui, sender, job),
@@ -235,6 +238,7 @@ impl App {
             }
         }
         ui.status.set_text("Sending…");
+        self.awaiting_submit += 1;
         App::run(sender, move || {
             super::trace::delay("generate-click-to-sent", clicked.elapsed());
             let result = client.submit_batch(&batch).map_err(api_failure);
@@ -245,17 +249,19 @@ impl App {
     fn submitted(
         &mut self,
         ui: &Ui,
+        sender: &ComponentSender<App>,
         result: Result<imagelab_core::api::SubmitResponse, (String, Option<String>)>,
         clicked: Instant,
     ) {
         super::trace::delay("generate-click-to-accepted", clicked.elapsed());
+        self.awaiting_submit = self.awaiting_submit.saturating_sub(1);
         match result {
             Ok(answer) => {
                 for warning in &answer.warnings {
                     ui.toast(warning);
                 }
                 let n = answer.ids.len();
-                self.mine.extend(answer.ids);
+                self.mine.extend(answer.ids.iter().copied());
                 ui.cancel.set_sensitive(true);
                 ui.status.set_text(&format!(
                     "Queued {n} image{}",
@@ -263,11 +269,22 @@ impl App {
                 ));
                 ui.center.progress.set_fraction(0.0);
                 ui.center.progress.set_text(Some("Waiting for a worker…"));
+                let early: Vec<(u64, JobChange)> = answer
+                    .ids
+                    .iter()
+                    .filter_map(|id| Some((*id, self.early_events.remove(id)?)))
+                    .collect();
+                for (id, change) in early {
+                    self.job_event(ui, sender, id, change);
+                }
             }
             Err((message, field)) => {
                 ui.status.set_text("Not sent");
                 self.show_error(ui, &message, field.as_deref());
             }
+        }
+        if self.awaiting_submit == 0 {
+            self.early_events.clear();
         }
     }
 
@@ -294,13 +311,21 @@ impl App {
         ui: &Ui,
         sender: &ComponentSender<App>,
         id: u64,
-        state: &str,
-        worker: Option<String>,
-        error: Option<String>,
+        change: JobChange,
     ) {
         if !self.mine.contains(&id) {
+            // Perhaps ours, before its submit answer: kept until that answer comes.
+            if self.awaiting_submit > 0 && self.early_events.len() < MAX_EARLY_EVENTS {
+                self.early_events.insert(id, change);
+            }
             return;
         }
+        let JobChange {
+            state,
+            worker,
+            error,
+        } = change;
+        let state = state.as_str();
         match state {
             "leased" => {
                 ui.status.set_text(&format!(

@@ -87,6 +87,14 @@ pub enum Cmd {
     InitImageCopied(Result<String, String>),
 }
 
+/// A job's state change from the event stream.
+#[derive(Debug, Clone)]
+pub struct JobChange {
+    pub state: String,
+    pub worker: Option<String>,
+    pub error: Option<String>,
+}
+
 /// The image in the viewer.
 #[derive(Debug, Clone)]
 pub struct Shown {
@@ -109,6 +117,10 @@ pub struct App {
     pub library: PromptLibrary,
     pub status: GpuStatusView,
     pub mine: HashSet<u64>,
+    /// Submissions sent and not yet answered, and the job events that came meanwhile:
+    /// an idle worker can lease (or even finish) a job before its submit answer arrives.
+    pub awaiting_submit: usize,
+    pub early_events: HashMap<u64, JobChange>,
     pub progress: Option<(JobProgress, Instant)>,
     pub last_seed: Option<i64>,
     pub shown: Option<Shown>,
@@ -162,6 +174,8 @@ impl Component for App {
                 workers: Vec::new(),
             },
             mine: HashSet::new(),
+            awaiting_submit: 0,
+            early_events: HashMap::new(),
             progress: None,
             last_seed: None,
             shown: None,

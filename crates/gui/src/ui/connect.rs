@@ -2,7 +2,7 @@
 //! finding or starting the daemon, the first fetches, the event stream and what each
 //! event changes on screen.
 
-use super::app::{App, Cmd};
+use super::app::{App, Cmd, JobChange};
 use super::daemon::{self, Connection, DaemonChild};
 use super::window::Ui;
 use crate::state::launch::DaemonOrigin;
@@ -313,7 +313,16 @@ impl App {
                 state,
                 worker,
                 error,
-            } => self.job_event(ui, sender, id, &state, worker, error),
+            } => self.job_event(
+                ui,
+                sender,
+                id,
+                JobChange {
+                    state,
+                    worker,
+                    error,
+                },
+            ),
             DaemonEvent::Progress {
                 job, done, total, ..
             } => self.progress_event(ui, job, done, total),

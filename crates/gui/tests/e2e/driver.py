@@ -274,6 +274,15 @@ def second_launch():
     wait_for("the remembered prompt", lambda: anywhere("a red lighthouse at dusk"))
     names = wait_for("the earlier image in the gallery", thumbnails)
     ok(f"the work screen opens on the running daemon, with the remembered prompt and {names}")
+
+    # The keyboard: Ctrl+Enter generates (a long image this time), Escape cancels it.
+    press("Return", control=True)
+    wait_for("the image to start", lambda: anywhere(" started on "), timeout=120)
+    press("Escape")
+    wait_for("the image cancelled", lambda: anywhere(" cancelled"), timeout=120)
+    if len(thumbnails()) != len(names):
+        fail(f"a cancelled image reached the gallery: {thumbnails()}")
+    ok("Ctrl+Enter starts an image and Escape cancels it at the next step")
     close_window()
 
 
@@ -291,6 +300,20 @@ def daemon_lost(daemon_pid):
     ok("Reconnect starts a daemon of the app's own")
     report_daemon()
     close_window()
+
+
+# X keycodes of Xvfb's default keymap.
+KEYCODES = {"Control_L": 37, "Return": 36, "Escape": 9}
+
+
+def press(key, control=False):
+    """Types `key` (with Ctrl held) as the keyboard would, through the accessibility bus."""
+    registry = pyatspi.Registry
+    if control:
+        registry.generateKeyboardEvent(KEYCODES["Control_L"], None, pyatspi.KEY_PRESS)
+    registry.generateKeyboardEvent(KEYCODES[key], None, pyatspi.KEY_PRESSRELEASE)
+    if control:
+        registry.generateKeyboardEvent(KEYCODES["Control_L"], None, pyatspi.KEY_RELEASE)
 
 
 def close_window():
