@@ -175,6 +175,17 @@ fn a_cpu_worker_runs_queued_jobs_and_survives_being_killed() {
     let name = format!("job{id:010}_000.png");
     assert_eq!(job["outputs"][0], name.as_str());
     assert!(sb.path("output").join(&name).exists());
+    let first = id;
+
+    // A job pinned to a GPU this daemon has no worker for is queued, with a warning.
+    let pinned = imagelab(&sb, &[&base[..], &["--gpu", "GPU-nowhere"]].concat());
+    let said = String::from_utf8_lossy(&pinned.stderr);
+    assert!(
+        said.contains("pinned to GPU GPU-nowhere") && said.contains("(cpu)"),
+        "{said}"
+    );
+    let pinned_id = stdout(&pinned).trim().to_string();
+    stdout(&imagelab(&sb, &["cancel", &pinned_id]));
 
     // Killing the worker in the middle of a job costs one attempt; the job still finishes.
     let id: u64 = stdout(&imagelab(&sb, &[&base[..], &["--steps", "400"]].concat()))
@@ -207,7 +218,6 @@ fn a_cpu_worker_runs_queued_jobs_and_survives_being_killed() {
 
     // Favorites: a job with a rating, an image by its path, listed, removed, and counted by
     // the analytics that read jobs.log.
-    let first = id - 1;
     let out = stdout(&imagelab(
         &sb,
         &["fav", &first.to_string(), "--rating", "5"],

@@ -191,6 +191,39 @@ pub const NO_WORKER_WARNING: &str = "this daemon runs no worker, so the jobs wai
      until one does: restart it with `imagelab daemon --worker cpu` (no NVIDIA GPU) or with \
      the GPUs it should use";
 
+/// A warning for each pinned job that no worker of this daemon may take (none while the
+/// workers are not yet known, just after a start).
+fn unplaceable(
+    jobs: &[imagelab_queue::Job],
+    workers: &[imagelab_core::events::WorkerStatus],
+) -> Vec<String> {
+    if workers.is_empty() {
+        return Vec::new();
+    }
+    jobs.iter()
+        .filter(|job| !workers.iter().any(|w| job.placement.accepts(&w.gpus)))
+        .map(|job| {
+            let owned: Vec<String> = workers
+                .iter()
+                .map(|w| format!("{} ({})", w.name, w.gpus.join("+")))
+                .collect();
+            let pinned = match &job.placement {
+                imagelab_queue::Placement::Split(unet, rest) => {
+                    format!("the GPU pair {unet}+{rest}")
+                }
+                imagelab_queue::Placement::Gpu(gpu) => format!("GPU {gpu}"),
+                imagelab_queue::Placement::Any => "any GPU".to_string(),
+            };
+            format!(
+                "job {} is pinned to {pinned}, which none of this daemon's workers has ({}): it \
+                 waits until a worker with that GPU runs",
+                job.id,
+                owned.join(", ")
+            )
+        })
+        .collect()
+}
+
 async fn submit(
     state: web::Data<AppState>,
     body: web::Json<serde_json::Value>,
@@ -203,10 +236,10 @@ async fn submit(
         state.events.publish(job_event(job.id.0, "queued"));
     }
     state.kick();
-    let mut warnings = Vec::new();
-    if state.supervisor.is_none() {
-        warnings.push(NO_WORKER_WARNING.to_string());
-    }
+    let warnings = match &state.supervisor {
+        None => vec![NO_WORKER_WARNING.to_string()],
+        Some(link) => unplaceable(&created, &link.status().workers),
+    };
     Ok(HttpResponse::Created().json(SubmitResponse {
         ids: created.iter().map(|j| j.id.0).collect(),
         seeds: created.iter().map(|j| j.spec.params.seed).collect(),
