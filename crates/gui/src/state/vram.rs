@@ -142,10 +142,32 @@ pub fn cpu_only(status: &GpuStatusView) -> bool {
     status.workers.iter().all(|w| w.device == "cpu")
 }
 
+/// Whether the workers show what a Load (`load`) or Clear of `model` asked for; names
+/// compare with or without `.safetensors`, as workers and the form may write them.
+pub fn model_settled(workers: &[WorkerStatus], model: &str, load: bool) -> bool {
+    let stem = |name: &str| name.trim_end_matches(".safetensors").to_string();
+    let wanted = stem(model);
+    let loaded = workers
+        .iter()
+        .any(|w| w.models_loaded.iter().any(|m| stem(m) == wanted));
+    loaded == load
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use imagelab_core::events::{GpuView, WorkerState};
+
+    #[test]
+    fn a_model_change_is_settled_when_the_workers_show_it() {
+        let workers = vec![worker("cpu", "cpu", &["cpu"], Vec::new())];
+        assert!(model_settled(&workers, "xl", true));
+        assert!(model_settled(&workers, "xl.safetensors", true));
+        assert!(!model_settled(&workers, "xl", false));
+        assert!(!model_settled(&workers, "sd15", true));
+        assert!(model_settled(&workers, "sd15", false));
+        assert!(!model_settled(&[], "xl", true));
+    }
 
     fn gpu(index: u32, uuid: &str, used: u64) -> GpuView {
         GpuView {

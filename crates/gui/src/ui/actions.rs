@@ -8,6 +8,7 @@ use crate::state::form::{random_seed, Field};
 use crate::state::launch::DaemonOrigin;
 use crate::state::progress::JobProgress;
 use crate::state::submit::build_submission;
+use crate::state::vram::model_settled;
 use gtk::prelude::*;
 use imagelab_client::ClientError;
 use imagelab_core::api::FavoriteRequest;
@@ -26,6 +27,9 @@ fn api_failure(e: ClientError) -> (String, Option<String>) {
 
 /// Job events kept while a submit answer is awaited (a batch is at most a few hundred).
 const MAX_EARLY_EVENTS: usize = 1024;
+
+/// How long the worker list is watched for a Load or Clear to show.
+const MODEL_CHANGE_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// How often the worker list is asked for while the daemon shows none.
 const WORKER_POLL: std::time::Duration = std::time::Duration::from_secs(1);
@@ -124,9 +128,18 @@ impl App {
             Cmd::Models(Err(e)) => ui.toast(&format!("The model lists: {e}")),
             Cmd::Gpus(status) => {
                 // A daemon the app just started may not have its workers yet, and their
-                // first events can come before the stream is open: ask until one shows.
+                // first events can come before the stream is open: ask until one shows,
+                // and until a Load or Clear shows in the list (should its event be missed).
                 let started = matches!(self.origin, Some(DaemonOrigin::Started { .. }));
-                if status.workers.is_empty() && started && self.client.is_some() {
+                if let Some((model, load, since)) = &self.model_change {
+                    if model_settled(&status.workers, model, *load)
+                        || since.elapsed() > MODEL_CHANGE_WAIT
+                    {
+                        self.model_change = None;
+                    }
+                }
+                let waiting = self.model_change.is_some() || (status.workers.is_empty() && started);
+                if waiting && self.client.is_some() {
                     let s = sender.clone();
                     gtk::glib::timeout_add_local_once(WORKER_POLL, move || {
                         s.input(AppMsg::RefreshGpus)
@@ -434,6 +447,9 @@ impl App {
             "{} {model}…",
             if load { "Loading" } else { "Unloading" }
         ));
+        self.model_change = Some((model.clone(), load, Instant::now()));
+        let s = sender.clone();
+        gtk::glib::timeout_add_local_once(WORKER_POLL, move || s.input(AppMsg::RefreshGpus));
         App::run(sender, move || {
             let sent = if load {
                 client.load_model(&request)

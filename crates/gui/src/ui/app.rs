@@ -120,6 +120,9 @@ pub struct App {
     /// Submissions sent and not yet answered, and the job events that came meanwhile:
     /// an idle worker can lease (or even finish) a job before its submit answer arrives.
     pub awaiting_submit: usize,
+    /// A Load (true) or Clear of a model asked for and not yet seen in the worker list:
+    /// the list is asked for again until it is (in case its event was missed).
+    pub model_change: Option<(String, bool, Instant)>,
     pub early_events: HashMap<u64, JobChange>,
     pub progress: Option<(JobProgress, Instant)>,
     pub last_seed: Option<i64>,
@@ -175,6 +178,7 @@ impl Component for App {
             },
             mine: HashSet::new(),
             awaiting_submit: 0,
+            model_change: None,
             early_events: HashMap::new(),
             progress: None,
             last_seed: None,

@@ -344,6 +344,7 @@ impl App {
                 model,
                 error,
             } => {
+                self.model_change = None;
                 let field = if error.to_lowercase().contains("vae") {
                     Some("vae")
                 } else if error.to_lowercase().contains("clip") || error.contains("text encoder") {
