@@ -297,7 +297,30 @@ fn the_window_sets_up_generates_and_manages_its_daemon() {
         favs.contains(&image),
         "the starred image is not a favorite: {favs}"
     );
-    sb.drive(&["second"]);
+    // A job the CLI queued while the queue is paused, for the Queue page to show and cancel.
+    let cli = |args: &[&str]| {
+        let out = sb.command(&imagelab).args(args).output().unwrap();
+        assert!(out.status.success(), "imagelab {args:?}: {}", report(&out));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    cli(&["queue", "pause"]);
+    let queued = cli(&[
+        "submit",
+        "--model",
+        "tiny",
+        "--prompt",
+        "from the CLI",
+        "--width",
+        "64",
+        "--height",
+        "64",
+    ]);
+    sb.drive(&["second", &queued]);
+    let job = cli(&["job", &queued]);
+    assert!(
+        job.contains("cancelled"),
+        "the page's Cancel did not cancel job {queued}: {job}"
+    );
     assert!(
         daemon.try_wait().unwrap().is_none(),
         "closing the app stopped a daemon it found"

@@ -6,6 +6,7 @@ pub mod gallery;
 pub mod launch;
 pub mod metadata;
 pub mod progress;
+pub mod queue;
 pub mod settings;
 pub mod setup;
 pub mod submit;

@@ -57,6 +57,11 @@ pub enum AppMsg {
     NewImage(String),
     Thumbnail(String, Result<Rgba, String>),
     About,
+    /// The queue page's intents.
+    QueueFilter,
+    PauseQueue(bool),
+    ClearFinished,
+    CancelJob(u64),
 }
 
 /// What the commands bring back.
@@ -85,6 +90,10 @@ pub enum Cmd {
         record: Result<ImageRecord, String>,
     },
     InitImageCopied(Result<String, String>),
+    /// The queue page's jobs, and one job fetched after an event named it.
+    Jobs(Result<Vec<JobView>, String>),
+    JobFetched(JobView),
+    QueuePaused(bool),
 }
 
 /// A job's state change from the event stream.

@@ -6,6 +6,7 @@ use super::app::{App, Cmd, JobChange};
 use super::daemon::{self, Connection, DaemonChild};
 use super::window::Ui;
 use crate::state::launch::DaemonOrigin;
+use crate::state::queue::RowChange;
 use crate::state::setup::{needs_setup, GpuChoice, SetupChoice};
 use crate::state::submit::PromptLibrary;
 use crate::state::vram::{cpu_only, device_groups};
@@ -177,6 +178,7 @@ impl App {
             }
         }
         self.refresh(sender);
+        self.list_jobs(sender);
         self.stream(sender, client);
     }
 
@@ -313,19 +315,33 @@ impl App {
                 state,
                 worker,
                 error,
-            } => self.job_event(
-                ui,
-                sender,
-                id,
-                JobChange {
-                    state,
-                    worker,
-                    error,
-                },
-            ),
+            } => {
+                let change = ui
+                    .queue
+                    .state_changed(id, &state, worker.clone(), error.clone());
+                if let (RowChange::Unknown(id), Some(client)) = (change, self.client.clone()) {
+                    App::run(sender, move || match client.get(id) {
+                        Ok(job) => Cmd::JobFetched(job),
+                        Err(e) => Cmd::Failed(format!("job {id}: {e}"), None),
+                    });
+                }
+                self.job_event(
+                    ui,
+                    sender,
+                    id,
+                    JobChange {
+                        state,
+                        worker,
+                        error,
+                    },
+                )
+            }
             DaemonEvent::Progress {
                 job, done, total, ..
-            } => self.progress_event(ui, job, done, total),
+            } => {
+                ui.queue.progressed(job, done, total);
+                self.progress_event(ui, job, done, total)
+            }
             DaemonEvent::Worker(status) => {
                 match self
                     .status
@@ -360,6 +376,7 @@ impl App {
                 ui.status.set_text("Load failed");
             }
             DaemonEvent::Queue { paused } => {
+                ui.queue.pause.set_active(paused);
                 ui.status.set_text(if paused {
                     "The queue is paused"
                 } else {

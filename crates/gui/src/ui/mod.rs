@@ -10,6 +10,7 @@ pub mod gallery;
 pub mod images;
 pub mod left;
 pub mod menu;
+pub mod queue;
 pub mod setup;
 pub mod trace;
 pub mod widgets;

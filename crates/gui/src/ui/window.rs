@@ -6,6 +6,7 @@ use super::app::{App, AppMsg, Intent};
 use super::center::Center;
 use super::gallery::Gallery;
 use super::left::LeftPanel;
+use super::queue::QueuePage;
 use super::setup::SetupPage;
 use super::widgets::{button, name};
 use adw::prelude::*;
@@ -22,6 +23,7 @@ pub struct Ui {
     pub left: LeftPanel,
     pub center: Rc<Center>,
     pub gallery: Gallery,
+    pub queue: QueuePage,
     pub toolbar: gtk::Box,
     pub cancel: gtk::Button,
     pub status: gtk::Label,
@@ -116,7 +118,15 @@ impl Ui {
         let stack = gtk::Stack::new();
         stack.add_named(&connecting, Some("connecting"));
         stack.add_named(&setup.root, Some("setup"));
-        stack.add_named(&work, Some("work"));
+        let queue = QueuePage::new(sender);
+        let pages = adw::ViewStack::new();
+        pages
+            .add_titled(&work, Some("create"), "Create")
+            .set_icon_name(Some("applications-graphics-symbolic"));
+        pages
+            .add_titled(&queue.root, Some("queue"), "Queue")
+            .set_icon_name(Some("view-list-symbolic"));
+        stack.add_named(&pages, Some("work"));
         stack.set_vexpand(true);
         let toasts = adw::ToastOverlay::new();
         toasts.set_child(Some(&stack));
@@ -150,7 +160,10 @@ impl Ui {
         banner.set_child(Some(&banner_box));
 
         let header = adw::HeaderBar::new();
-        header.set_title_widget(Some(&adw::WindowTitle::new("imagelab", "")));
+        let title = adw::ViewSwitcherTitle::new();
+        title.set_title("imagelab");
+        title.set_stack(Some(&pages));
+        header.set_title_widget(Some(&title));
         let content = gtk::Box::new(gtk::Orientation::Vertical, 0);
         content.append(&header);
         content.append(&super::menu::menubar());
@@ -169,6 +182,7 @@ impl Ui {
             left,
             center,
             gallery,
+            queue,
             toolbar,
             cancel,
             status,

@@ -4,7 +4,7 @@ reader would: it finds controls by their accessible names, types, clicks and rea
 what the window shows. The Rust test (tests/e2e.rs) starts it under Xvfb and a D-Bus
 session and checks the files and processes around it.
 
-Usage: driver.py first | second | daemon-lost DAEMON_PID
+Usage: driver.py first | second QUEUED_JOB_ID | daemon-lost DAEMON_PID
 Prints one "ok: ..." line per step; any failure exits non-zero naming the step.
 """
 import json
@@ -264,7 +264,33 @@ def first_launch():
     close_window()
 
 
-def second_launch():
+def actionable(name):
+    """The first control on screen called `name` that can be clicked."""
+    for node in find_all(name):
+        try:
+            if node.queryAction().nActions > 0:
+                return node
+        except Exception:
+            continue
+    return None
+
+
+def queue_page(queued_id):
+    """The Queue page: a job the CLI queued (the queue is paused) is listed, its Cancel
+    cancels it, and the pause toggle resumes the queue."""
+    click(wait_for("the Queue page's switch", lambda: actionable("Queue")), "Queue")
+    wait_for(f"job {queued_id} queued on the page", lambda: anywhere(f"#{queued_id} · queued"))
+    wait_for("the pause toggle showing the paused queue", lambda: checked(find("Pause the queue")))
+    click(wait_for("the job's Cancel", lambda: actionable(f"Cancel job {queued_id}")), "Cancel")
+    wait_for(f"job {queued_id} cancelled on the page", lambda: anywhere(f"#{queued_id} · cancelled"))
+    click(find("Pause the queue"), "Pause the queue")
+    wait_for("the queue running again", lambda: anywhere("Queue running"))
+    ok(f"the Queue page lists job {queued_id}, cancels it and resumes the queue")
+    click(wait_for("the Create page's switch", lambda: actionable("Create")), "Create")
+    wait_for("the work screen again", ready_to_generate)
+
+
+def second_launch(queued_id):
     wait_for("the app on the accessibility bus", application, timeout=60)
     wait_for("the work screen with the running daemon", ready_to_generate, timeout=60)
     if find("Save and start", "push button") is not None:
@@ -274,6 +300,7 @@ def second_launch():
     wait_for("the remembered prompt", lambda: anywhere("a red lighthouse at dusk"))
     names = wait_for("the earlier image in the gallery", thumbnails)
     ok(f"the work screen opens on the running daemon, with the remembered prompt and {names}")
+    queue_page(queued_id)
 
     # The keyboard: Ctrl+Enter generates (a long image this time), Escape cancels it.
     press("Return", control=True)
@@ -327,8 +354,8 @@ def close_window():
 if __name__ == "__main__":
     if sys.argv[1:2] == ["first"]:
         first_launch()
-    elif sys.argv[1:2] == ["second"]:
-        second_launch()
+    elif sys.argv[1:2] == ["second"] and len(sys.argv) == 3:
+        second_launch(int(sys.argv[2]))
     elif sys.argv[1:2] == ["daemon-lost"] and len(sys.argv) == 3:
         daemon_lost(int(sys.argv[2]))
     else:

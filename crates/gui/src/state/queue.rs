@@ -1,0 +1,201 @@
+//! The queue page as data: every job the daemon holds, newest first, kept current from the
+//! event stream (a state change updates one row; a job the page has not seen yet is
+//! fetched), with the state filter and each row's line of text.
+
+use imagelab_core::api::JobView;
+use std::collections::HashMap;
+
+/// The filter's choices, as the dropdown shows them.
+pub const FILTERS: [&str; 6] = ["All", "Queued", "Running", "Done", "Failed", "Cancelled"];
+
+/// One job as the page shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobRow {
+    pub view: JobView,
+    /// `(done, total)` sampling steps while it runs.
+    pub steps: Option<(usize, usize)>,
+}
+
+/// What an event did to the rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowChange {
+    /// This row changed: redraw it.
+    Updated(u64),
+    /// A job the page does not hold: fetch it, then [`JobRows::upsert`] it.
+    Unknown(u64),
+}
+
+/// Every job, by id; the page lists them newest (highest id) first.
+#[derive(Debug, Default)]
+pub struct JobRows {
+    rows: HashMap<u64, JobRow>,
+}
+
+impl JobRows {
+    pub fn from_views(views: Vec<JobView>) -> JobRows {
+        let mut rows = JobRows::default();
+        for view in views {
+            rows.upsert(view);
+        }
+        rows
+    }
+
+    /// Adds or replaces a job (a fetch's answer); returns whether it was new.
+    pub fn upsert(&mut self, view: JobView) -> bool {
+        let running = view.state == "leased";
+        let id = view.id;
+        let old = self.rows.insert(id, JobRow { view, steps: None });
+        if let (Some(old), true) = (&old, running) {
+            if let Some(row) = self.rows.get_mut(&id) {
+                row.steps = old.steps;
+            }
+        }
+        old.is_none()
+    }
+
+    pub fn get(&self, id: u64) -> Option<&JobRow> {
+        self.rows.get(&id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// A job event from the stream.
+    pub fn state_changed(
+        &mut self,
+        id: u64,
+        state: &str,
+        worker: Option<String>,
+        error: Option<String>,
+    ) -> RowChange {
+        let Some(row) = self.rows.get_mut(&id) else {
+            return RowChange::Unknown(id);
+        };
+        row.view.state = state.to_string();
+        if worker.is_some() {
+            row.view.worker = worker;
+        }
+        if error.is_some() {
+            row.view.error = error;
+        }
+        if state != "leased" {
+            row.steps = None;
+        }
+        RowChange::Updated(id)
+    }
+
+    /// A progress event: the steps a running job has done.
+    pub fn progressed(&mut self, id: u64, done: usize, total: usize) -> Option<RowChange> {
+        let row = self.rows.get_mut(&id)?;
+        row.steps = Some((done, total));
+        Some(RowChange::Updated(id))
+    }
+
+    /// The ids the filter shows, newest first.
+    pub fn visible(&self, filter: usize) -> Vec<u64> {
+        let mut ids: Vec<u64> = self
+            .rows
+            .values()
+            .filter(|r| shown_by(filter, &r.view.state))
+            .map(|r| r.view.id)
+            .collect();
+        ids.sort_unstable_by(|a, b| b.cmp(a));
+        ids
+    }
+}
+
+/// Whether a job in `state` passes filter number `filter` (an index into [`FILTERS`]).
+pub fn shown_by(filter: usize, state: &str) -> bool {
+    match filter {
+        1 => state == "queued",
+        2 => state == "leased",
+        3 => state == "done",
+        4 => state == "failed" || state == "dead",
+        5 => state == "cancelled",
+        _ => true,
+    }
+}
+
+/// The row's text: "#12 · running 5/20 · normal · sdxl · a lighthouse at dusk · on cpu".
+pub fn row_text(row: &JobRow) -> String {
+    let v = &row.view;
+    let state = match (v.state.as_str(), row.steps) {
+        ("leased", Some((done, total))) => format!("running {done}/{total}"),
+        ("leased", None) => "running".to_string(),
+        (other, _) => other.to_string(),
+    };
+    let mut prompt: String = v.spec.prompt.chars().take(60).collect();
+    if v.spec.prompt.chars().count() > 60 {
+        prompt.push('…');
+    }
+    let priority = format!("{:?}", v.priority).to_lowercase();
+    let mut text = format!(
+        "#{} · {state} · {priority} · {} · {prompt}",
+        v.id, v.spec.model
+    );
+    if let Some(worker) = &v.worker {
+        text.push_str(&format!(" · on {worker}"));
+    }
+    if let Some(error) = v.error.as_deref().filter(|_| v.state != "done") {
+        text.push_str(&format!(" · {error}"));
+    }
+    text
+}
+
+/// Whether cancel makes sense for a job in `state`.
+pub fn cancellable(state: &str) -> bool {
+    state == "queued" || state == "leased"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(id: u64, state: &str) -> JobView {
+        let json = serde_json::json!({
+            "id": id, "state": state, "priority": "normal", "source": "cli", "gpu": null,
+            "spec": {"model": "tiny", "prompt": "a lighthouse at dusk"}, "style": null,
+            "attempts": 0, "max_attempts": 3,
+            "timings": {"queued_at_ms": 1}, "worker": null, "gpus": [], "outputs": [],
+            "seeds": [1], "error": null, "cancel_requested": false
+        });
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn events_update_rows_and_unknown_jobs_are_fetched() {
+        let mut rows = JobRows::from_views(vec![view(1, "done"), view(2, "queued")]);
+        assert_eq!(rows.visible(0), [2, 1]);
+        assert_eq!(
+            rows.state_changed(2, "leased", Some("cpu".into()), None),
+            RowChange::Updated(2)
+        );
+        assert_eq!(rows.progressed(2, 5, 20), Some(RowChange::Updated(2)));
+        let text = row_text(rows.get(2).unwrap());
+        assert_eq!(
+            text,
+            "#2 · running 5/20 · normal · tiny · a lighthouse at dusk · on cpu"
+        );
+        assert_eq!(
+            rows.state_changed(3, "queued", None, None),
+            RowChange::Unknown(3)
+        );
+        assert!(rows.upsert(view(3, "queued")));
+        assert!(!rows.upsert(view(3, "queued")));
+        assert_eq!(rows.visible(1), [3]);
+        rows.state_changed(2, "failed", None, Some("out of memory".into()));
+        assert_eq!(rows.visible(4), [2]);
+        assert!(row_text(rows.get(2).unwrap())
+            .ends_with("failed · normal · tiny · a lighthouse at dusk · on cpu · out of memory"));
+        assert_eq!(rows.progressed(99, 1, 2), None);
+        assert_eq!(rows.len(), 3);
+    }
+
+    #[test]
+    fn filters_and_cancel_follow_the_state() {
+        assert!(shown_by(0, "dead") && shown_by(4, "dead") && !shown_by(1, "dead"));
+        assert!(shown_by(2, "leased") && shown_by(5, "cancelled") && !shown_by(3, "failed"));
+        assert!(cancellable("queued") && cancellable("leased") && !cancellable("done"));
+    }
+}
