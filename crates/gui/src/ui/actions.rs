@@ -203,7 +203,11 @@ impl App {
             } => self.viewed(ui, path, in_output, pixels, record),
             Cmd::InitImageCopied(Ok(name)) => ui.left.show_init_image(Some(&name)),
             Cmd::InitImageCopied(Err(e)) => self.show_error(ui, &e, Some("init_image")),
-            Cmd::Jobs(Ok(jobs)) => ui.queue.show_all(jobs),
+            Cmd::Jobs(Ok(jobs)) => {
+                let (count, shown) = (jobs.len(), Instant::now());
+                ui.queue.show_all(jobs);
+                super::trace::delay(&format!("queue-listed {count}"), shown.elapsed());
+            }
             Cmd::Jobs(Err(e)) => ui.toast(&format!("The queue cannot be listed: {e}")),
             Cmd::JobFetched(job) => ui.queue.upsert(job),
             Cmd::QueuePaused(paused) => ui.queue.pause.set_active(paused),

@@ -339,7 +339,9 @@ impl App {
             DaemonEvent::Progress {
                 job, done, total, ..
             } => {
+                let updating = Instant::now();
                 ui.queue.progressed(job, done, total);
+                super::trace::delay("queue-row-update", updating.elapsed());
                 self.progress_event(ui, job, done, total)
             }
             DaemonEvent::Worker(status) => {
