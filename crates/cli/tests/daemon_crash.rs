@@ -155,6 +155,18 @@ fn submit_burst(
     ledger
 }
 
+/// A sandbox with a `jobs/` folder and the tiny checkpoint as `tiny.safetensors`.
+fn tiny_sandbox() -> Sandbox {
+    let sb = Sandbox::new();
+    std::fs::create_dir_all(sb.path("jobs")).unwrap();
+    std::fs::copy(
+        fixtures().join("sd1.safetensors"),
+        sb.path("models/checkpoints/tiny.safetensors"),
+    )
+    .unwrap();
+    sb
+}
+
 /// How many jobs are done. A failed call is retried, never read as 0: that would open the
 /// kill gate below before the round finished a job.
 fn done_count(client: &Client) -> usize {
@@ -187,13 +199,7 @@ fn acknowledged_jobs_survive_kill_9_of_the_daemon() {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let tag = format!("{}-{seed}", std::process::id());
 
-    let sb = Sandbox::new();
-    std::fs::create_dir_all(sb.path("jobs")).unwrap();
-    std::fs::copy(
-        fixtures().join("sd1.safetensors"),
-        sb.path("models/checkpoints/tiny.safetensors"),
-    )
-    .unwrap();
+    let sb = tiny_sandbox();
     eprintln!("fixtures ready after {:.1?}", started.elapsed());
 
     let mut ledger = Ledger::default();
@@ -327,13 +333,7 @@ fn wait_until_sampling(client: &Client, id: u64, round: u32) {
 fn a_running_job_outlives_more_daemon_kills_than_it_has_attempts() {
     const KILLS: u32 = 4;
     let tag = format!("{}-one-job", std::process::id());
-    let sb = Sandbox::new();
-    std::fs::create_dir_all(sb.path("jobs")).unwrap();
-    std::fs::copy(
-        fixtures().join("sd1.safetensors"),
-        sb.path("models/checkpoints/tiny.safetensors"),
-    )
-    .unwrap();
+    let sb = tiny_sandbox();
     let mut id = None;
     for round in 0..KILLS {
         let mut daemon = start(&sb, &tag, 100 + round);

@@ -362,50 +362,61 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_widget() {
-        let err = FormState {
-            seed: "12x".into(),
-            ..ready()
+        let cases: Vec<(FormState, Field, &str)> = vec![
+            (
+                FormState {
+                    seed: "12x".into(),
+                    ..ready()
+                },
+                Field::Seed,
+                "12x",
+            ),
+            (
+                FormState {
+                    seed: "-7".into(),
+                    ..ready()
+                },
+                Field::Seed,
+                "",
+            ),
+            (
+                FormState {
+                    width: 1001,
+                    ..ready()
+                },
+                Field::Width,
+                "multiple of 8",
+            ),
+            (
+                FormState {
+                    model: None,
+                    ..ready()
+                },
+                Field::Model,
+                "",
+            ),
+            (
+                FormState {
+                    prompt: "  ".into(),
+                    ..ready()
+                },
+                Field::Prompt,
+                "",
+            ),
+            (
+                FormState {
+                    count: 0,
+                    ..ready()
+                },
+                Field::Count,
+                "",
+            ),
+        ];
+        for (form, field, says) in cases {
+            let err = form.params().unwrap_err();
+            assert_eq!(err.field, Some(field), "{}", err.message);
+            assert!(err.message.contains(says), "{}", err.message);
         }
-        .params()
-        .unwrap_err();
-        assert_eq!(err.field, Some(Field::Seed));
-        assert!(err.message.contains("12x"), "{}", err.message);
-        let err = FormState {
-            seed: "-7".into(),
-            ..ready()
-        }
-        .params()
-        .unwrap_err();
-        assert_eq!(err.field, Some(Field::Seed));
-        let err = FormState {
-            width: 1001,
-            ..ready()
-        }
-        .params()
-        .unwrap_err();
-        assert_eq!(err.field, Some(Field::Width));
-        assert!(err.message.contains("multiple of 8"), "{}", err.message);
-        let err = FormState {
-            model: None,
-            ..ready()
-        }
-        .params()
-        .unwrap_err();
-        assert_eq!(err.field, Some(Field::Model));
-        let err = FormState {
-            prompt: "  ".into(),
-            ..ready()
-        }
-        .params()
-        .unwrap_err();
-        assert_eq!(err.field, Some(Field::Prompt));
-        let err = FormState {
-            count: 0,
-            ..ready()
-        }
-        .params()
-        .unwrap_err();
-        assert_eq!(err.field, Some(Field::Count));
     }
 
     #[test]

@@ -5,7 +5,6 @@ use super::app::{App, AppMsg, Cmd, JobChange, Shown};
 use super::widgets::mark_error;
 use super::window::Ui;
 use crate::state::form::{random_seed, Field};
-use crate::state::launch::DaemonOrigin;
 use crate::state::progress::JobProgress;
 use crate::state::submit::build_submission;
 use crate::state::vram::model_settled;
@@ -42,7 +41,10 @@ impl App {
             AppMsg::Cancel => self.cancel(ui, sender),
             AppMsg::LoadModel => self.model_command(ui, sender, true),
             AppMsg::ClearModel => self.model_command(ui, sender, false),
-            AppMsg::RefreshModels => self.refresh(sender),
+            AppMsg::RefreshModels => {
+                self.refresh(sender);
+                self.refresh_gpus(sender);
+            }
             AppMsg::RefreshGpus => self.refresh_gpus(sender),
             AppMsg::SwapSize => {
                 let mut form = ui.left.form();
@@ -145,10 +147,8 @@ impl App {
             }
             Cmd::Models(Err(e)) => ui.toast(&format!("The model lists: {e}")),
             Cmd::Gpus(status) => {
-                // A daemon the app just started may not have its workers yet, and their
-                // first events can come before the stream is open: ask until one shows,
-                // and until a Load or Clear shows in the list (should its event be missed).
-                let started = matches!(self.origin, Some(DaemonOrigin::Started { .. }));
+                // After a Load or Clear, ask again until the list shows it, should its
+                // worker event be missed.
                 if let Some((model, load, since)) = &self.model_change {
                     if model_settled(&status.workers, model, *load)
                         || since.elapsed() > MODEL_CHANGE_WAIT
@@ -156,8 +156,7 @@ impl App {
                         self.model_change = None;
                     }
                 }
-                let waiting = self.model_change.is_some() || (status.workers.is_empty() && started);
-                if waiting && self.client.is_some() {
+                if self.model_change.is_some() && self.client.is_some() {
                     let s = sender.clone();
                     gtk::glib::timeout_add_local_once(WORKER_POLL, move || {
                         s.input(AppMsg::RefreshGpus)
@@ -189,6 +188,10 @@ impl App {
                         .set_paintable(Some(&super::images::texture(&rgba)));
                     self.preview_set.set(Some(at));
                 }
+            }
+            Cmd::StreamOpen => {
+                self.refresh_gpus(sender);
+                self.list_jobs(sender);
             }
             Cmd::StreamEnded(reason) => self.lost(ui, &reason),
             Cmd::Submitted(result, clicked) => self.submitted(ui, sender, result, clicked),

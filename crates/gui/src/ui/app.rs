@@ -77,6 +77,8 @@ pub enum Cmd {
     Listed(PathBuf, Vec<String>),
     Event(DaemonEvent),
     Preview(u64, Rgba, Instant),
+    /// The event stream is subscribed: snapshots taken now miss nothing.
+    StreamOpen,
     StreamEnded(String),
     /// The job ids and the daemon's warnings, or the refusal and the field it names.
     Submitted(Result<SubmitResponse, (String, Option<String>)>, Instant),

@@ -178,11 +178,10 @@ impl App {
             }
         }
         self.refresh(sender);
-        self.list_jobs(sender);
         self.stream(sender, client);
     }
 
-    /// The model lists, workers, favorites and style profiles.
+    /// The model lists, favorites and style profiles (the workers come when the stream opens).
     pub fn refresh(&self, sender: &ComponentSender<App>) {
         let Some(client) = self.client.clone() else {
             return;
@@ -191,7 +190,6 @@ impl App {
         App::run(sender, move || {
             Cmd::Models(c.models().map_err(|e| e.to_string()))
         });
-        self.refresh_gpus(sender);
         let c = Arc::clone(&client);
         App::run(sender, move || match c.favorites() {
             Ok(list) => {
@@ -251,6 +249,10 @@ impl App {
                     return;
                 }
             };
+            // Only now can no change slip between a snapshot and the events after it.
+            if out.send(Cmd::StreamOpen).is_err() {
+                return;
+            }
             for event in events {
                 let event = match event {
                     Ok(event) => event,
