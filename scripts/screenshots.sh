@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's screenshots (docs/setup.png, docs/work.png), taken from the real app under
+# The README's screenshots (docs/setup.png, docs/work.png, docs/queue.png), taken from the real app under
 # Xvfb: a fresh settings folder, a tiny random checkpoint built by the engine's reference
 # script (so the image is noise-like: no real model is downloaded), and the app's own daemon
 # on a CPU worker. Usage: bash scripts/screenshots.sh [OUT_DIR]

@@ -316,6 +316,11 @@ fn the_window_sets_up_generates_and_manages_its_daemon() {
         "64",
     ]);
     sb.drive(&["second", &queued]);
+    let status = cli(&["queue", "status"]);
+    assert!(
+        !status.contains("paused"),
+        "the page's toggle did not resume the queue: {status}"
+    );
     let job = cli(&["job", &queued]);
     assert!(
         job.contains("cancelled"),

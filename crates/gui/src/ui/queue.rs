@@ -64,6 +64,8 @@ impl QueuePage {
             Some(factory),
         );
         name(&view, "Jobs");
+        view.set_show_separators(true);
+        view.add_css_class("rich-list");
         let scroll = gtk::ScrolledWindow::new();
         scroll.set_vexpand(true);
         scroll.set_child(Some(&view));

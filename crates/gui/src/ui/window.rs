@@ -132,12 +132,19 @@ impl Ui {
         toasts.set_child(Some(&stack));
 
         let (toolbar, cancel, status, spinner) = toolbar(sender);
-        // The setup screen comes before any daemon: the model and generate buttons would
-        // only be greyed out there.
-        let bar = toolbar.clone();
-        stack.connect_visible_child_name_notify(move |stack| {
-            bar.set_visible(stack.visible_child_name().as_deref() != Some("setup"));
-        });
+        // The model and generate buttons belong to the Create page: the setup screen comes
+        // before any daemon, and the Queue page has a bar of its own.
+        let show_bar = {
+            let (bar, stack, pages) = (toolbar.clone(), stack.clone(), pages.clone());
+            move || {
+                let setup = stack.visible_child_name().as_deref() == Some("setup");
+                let queue = pages.visible_child_name().as_deref() == Some("queue");
+                bar.set_visible(!setup && !queue);
+            }
+        };
+        let show = show_bar.clone();
+        stack.connect_visible_child_name_notify(move |_| show());
+        pages.connect_visible_child_name_notify(move |_| show_bar());
         let notice = gtk::Label::new(None);
         notice.add_css_class("warning");
         notice.set_wrap(true);

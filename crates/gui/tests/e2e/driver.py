@@ -284,7 +284,7 @@ def queue_page(queued_id):
     click(wait_for("the job's Cancel", lambda: actionable(f"Cancel job {queued_id}")), "Cancel")
     wait_for(f"job {queued_id} cancelled on the page", lambda: anywhere(f"#{queued_id} · cancelled"))
     click(find("Pause the queue"), "Pause the queue")
-    wait_for("the queue running again", lambda: anywhere("Queue running"))
+    wait_for("the queue running again", lambda: not checked(find("Pause the queue")))
     ok(f"the Queue page lists job {queued_id}, cancels it and resumes the queue")
     click(wait_for("the Create page's switch", lambda: actionable("Create")), "Create")
     wait_for("the work screen again", ready_to_generate)
