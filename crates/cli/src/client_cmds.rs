@@ -69,6 +69,11 @@ pub struct JobArgs {
     pub id: u64,
     #[arg(long)]
     pub json: bool,
+    /// Print the job's whole story instead: every line the daemon and its workers logged
+    /// for it (submit, lease, load, encode, each step, decode, write, its end), in time
+    /// order, each marked with the process that wrote it.
+    #[arg(long)]
+    pub log: bool,
 }
 
 #[derive(Args, Debug)]
@@ -241,6 +246,9 @@ pub fn run_jobs(args: JobsArgs) -> Result<ExitCode> {
 }
 
 pub fn run_job(args: JobArgs) -> Result<ExitCode> {
+    if args.log {
+        return print_job_log(args.id, args.json);
+    }
     let job = client()?.get(args.id)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&job)?);
@@ -263,6 +271,21 @@ pub fn run_job(args: JobArgs) -> Result<ExitCode> {
         for output in &job.outputs {
             println!("output: {output}");
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_job_log(id: u64, json: bool) -> Result<ExitCode> {
+    let log = client()?.job_log(id)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&log)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if log.lines.is_empty() {
+        eprintln!("job {id}: no log lines (the log files may have been removed)");
+    }
+    for line in &log.lines {
+        println!("{:<6} {}", line.source, line.text);
     }
     Ok(ExitCode::SUCCESS)
 }

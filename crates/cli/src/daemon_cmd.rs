@@ -113,7 +113,7 @@ pub fn run(worker_args: &[String]) -> Result<ExitCode> {
     // First, while this is the only thread: the worker children must not inherit
     // NOTIFY_SOCKET and pose as the service (NotifyAccess=main drops their messages).
     let notify = imagelab_daemon::NotifyConfig::take_from_env();
-    let log = logging::init("daemon")?;
+    let log = logging::init("daemon", logging::Kind::Service)?;
     let config = Config::load()?;
     let samples = nvml_samples();
     let workers = if !worker_args.is_empty() {
@@ -140,12 +140,15 @@ pub fn run(worker_args: &[String]) -> Result<ExitCode> {
         history_limit: Some(s.history_limit),
         max_interruptions: s.max_interruptions.max(1),
     };
-    daemon.instance_id = Some(logging::instance_id());
+    daemon.instance_id = Some(log.instance_id.clone());
     daemon.workers = workers;
     daemon.worker_program = Some(std::env::current_exe()?);
     daemon.notify = notify;
     daemon.night = imagelab_daemon::night::NightOptions::from_config(&config);
-    eprintln!("imagelab daemon: logging to {}", log.display());
+    eprintln!("imagelab daemon: logging to {}", log.path.display());
+    if log.journal {
+        eprintln!("imagelab daemon: and to the journal");
+    }
     if daemon.workers.is_empty() {
         eprintln!(
             "note: no GPU found through NVML and no --worker given: jobs will queue but not run"

@@ -239,7 +239,7 @@ fn random_seed() -> i64 {
 }
 
 pub fn run(args: GenerateArgs) -> Result<ExitCode> {
-    let log_path = logging::init("generate")?;
+    let log_path = logging::init("generate", logging::Kind::Engine)?.path;
     let mut config = Config::load()?;
     if let Some(d) = &args.models_dir {
         config.models_dir = d.clone();
@@ -301,7 +301,7 @@ pub fn run(args: GenerateArgs) -> Result<ExitCode> {
             memory = chosen;
         }
     }
-    log::info!(
+    tracing::info!(
         "generate: model={} device={placement} dtype={dtype} memory=[{memory}] params={}",
         checkpoint.display(),
         serde_json::to_string(&params)?
@@ -321,7 +321,7 @@ pub fn run(args: GenerateArgs) -> Result<ExitCode> {
     let pipeline =
         Pipeline::load(&choice).with_context(|| format!("cannot load model {model_name}"))?;
     spinner.finish_and_clear();
-    log::info!(
+    tracing::info!(
         "loaded: memory=[{}] unet={:?} tuning={:?}",
         pipeline.memory_settings(),
         pipeline.unet_options(),
@@ -362,7 +362,7 @@ pub fn run(args: GenerateArgs) -> Result<ExitCode> {
             }
             None => imagelab_engine::png_out::write_numbered(&folders.output, "imagelab", &bytes)?,
         };
-        log::info!("wrote {}", path.display());
+        tracing::info!("wrote {}", path.display());
         written.push(path);
     }
     if args.json {

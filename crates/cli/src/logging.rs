@@ -1,51 +1,27 @@
-//! Per-instance log files: every run writes `<settings>/logs/<command>-<instance>.log`, where
-//! the instance id is `$INSTANCE_ID` or made from the time and PID, so concurrent runs
-//! (cron, containers, workers) never interleave their logs.
+//! Where this binary's commands log: `<settings>/logs/<command>-<instance>.log` through
+//! imagelab-logging, with `IMAGELAB_LOG` / `IMAGELAB_LOG_FORMAT` read here so that a bad
+//! value stops the command with a message naming the variable.
 
-use anyhow::{Context, Result};
-use std::path::PathBuf;
+use anyhow::Result;
+pub use imagelab_logging::Started;
 
-/// The id that names this run's log file.
-pub fn instance_id() -> String {
-    if let Ok(id) = std::env::var("INSTANCE_ID") {
-        let clean: String = id
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        if !clean.is_empty() {
-            return clean;
-        }
-    }
-    let now = time::OffsetDateTime::now_utc();
-    let stamp = now
-        .format(time::macros::format_description!(
-            "[year][month][day]T[hour][minute][second]"
-        ))
-        .unwrap_or_else(|_| "now".into());
-    format!("{stamp}-{}", std::process::id())
+/// How a command logs: the daemon writes its lines to the journal too when systemd runs
+/// it; the worker and `generate` time their spans (load, encode, steps, decode, write).
+#[derive(Debug, Clone, Copy)]
+pub enum Kind {
+    Service,
+    Engine,
 }
 
-/// Starts logging to the instance's file and returns its path.
-pub fn init(command: &str) -> Result<PathBuf> {
+/// Starts logging to the instance's file and returns where it goes.
+pub fn init(command: &str, kind: Kind) -> Result<Started> {
     let dir = imagelab_core::config::settings_dir().join("logs");
-    std::fs::create_dir_all(&dir)
-        .with_context(|| format!("cannot create log folder {}", dir.display()))?;
-    let path = dir.join(format!("{command}-{}.log", instance_id()));
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .with_context(|| format!("cannot open log file {}", path.display()))?;
-    let config = simplelog::ConfigBuilder::new()
-        .set_time_format_rfc3339()
-        .build();
-    // A second init in one process (tests) is harmless; keep the first logger.
-    let _ = simplelog::WriteLogger::init(log::LevelFilter::Info, config, file);
-    Ok(path)
+    let settings = imagelab_logging::LogSettings::from_env()?;
+    Ok(imagelab_logging::init(imagelab_logging::Options {
+        command,
+        dir: &dir,
+        span_timings: matches!(kind, Kind::Engine),
+        journal: matches!(kind, Kind::Service),
+        settings,
+    })?)
 }

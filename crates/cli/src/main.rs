@@ -144,7 +144,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {
-            log::error!("{err:#}");
+            tracing::error!("{err:#}");
             eprintln!("error: {err:#}");
             ExitCode::from(1)
         }

@@ -133,18 +133,59 @@ fn preview_for(
         return None;
     }
     step.preview(PREVIEW_MAX_SIDE)
-        .inspect_err(|e| log::warn!("no preview for step {done}: {e}"))
+        .inspect_err(|e| tracing::warn!("no preview for step {done}: {e}"))
         .ok()
         .flatten()
 }
 
-fn run_one(
-    request: &WorkRequest,
-    cache: &mut PipelineCache,
+/// `IMAGELAB_WORKER_PANIC_AT_STEP=N` makes the worker panic at step N of every job: the
+/// tests' way to check that a panic is logged in its job's span before the worker dies.
+const ENV_PANIC_AT_STEP: &str = "IMAGELAB_WORKER_PANIC_AT_STEP";
+
+/// What the worker keeps between jobs.
+struct Worker {
+    cache: PipelineCache,
     device: Placement,
     dtype: DType,
-    inbox: &mut Inbox,
-) -> Result<WorkerEvent> {
+    inbox: Inbox,
+    panic_at_step: Option<usize>,
+}
+
+/// Runs one job inside its span (the id and attempt the daemon sent), so every line the
+/// worker writes meanwhile, a panic's included, is the job's; the span's close line holds
+/// the job's whole time.
+fn run_job(request: &WorkRequest, worker: &mut Worker) -> Result<WorkerEvent> {
+    let _job = imagelab_logging::job_span!(request.job, request.attempt).entered();
+    let p = &request.params;
+    tracing::info!(
+        model = %p.model,
+        size = %format_args!("{}x{}", p.width, p.height),
+        steps = p.steps,
+        batch = p.batch,
+        seed = p.seed,
+        "generating"
+    );
+    let event = run_one(request, worker)?;
+    match &event {
+        WorkerEvent::Done { outputs, .. } => tracing::info!(images = outputs.len(), "done"),
+        WorkerEvent::Failed {
+            error, retryable, ..
+        } => tracing::warn!(%error, retryable, "failed"),
+        WorkerEvent::Cancelled { .. } => tracing::info!("cancelled"),
+        _ => {}
+    }
+    Ok(event)
+}
+
+fn run_one(request: &WorkRequest, worker: &mut Worker) -> Result<WorkerEvent> {
+    let Worker {
+        cache,
+        device,
+        dtype,
+        inbox,
+        panic_at_step,
+    } = worker;
+    let (device, dtype, panic_at_step) = (*device, *dtype, *panic_at_step);
     let cancelled = WorkerEvent::Cancelled { job: request.job };
     // A cancel may already wait behind the generate (or have come during an earlier job).
     if inbox.cancel_requested(request.job) {
@@ -173,6 +214,9 @@ fn run_one(
     let tiling = pipeline.memory_settings().vae_tiling;
     let images = pipeline.generate_until(&request.params, tiling, &mut |step| {
         if let StepEvent::Sampling { done, total } = step.event {
+            if panic_at_step == Some(done) {
+                panic!("{ENV_PANIC_AT_STEP}={done}: a panic the environment asked for");
+            }
             steps = total;
             let _ = emit(&WorkerEvent::Progress {
                 job: request.job,
@@ -192,10 +236,7 @@ fn run_one(
     let images = match images {
         Ok(images) => images,
         Err(EngineError::Cancelled { done, total }) => {
-            log::info!(
-                "job {}: cancelled after step {done} of {total}",
-                request.job
-            );
+            tracing::info!("cancelled after step {done} of {total}");
             return Ok(cancelled);
         }
         Err(e) => return Ok(failed(format!("{e}"), retryable(&e))),
@@ -204,6 +245,7 @@ fn run_one(
     let mut outputs = Vec::new();
     for (image, stem) in images.iter().zip(&request.stems) {
         let name = format!("{stem}.png");
+        let _write = tracing::info_span!("write", file = %name).entered();
         let bytes = pipeline.encode_png(&request.params, image)?;
         if let Err(e) =
             imagelab_engine::png_out::write_replacing(&request.output_dir.join(&name), &bytes)
@@ -276,8 +318,19 @@ fn unload(model: Option<&str>, cache: &mut PipelineCache) {
     }
 }
 
+fn panic_at_step() -> Result<Option<usize>> {
+    match std::env::var(ENV_PANIC_AT_STEP) {
+        Err(_) => Ok(None),
+        Ok(value) => value
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| anyhow::anyhow!("{ENV_PANIC_AT_STEP}={value:?} is not a step number")),
+    }
+}
+
 pub fn run(args: WorkerArgs) -> Result<ExitCode> {
-    crate::logging::init("worker")?;
+    crate::logging::init("worker", crate::logging::Kind::Engine)?;
     let device: DeviceSpec = args.device.parse()?;
     let dtype = match &args.dtype {
         Some(d) => d.parse::<DType>()?,
@@ -285,28 +338,33 @@ pub fn run(args: WorkerArgs) -> Result<ExitCode> {
         None => DType::Fp16,
     };
     let device = placement(device, args.split)?;
-    let mut cache = PipelineCache::new(Config::load()?.pipeline_cache_size);
+    tracing::info!(device = %device.unet, %dtype, split = args.split, "worker ready");
+    let mut worker = Worker {
+        cache: PipelineCache::new(Config::load()?.pipeline_cache_size),
+        device,
+        dtype,
+        inbox: Inbox::stdin(),
+        panic_at_step: panic_at_step()?,
+    };
     emit(&WorkerEvent::Ready {
         pid: std::process::id(),
     })?;
-    let mut inbox = Inbox::stdin();
-    while let Some(incoming) = inbox.next() {
+    while let Some(incoming) = worker.inbox.next() {
         let event = match incoming {
             Ok(WorkerCommand::Generate(request)) => {
-                log::info!("job {}: {}", request.job, request.params.model);
-                let event = run_one(&request, &mut cache, device, dtype, &mut inbox)?;
+                let event = run_job(&request, &mut worker)?;
                 emit(&event)?;
-                models_event(&cache)
+                models_event(&worker.cache)
             }
             Ok(WorkerCommand::Load { model, vae, clip }) => {
-                log::info!("load {model} (vae {vae:?}, clip {clip:?})");
+                tracing::info!("load {model} (vae {vae:?}, clip {clip:?})");
                 let names = ModelNames {
                     model: &model,
                     vae: vae.as_deref(),
                     clip: clip.as_deref(),
                 };
-                match load(names, &mut cache, device, dtype) {
-                    Ok(()) => models_event(&cache),
+                match load(names, &mut worker.cache, worker.device, worker.dtype) {
+                    Ok(()) => models_event(&worker.cache),
                     Err(error) => WorkerEvent::Failed {
                         job: 0,
                         error,
@@ -315,9 +373,9 @@ pub fn run(args: WorkerArgs) -> Result<ExitCode> {
                 }
             }
             Ok(WorkerCommand::Unload { model }) => {
-                log::info!("unload {}", model.as_deref().unwrap_or("every model"));
-                unload(model.as_deref(), &mut cache);
-                models_event(&cache)
+                tracing::info!("unload {}", model.as_deref().unwrap_or("every model"));
+                unload(model.as_deref(), &mut worker.cache);
+                models_event(&worker.cache)
             }
             // A cancel that arrives between jobs has nothing to stop.
             Ok(WorkerCommand::Cancel { .. }) => continue,

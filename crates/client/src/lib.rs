@@ -251,6 +251,11 @@ impl Client {
         self.call("GET", &format!("/v1/jobs/{id}"), None)
     }
 
+    /// The job's log lines from the daemon's and its workers' files, oldest first.
+    pub fn job_log(&self, id: u64) -> Result<imagelab_core::api::JobLog> {
+        self.call("GET", &format!("/v1/jobs/{id}/log"), None)
+    }
+
     /// Cancels a queued job at once, or asks a running one to stop.
     pub fn cancel(&self, id: u64) -> Result<JobView> {
         self.call("POST", &format!("/v1/jobs/{id}/cancel"), None)

@@ -113,6 +113,24 @@ pub struct JobTimings {
     pub step_time_ms: Option<f64>,
 }
 
+/// `GET /v1/jobs/{id}/log`: every line the daemon and its workers wrote in the job's span,
+/// oldest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobLog {
+    pub id: u64,
+    pub lines: Vec<JobLogLine>,
+}
+
+/// One line of a job's log, as written (text or JSON, per `IMAGELAB_LOG_FORMAT`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobLogLine {
+    /// `daemon` or `worker`.
+    pub source: String,
+    /// The log file's name, inside the daemon's `logs/` folder.
+    pub file: String,
+    pub text: String,
+}
+
 /// A job as clients see it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobView {

@@ -15,6 +15,10 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkRequest {
     pub job: u64,
+    /// Which attempt at the job this is (1 for the first), so the worker's log lines carry
+    /// the same job span as the daemon's. 0 from a sender that does not say.
+    #[serde(default)]
+    pub attempt: u32,
     pub params: GenerationParams,
     /// Where the images go, and the file stem of image `i`: `{stems[i]}.png`.
     pub output_dir: PathBuf,

@@ -100,7 +100,7 @@ impl ResponseError for ApiFailure {
 
     fn error_response(&self) -> HttpResponse {
         if self.status.is_server_error() {
-            log::error!("{self}");
+            tracing::error!("{self}");
         }
         HttpResponse::build(self.status).json(&self.body)
     }

@@ -13,6 +13,7 @@ pub mod events;
 mod favorites;
 mod files;
 mod info;
+mod job_log;
 pub mod night;
 mod notify;
 mod queue_routes;
@@ -69,6 +70,9 @@ pub struct DaemonConfig {
     pub preview_every: usize,
     /// Names the worker log files; the binary passes its own instance id.
     pub instance_id: Option<String>,
+    /// Where the daemon's and its workers' log files are (`<settings>/logs`), read back for
+    /// `GET /v1/jobs/{id}/log`.
+    pub log_dir: PathBuf,
     /// GPU samples for the policy; `None` uses NVML (tests pass a scripted probe).
     pub probe: Option<ProbeFactory>,
     /// The policy's clock; tests pass the scripted probe's fake clock.
@@ -112,6 +116,7 @@ impl DaemonConfig {
             policy: imagelab_gpu::IdlePolicyConfig::default(),
             preview_every: 5,
             instance_id: None,
+            log_dir: settings_dir.join("logs"),
             probe: None,
             clock: None,
             restart_delay: Duration::from_secs(1),
@@ -151,6 +156,7 @@ impl Daemon {
         let recovery = queue
             .recover_after_restart(config.recovery)
             .map_err(DaemonError::Recovery)?;
+        log_recovery(&recovery);
         let listener = TcpListener::bind(config.bind).map_err(|source| DaemonError::Bind {
             address: config.bind.to_string(),
             source,
@@ -179,6 +185,7 @@ impl Daemon {
                 themes: config.themes_dir.clone(),
             },
             night: night.addr(),
+            log_dir: config.log_dir.clone(),
         });
         let token_data = routes::token_data(&token);
         let signal_bus = events.clone();
@@ -255,11 +262,26 @@ impl Daemon {
         if let (Some(notify), Some(queue)) = (&config.notify, &running.queue) {
             running.notifier = notify::Notifier::start(notify, queue, config.workers.len());
         }
-        log::info!(
+        tracing::info!(
             "daemon listening on http://{address}, jobs in {}",
             config.jobs_dir.display()
         );
         Ok(running)
+    }
+}
+
+/// One line per job the last daemon left running, in the job's span.
+fn log_recovery(recovery: &imagelab_queue::Recovery) {
+    let outcomes = [
+        (&recovery.requeued, "queued again"),
+        (&recovery.dead, "dead: interrupted too many times"),
+        (&recovery.cancelled, "cancelled, as asked before the stop"),
+    ];
+    for (ids, outcome) in outcomes {
+        for id in ids {
+            imagelab_logging::job_span!(id.0)
+                .in_scope(|| tracing::info!("interrupted by a daemon stop: {outcome}"));
+        }
     }
 }
 
@@ -451,7 +473,7 @@ impl RunningDaemon {
                     std::thread::sleep(Duration::from_millis(5));
                 }
                 Err(_) => {
-                    log::warn!("the queue is still in use 10 s after the server stopped");
+                    tracing::warn!("the queue is still in use 10 s after the server stopped");
                     return;
                 }
             }

@@ -75,7 +75,7 @@ impl NotifyConfig {
                 Ok(0) => None,
                 Ok(usec) => Some(Duration::from_micros(usec)),
                 Err(_) => {
-                    log::warn!("{ENV_WATCHDOG_USEC}={usec:?} is not a number of microseconds; no watchdog pings");
+                    tracing::warn!("{ENV_WATCHDOG_USEC}={usec:?} is not a number of microseconds; no watchdog pings");
                     None
                 }
             },
@@ -134,12 +134,12 @@ impl Link {
         match self.socket.send_to_addr(message.as_bytes(), &self.address) {
             Ok(_) => {
                 if self.failing.swap(false, Ordering::Relaxed) {
-                    log::info!("the service manager at {} listens again", self.shown);
+                    tracing::info!("the service manager at {} listens again", self.shown);
                 }
             }
             Err(e) => {
                 if !self.failing.swap(true, Ordering::Relaxed) {
-                    log::warn!("cannot notify the service manager at {}: {e}", self.shown);
+                    tracing::warn!("cannot notify the service manager at {}: {e}", self.shown);
                 }
             }
         }
@@ -164,7 +164,7 @@ fn current_status(queue: &Weak<Queue>, workers: usize) -> Option<String> {
     match (queue.counts(), queue.is_paused()) {
         (Ok(counts), Ok(paused)) => Some(status_line(&counts, paused, workers)),
         (Err(e), _) | (_, Err(e)) => {
-            log::warn!("no STATUS for the service manager: {e}");
+            tracing::warn!("no STATUS for the service manager: {e}");
             None
         }
     }
@@ -188,7 +188,7 @@ impl Notifier {
         let link = match Link::open(&config.socket) {
             Ok(link) => Arc::new(link),
             Err(e) => {
-                log::warn!(
+                tracing::warn!(
                     "cannot open the notify socket {}: {e}",
                     config.socket.display()
                 );
@@ -231,7 +231,7 @@ impl Notifier {
         let thread = match thread {
             Ok(thread) => Some(thread),
             Err(e) => {
-                log::warn!("no watchdog pings or status updates: cannot start a thread: {e}");
+                tracing::warn!("no watchdog pings or status updates: cannot start a thread: {e}");
                 None
             }
         };

@@ -17,6 +17,7 @@ pub async fn set_priority(
     let priority = priority_to_queue(body.priority);
     let queue = state.queue.clone();
     let job = web::block(move || queue.reprioritise(id, priority)).await??;
+    imagelab_logging::job_span!(id.0).in_scope(|| tracing::info!(?priority, "priority changed"));
     // A job that moved up may now be the next one for a free worker.
     state.kick();
     Ok(web::Json(job_view(job)))

@@ -34,6 +34,8 @@ pub struct AppState {
     pub folders: Folders,
     /// The overnight runner (`/v1/night`).
     pub night: actix::Addr<crate::night::PromptGenerator>,
+    /// The daemon's and its workers' log files (`GET /v1/jobs/{id}/log`).
+    pub log_dir: std::path::PathBuf,
 }
 
 impl AppState {
@@ -67,6 +69,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/jobs", web::get().to(list))
             .route("/jobs/{id}", web::get().to(get))
             .route("/jobs/{id}/cancel", web::post().to(cancel))
+            .route("/jobs/{id}/log", web::get().to(crate::job_log::job_log))
             .route(
                 "/jobs/{id}/priority",
                 web::post().to(crate::queue_routes::set_priority),
@@ -233,6 +236,7 @@ async fn submit(
     // The queue flushes before returning: the answer is the acknowledgement.
     let created = web::block(move || queue.enqueue_batch(jobs)).await??;
     for job in &created {
+        log_submitted(job);
         state.events.publish(job_event(job.id.0, "queued"));
     }
     state.kick();
@@ -292,6 +296,9 @@ async fn cancel(state: web::Data<AppState>, id: web::Path<String>) -> Reply<JobV
     let id = parse_id(&id)?;
     let queue = state.queue.clone();
     let job = web::block(move || queue.cancel(id)).await??;
+    imagelab_logging::job_span!(id.0).in_scope(|| {
+        tracing::info!(state = job.state.name(), "cancel requested");
+    });
     // A running job was only marked; its worker must be told to stop, and its end is
     // published when the worker stops it.
     if let Some(supervisor) = &state.supervisor {
@@ -302,6 +309,18 @@ async fn cancel(state: web::Data<AppState>, id: web::Path<String>) -> Reply<JobV
         state.events.publish(job_event(view.id, "cancelled"));
     }
     Ok(web::Json(view))
+}
+
+pub(crate) fn log_submitted(job: &imagelab_queue::Job) {
+    imagelab_logging::job_span!(job.id.0).in_scope(|| {
+        tracing::info!(
+            model = %job.spec.params.model,
+            priority = ?job.priority,
+            seed = job.spec.params.seed,
+            source = ?job.source,
+            "submitted"
+        )
+    });
 }
 
 fn job_event(id: u64, state: &str) -> DaemonEvent {

@@ -37,7 +37,7 @@ impl Actor for PromptGenerator {
             if let Err(e) = act.runner.tick() {
                 // The queue or night.json failed: try again next tick rather than give up
                 // a night's run over a transient disk error.
-                log::warn!("overnight run: top-up failed: {e}");
+                tracing::warn!("overnight run: top-up failed: {e}");
             }
         });
     }
@@ -130,7 +130,7 @@ impl NightService {
                     let _ = tx.send((addr, System::current()));
                 });
                 if let Err(e) = system.run() {
-                    log::error!("the overnight runner's thread stopped: {e}");
+                    tracing::error!("the overnight runner's thread stopped: {e}");
                 }
             })?;
         let (addr, system) = rx
@@ -156,7 +156,7 @@ impl NightService {
         if let Some(thread) = self.thread.take() {
             self.system.stop();
             if thread.join().is_err() {
-                log::error!("the overnight runner's thread panicked");
+                tracing::error!("the overnight runner's thread panicked");
             }
         }
     }

@@ -177,7 +177,7 @@ pub(crate) fn start_service(
         workers,
     );
     if let Err(e) = runner.resume() {
-        log::error!("overnight run not resumed: {e}");
+        tracing::error!("overnight run not resumed: {e}");
     }
     NightService::start(runner, config.night.tick).map_err(|source| crate::DaemonError::Io {
         path: std::path::PathBuf::from("<overnight runner thread>"),

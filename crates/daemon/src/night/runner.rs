@@ -78,7 +78,7 @@ impl Runner {
             .queue
             .run_jobs_after(&record.id, record.last_job_id.map(JobId))?;
         if let Some(newest) = uncounted.last() {
-            log::warn!(
+            tracing::warn!(
                 "overnight run {}: {} job(s) queued before the last stop were not counted; counting them",
                 record.id,
                 uncounted.len()
@@ -104,7 +104,7 @@ impl Runner {
         };
         self.store.save(&record)?;
         if catalog.is_some() {
-            log::info!(
+            tracing::info!(
                 "overnight run {} resumed at job {}",
                 record.id,
                 record.submitted
@@ -145,7 +145,7 @@ impl Runner {
         // not a run that ends at its first tick.
         plan::job_at(&record, &catalog, 0).map_err(|e| NightError::invalid("themes", e))?;
         self.store.save(&record)?;
-        log::info!(
+        tracing::info!(
             "overnight run {} started: themes {:?}, seed {seed}",
             record.id,
             record.request.themes
@@ -173,6 +173,7 @@ impl Runner {
             Step::Submit(jobs) if jobs.is_empty() => Ok(()),
             Step::Submit(jobs) => {
                 let created = self.queue.enqueue_batch(jobs)?;
+                created.iter().for_each(crate::routes::log_submitted);
                 record.submitted += created.len() as u64;
                 record.last_job_id = created.last().map(|j| j.id.0).or(record.last_job_id);
                 self.store.save(record)?;
@@ -231,7 +232,7 @@ impl Runner {
         current.record.end(cause, reason, self.clock.now_ms());
         current.catalog = None;
         self.store.save(&current.record)?;
-        log::info!(
+        tracing::info!(
             "overnight run {} {}: {}",
             current.record.id,
             current.record.state().as_str(),

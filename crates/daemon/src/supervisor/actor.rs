@@ -9,7 +9,7 @@ use actix::prelude::*;
 use imagelab_core::events::{DaemonEvent, GpuStatusView, GpuView, WorkerState, WorkerStatus};
 use imagelab_core::worker::WorkerCommand;
 use imagelab_gpu::{Clock, GpuProbe, GpuSample, GpuVerdict, IdlePolicy, NotIdle, NvmlProbe};
-use imagelab_queue::{Queue, WorkerView};
+use imagelab_queue::{JobState, Queue, WorkerView};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{mpsc, Arc, RwLock};
 use std::time::Duration;
@@ -86,7 +86,7 @@ impl Supervisor {
         mut options: SupervisorOptions,
     ) -> Supervisor {
         let policy = IdlePolicy::new(options.policy.clone()).unwrap_or_else(|e| {
-            log::error!("GPU policy settings are not valid ({e}); using the defaults");
+            tracing::error!("GPU policy settings are not valid ({e}); using the defaults");
             IdlePolicy::new(Default::default()).expect("the default policy is valid")
         });
         let clock = std::mem::replace(
@@ -125,7 +125,7 @@ impl Supervisor {
             Err(e) => {
                 // Keep the last verdicts: a failed read says nothing about who is there.
                 if self.nvml_error.is_none() {
-                    log::warn!("cannot sample the GPUs: {e}");
+                    tracing::warn!("cannot sample the GPUs: {e}");
                 }
                 self.nvml_error = Some(e.to_string());
             }
@@ -221,10 +221,17 @@ impl Supervisor {
                 Ok(Some(job)) => job,
                 Ok(None) => continue,
                 Err(e) => {
-                    log::warn!("worker {}: cannot lease a job: {e}", view.id);
+                    tracing::warn!("worker {}: cannot lease a job: {e}", view.id);
                     continue;
                 }
             };
+            let attempt = match job.state {
+                JobState::Leased { attempt, .. } => attempt,
+                _ => 0,
+            };
+            // The attempt's span: the worker actor logs in it until the attempt ends.
+            let span = imagelab_logging::job_span!(job.id.0, attempt);
+            span.in_scope(|| tracing::info!(worker = %view.id, "leased"));
             let now = self.clock.now();
             if self.slots[i].on_gpus {
                 for gpu in &view.gpus {
@@ -240,7 +247,7 @@ impl Supervisor {
             // Busy until the worker says otherwise, so the next loop skips it.
             self.slots[i].reported.state = WorkerState::Busy { job: job.id.0 };
             self.slots[i].jobs_sent += 1;
-            self.slots[i].addr.do_send(RunJob(job));
+            self.slots[i].addr.do_send(RunJob { job, span });
         }
         self.refresh();
     }
@@ -257,7 +264,9 @@ impl Supervisor {
                 .iter()
                 .any(|g| self.verdicts.get(g).is_some_and(|v| v.should_yield));
             if must_yield && slot.on_gpus {
-                log::info!("job {job}: another process started on its GPU; yielding");
+                imagelab_logging::job_span!(job).in_scope(|| {
+                    tracing::info!("another process started on its GPU; yielding");
+                });
                 slot.addr.do_send(CancelRunning {
                     job,
                     yielding: true,
@@ -282,7 +291,7 @@ impl Actor for Supervisor {
             match probe {
                 Ok(probe) => self.probe = Some(probe),
                 Err(e) => {
-                    log::warn!("no GPU samples ({e}): workers run without the idle policy");
+                    tracing::warn!("no GPU samples ({e}): workers run without the idle policy");
                     self.nvml_error = Some(e.to_string());
                 }
             }

@@ -19,10 +19,14 @@ use std::time::Duration;
 /// How long a child gets to stop a job it was told to cancel before it is killed.
 const CANCEL_GRACE: Duration = Duration::from_secs(10);
 
-/// Run this job, already leased to this worker.
+/// Run this job, already leased to this worker; `span` is its attempt's, which every line
+/// about the attempt is written in.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub(super) struct RunJob(pub Job);
+pub(super) struct RunJob {
+    pub job: Job,
+    pub span: tracing::Span,
+}
 
 /// Stop the running job: the user cancelled it, or (`yielding`) a stranger appeared on
 /// the GPU and the user asked us to yield at once (the job goes back to the queue).
@@ -54,6 +58,7 @@ struct ChildLine {
 struct Running {
     job: Job,
     attempt: u32,
+    span: tracing::Span,
     cancel_sent: bool,
     yielding: bool,
 }
@@ -140,7 +145,7 @@ impl GpuWorker {
                 self.set_state(WorkerState::Starting);
             }
             Err(e) => {
-                log::error!(
+                tracing::error!(
                     "worker {}: cannot start {}: {e}",
                     self.setup.spec.name,
                     self.setup.program.display()
@@ -163,6 +168,22 @@ impl GpuWorker {
         });
     }
 
+    fn publish_progress(
+        &self,
+        job: u64,
+        done: usize,
+        total: usize,
+        preview: Option<imagelab_core::events::Preview>,
+    ) {
+        self.setup.events.publish(DaemonEvent::Progress {
+            job,
+            worker: self.setup.spec.name.clone(),
+            done,
+            total,
+            preview,
+        });
+    }
+
     fn publish_job(&self, job: &Job) {
         let error = match &job.state {
             JobState::Failed { error, .. } | JobState::Dead { error, .. } => Some(error.clone()),
@@ -181,9 +202,13 @@ impl GpuWorker {
         let Some(running) = self.running.take() else {
             return;
         };
+        let _in_job = running.span.enter();
         match outcome(&self.setup.queue, running.job.id, running.attempt) {
-            Ok(job) => self.publish_job(&job),
-            Err(e) => log::warn!("job {}: cannot record its end: {e}", running.job.id.0),
+            Ok(job) => {
+                log_outcome(&job);
+                self.publish_job(&job);
+            }
+            Err(e) => tracing::warn!("cannot record its end: {e}"),
         }
     }
 
@@ -226,13 +251,14 @@ impl GpuWorker {
                 done,
                 total,
                 preview,
-            } => self.setup.events.publish(DaemonEvent::Progress {
-                job,
-                worker: self.setup.spec.name.clone(),
-                done,
-                total,
-                preview,
-            }),
+            } => {
+                if let Some(running) = &self.running {
+                    running
+                        .span
+                        .in_scope(|| tracing::debug!(done, total, "progress"));
+                }
+                self.publish_progress(job, done, total, preview)
+            }
             WorkerEvent::Done {
                 outputs,
                 seeds,
@@ -267,7 +293,7 @@ impl GpuWorker {
                 self.run_pending();
             }
             WorkerEvent::Failed { job: 0, error, .. } => {
-                log::warn!("worker {}: {error}", self.setup.spec.name);
+                tracing::warn!("worker {}: {error}", self.setup.spec.name);
                 if let WorkerState::Loading { model } = &self.status.state {
                     // The user pressed "load model" and waits for an answer: say why not.
                     self.setup.events.publish(DaemonEvent::LoadFailed {
@@ -282,11 +308,16 @@ impl GpuWorker {
             WorkerEvent::Failed {
                 error, retryable, ..
             } => {
+                if let Some(running) = &self.running {
+                    running.span.in_scope(|| {
+                        tracing::warn!(%error, retryable, "the worker reports a failure");
+                    });
+                }
                 let out_of_memory = error.to_ascii_lowercase().contains("out of memory");
                 self.finish(|queue, id, attempt| queue.fail(id, attempt, &error, retryable));
                 if out_of_memory {
                     // A CUDA OOM can leave the allocator fragmented: start afresh.
-                    log::warn!(
+                    tracing::warn!(
                         "worker {}: out of memory; restarting it",
                         self.setup.spec.name
                     );
@@ -342,7 +373,9 @@ impl GpuWorker {
                 } else {
                     "the worker process died during the job"
                 };
-                log::warn!("worker {}: {why}", self.setup.spec.name);
+                running.span.in_scope(|| {
+                    tracing::warn!(worker = %self.setup.spec.name, "{why}");
+                });
                 self.finish(|queue, id, attempt| queue.fail(id, attempt, why, true));
             }
         }
@@ -364,7 +397,7 @@ impl Handler<ChildLine> for GpuWorker {
         match msg.report {
             ChildReport::Event(event) => self.on_event(event, ctx),
             ChildReport::Garbage(line) => {
-                log::warn!(
+                tracing::warn!(
                     "worker {}: unexpected output {line:?}",
                     self.setup.spec.name
                 )
@@ -377,14 +410,16 @@ impl Handler<ChildLine> for GpuWorker {
 impl Handler<RunJob> for GpuWorker {
     type Result = ();
 
-    fn handle(&mut self, RunJob(job): RunJob, ctx: &mut Context<Self>) {
+    fn handle(&mut self, RunJob { job, span }: RunJob, ctx: &mut Context<Self>) {
         self.jobs_handled += 1;
         let JobState::Leased { attempt, .. } = job.state else {
             return;
         };
         let id = job.id;
+        let entered = span.enter();
         let request = WorkRequest {
             job: id.0,
+            attempt,
             params: job.spec.params.clone(),
             output_dir: self.setup.output_dir.clone(),
             stems: (0..job.spec.params.batch)
@@ -395,15 +430,12 @@ impl Handler<RunJob> for GpuWorker {
         let ready = self.status.state == WorkerState::Idle && self.running.is_none();
         if !ready || !self.send(&WorkerCommand::Generate(request)) {
             // The supervisor raced a crash or a model command: the job goes back unrun.
-            log::warn!(
-                "worker {}: not ready for job {}",
-                self.setup.spec.name,
-                id.0
-            );
+            tracing::warn!(worker = %self.setup.spec.name, "the worker is not ready; given back");
             match self.setup.queue.release(id, attempt) {
                 Ok(job) => self.publish_job(&job),
-                Err(e) => log::warn!("job {}: cannot give it back: {e}", id.0),
+                Err(e) => tracing::warn!("cannot give it back: {e}"),
             }
+            drop(entered);
             if ready && self.child.is_some() {
                 // Writing to the child failed: it is dying; make sure it is replaced.
                 self.restart(ctx);
@@ -412,9 +444,16 @@ impl Handler<RunJob> for GpuWorker {
             }
             return;
         }
+        tracing::info!(
+            worker = %self.setup.spec.name,
+            pid = self.status.pid,
+            "sent to the worker process"
+        );
+        drop(entered);
         self.running = Some(Running {
             job,
             attempt,
+            span,
             cancel_sent: false,
             yielding: false,
         });
@@ -434,6 +473,14 @@ impl Handler<CancelRunning> for GpuWorker {
         }
         running.cancel_sent = true;
         running.yielding = msg.yielding;
+        running.span.in_scope(|| {
+            let why = if msg.yielding {
+                "to yield the GPU"
+            } else {
+                "as the user asked"
+            };
+            tracing::info!("telling the worker to stop the job {why}");
+        });
         let start = self.start;
         if !self.send(&WorkerCommand::Cancel { job: msg.job }) {
             return;
@@ -473,5 +520,17 @@ impl Handler<StopWorker> for GpuWorker {
         let _ = done.send(());
         ctx.stop();
         Arbiter::current().stop();
+    }
+}
+
+/// The line that ends an attempt: what became of the job.
+fn log_outcome(job: &Job) {
+    match &job.state {
+        JobState::Done { outputs, .. } => tracing::info!(images = outputs.len(), "done"),
+        JobState::Failed { error, .. } => tracing::warn!(%error, "failed; retrying cannot help"),
+        JobState::Dead { error, .. } => tracing::error!(%error, "dead: no attempts left"),
+        JobState::Queued => tracing::info!("back in the queue for another attempt"),
+        JobState::Cancelled { .. } => tracing::info!("cancelled"),
+        JobState::Leased { .. } => tracing::warn!("still leased after its end"),
     }
 }

@@ -126,7 +126,10 @@ pub fn torch_kind(dtype: DType) -> Kind {
 impl Pipeline {
     /// Loads the checkpoint (and the VAE / text encoder overrides) onto the chosen device.
     pub fn load(choice: &ModelChoice) -> Result<Pipeline> {
-        loading::load(choice)
+        let _load = tracing::info_span!("load", model = %choice.checkpoint.display()).entered();
+        let pipeline = loading::load(choice)?;
+        tracing::info!(family = ?pipeline.family, device = %choice.placement.unet, "loaded");
+        Ok(pipeline)
     }
 
     /// The conditioning a prompt produces (weighted, chunked, per the family's encoders).
@@ -295,12 +298,14 @@ impl Pipeline {
             denoise,
         );
         // Both prompts in one visit of the (possibly offloaded) text encoders.
+        let encode = tracing::info_span!("encode").entered();
         let (cond, uncond) = self.encoders.with(|encoders| {
             Ok((
                 self.guidance(encoders, &params.prompt, params)?,
                 self.guidance(encoders, &params.negative, params)?,
             ))
         })?;
+        drop(encode);
         let x = self.initial_latents(params, &sigmas, init.as_ref())?;
         let model = Denoiser {
             unet: &self.unet,
@@ -314,16 +319,26 @@ impl Pipeline {
         };
         let mut noise = SeededNoise::new(params.seed as u64);
         let total = sigmas.len().saturating_sub(1);
-        sampling::sample_until(
+        // A span per step, so each step's time is in the log: step n is open from the end
+        // of step n-1 (or the start) to its own boundary, its observer included.
+        let mut step = (total > 0).then(|| tracing::info_span!("step", n = 1usize).entered());
+        let latents = sampling::sample_until(
             params.sampler,
             &mut |x, sigma| model.denoise(x, sigma),
             x,
             &sigmas,
             &mut noise,
             &mut |done, _total, denoised| {
-                on_step(&Step::sampling(self.family, done, total, denoised))
+                let flow = on_step(&Step::sampling(self.family, done, total, denoised));
+                step = None;
+                if done < total && flow.is_continue() {
+                    step = Some(tracing::info_span!("step", n = done + 1).entered());
+                }
+                flow
             },
-        )
+        );
+        drop(step);
+        latents
     }
 
     /// Decodes latents to images in [-1, 1] (fp32, `[B, 3, H, W]`, on the VAE's device).
@@ -360,6 +375,7 @@ impl Pipeline {
         seed: i64,
         tiling: Option<VaeTiling>,
     ) -> Result<Vec<RgbImage>> {
+        let _decode = tracing::info_span!("decode", tiled = tiling.is_some()).entered();
         let images = self.decode_to_tensor_with(latents, tiling)?;
         let rgb = crate::vae::tensor_to_rgb8(&images)?;
         Ok(rgb
