@@ -9,7 +9,7 @@
 mod common;
 
 use common::procs::{children_of, kill_all, tagged};
-use common::{fixtures, Sandbox};
+use common::{tiny_sandbox, Sandbox};
 use imagelab_client::{read_daemon_info, Client, ClientError};
 use imagelab_core::api::{DaemonInfo, JobView, ListQuery, SubmitRequest};
 use imagelab_core::events::DaemonEvent;
@@ -154,19 +154,6 @@ fn submit_burst(
     }
     ledger
 }
-
-/// A sandbox with a `jobs/` folder and the tiny checkpoint as `tiny.safetensors`.
-fn tiny_sandbox() -> Sandbox {
-    let sb = Sandbox::new();
-    std::fs::create_dir_all(sb.path("jobs")).unwrap();
-    std::fs::copy(
-        fixtures().join("sd1.safetensors"),
-        sb.path("models/checkpoints/tiny.safetensors"),
-    )
-    .unwrap();
-    sb
-}
-
 /// How many jobs are done. A failed call is retried, never read as 0: that would open the
 /// kill gate below before the round finished a job.
 fn done_count(client: &Client) -> usize {

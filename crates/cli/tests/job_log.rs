@@ -6,22 +6,11 @@
 
 mod common;
 
-use common::daemon::{imagelab, stdout, Running};
-use common::{fixtures, Sandbox};
+use common::daemon::{imagelab, stdout, submit_tiny, Running};
+use common::{tiny_sandbox, Sandbox};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
-
-fn sandbox() -> Sandbox {
-    let sb = Sandbox::new();
-    std::fs::copy(
-        fixtures().join("sd1.safetensors"),
-        sb.path("models/checkpoints/tiny.safetensors"),
-    )
-    .unwrap();
-    std::fs::create_dir_all(sb.path("jobs")).unwrap();
-    sb
-}
 
 /// `imagelab daemon --worker cpu` with `env` set, once it has written `daemon.json`.
 fn start(sb: &Sandbox, env: &[(&str, &str)]) -> Running {
@@ -39,14 +28,6 @@ fn start(sb: &Sandbox, env: &[(&str, &str)]) -> Running {
         std::thread::sleep(Duration::from_millis(50));
     }
     daemon
-}
-
-fn submit(sb: &Sandbox, steps: &str) -> u64 {
-    let args = [
-        "submit", "--model", "tiny", "--prompt", "a fox", "--width", "64", "--height", "64",
-        "--seed", "3", "--steps", steps,
-    ];
-    stdout(&imagelab(sb, &args)).trim().parse().unwrap()
 }
 
 /// Waits until job `id` has finished, and returns its state.
@@ -91,9 +72,9 @@ fn lines_of(files: &[PathBuf]) -> Vec<String> {
 
 #[test]
 fn a_jobs_lines_carry_its_span_on_both_sides_and_job_log_merges_them() {
-    let sb = sandbox();
+    let sb = tiny_sandbox();
     let daemon = start(&sb, &[]);
-    let id = submit(&sb, "3");
+    let id = submit_tiny(&sb, "3");
     assert_eq!(finished(&sb, id), "done");
     drop(daemon);
 
@@ -195,13 +176,13 @@ fn a_jobs_lines_carry_its_span_on_both_sides_and_job_log_merges_them() {
 
 #[test]
 fn the_filter_and_json_format_apply_to_the_daemon_and_its_worker() {
-    let sb = sandbox();
+    let sb = tiny_sandbox();
     let env = [
         ("IMAGELAB_LOG", "info,imagelab_daemon=debug"),
         ("IMAGELAB_LOG_FORMAT", "json"),
     ];
     let _daemon = start(&sb, &env);
-    let id = submit(&sb, "3");
+    let id = submit_tiny(&sb, "3");
     assert_eq!(finished(&sb, id), "done");
     let files = [logs(&sb, "daemon-"), logs(&sb, "worker-")].concat();
     assert_eq!(files.len(), 2, "{files:?}");
@@ -238,9 +219,9 @@ fn the_filter_and_json_format_apply_to_the_daemon_and_its_worker() {
 
 #[test]
 fn a_warn_filter_keeps_info_lines_out() {
-    let sb = sandbox();
+    let sb = tiny_sandbox();
     let _daemon = start(&sb, &[("IMAGELAB_LOG", "warn")]);
-    let id = submit(&sb, "1");
+    let id = submit_tiny(&sb, "1");
     assert_eq!(finished(&sb, id), "done");
     let lines = lines_of(&[logs(&sb, "daemon-"), logs(&sb, "worker-")].concat());
     assert!(lines.iter().all(|l| !l.contains(" INFO ")), "{lines:#?}");
@@ -248,7 +229,7 @@ fn a_warn_filter_keeps_info_lines_out() {
 
 #[test]
 fn bad_log_settings_are_refused_by_name() {
-    let sb = sandbox();
+    let sb = tiny_sandbox();
     for (key, value) in [
         ("IMAGELAB_LOG", "imagelab=loud"),
         ("IMAGELAB_LOG_FORMAT", "xml"),
@@ -268,9 +249,9 @@ fn bad_log_settings_are_refused_by_name() {
 
 #[test]
 fn a_worker_panic_is_logged_in_the_jobs_span_before_it_dies() {
-    let sb = sandbox();
+    let sb = tiny_sandbox();
     let _daemon = start(&sb, &[("IMAGELAB_WORKER_PANIC_AT_STEP", "2")]);
-    let id = submit(&sb, "4");
+    let id = submit_tiny(&sb, "4");
     // Every attempt panics: the job is retried, then dead.
     assert_eq!(finished(&sb, id), "dead");
     let workers = logs(&sb, "worker-");

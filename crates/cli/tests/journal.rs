@@ -9,8 +9,8 @@
 
 mod common;
 
-use common::daemon::{imagelab, stdout, Running};
-use common::{fixtures, Sandbox};
+use common::daemon::{imagelab, stdout, submit_tiny, Running};
+use common::{tiny_sandbox, Sandbox};
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixDatagram;
@@ -121,32 +121,18 @@ fn start_in_namespace(
     (daemon, err_path)
 }
 
-fn submit(sb: &Sandbox) -> u64 {
-    let args = [
-        "submit", "--model", "tiny", "--prompt", "a fox", "--width", "64", "--height", "64",
-        "--seed", "3", "--steps", "2",
-    ];
-    stdout(&imagelab(sb, &args)).trim().parse().unwrap()
-}
-
 #[test]
 fn the_daemons_lines_reach_the_journal_with_their_fields() {
     if !namespaces_work() {
         eprintln!("skipped: `unshare -m` is not allowed here (needs root and CAP_SYS_ADMIN)");
         return;
     }
-    let sb = Sandbox::new();
-    std::fs::copy(
-        fixtures().join("sd1.safetensors"),
-        sb.path("models/checkpoints/tiny.safetensors"),
-    )
-    .unwrap();
-    std::fs::create_dir_all(sb.path("jobs")).unwrap();
+    let sb = tiny_sandbox();
     let journal_dir = tempfile::tempdir().unwrap();
     let socket = UnixDatagram::bind(journal_dir.path().join("socket")).unwrap();
 
     let (daemon, err_path) = start_in_namespace(&sb, journal_dir.path(), None);
-    let id = submit(&sb);
+    let id = submit_tiny(&sb, "2");
     let id_text = id.to_string();
     let entries = receive_all(&socket, Duration::from_secs(120), |entries| {
         entries.iter().any(|e| {
@@ -185,7 +171,7 @@ fn the_daemons_lines_reach_the_journal_with_their_fields() {
 
     // A JOURNAL_STREAM that is not this stderr is someone else's: the journal stays quiet.
     let (daemon, err_path) = start_in_namespace(&sb, journal_dir.path(), Some("1:1".into()));
-    let id = submit(&sb);
+    let id = submit_tiny(&sb, "2");
     let finished = || {
         let job = stdout(&imagelab(&sb, &["job", &id.to_string(), "--json"]));
         job.contains("\"done\"")

@@ -48,3 +48,12 @@ pub fn stdout(out: &Output) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// Submits one 64×64 job of `steps` steps on the tiny checkpoint; returns its id.
+pub fn submit_tiny(sb: &Sandbox, steps: &str) -> u64 {
+    let args = [
+        "submit", "--model", "tiny", "--prompt", "a fox", "--width", "64", "--height", "64",
+        "--seed", "3", "--steps", steps,
+    ];
+    stdout(&imagelab(sb, &args)).trim().parse().unwrap()
+}

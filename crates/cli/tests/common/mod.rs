@@ -66,6 +66,18 @@ impl Sandbox {
     }
 }
 
+/// A sandbox with `jobs/` and the tiny SD 1.5 checkpoint as `models/checkpoints/tiny`.
+pub fn tiny_sandbox() -> Sandbox {
+    let sb = Sandbox::new();
+    std::fs::create_dir_all(sb.path("jobs")).unwrap();
+    std::fs::copy(
+        fixtures().join("sd1.safetensors"),
+        sb.path("models/checkpoints/tiny.safetensors"),
+    )
+    .unwrap();
+    sb
+}
+
 /// Tiny checkpoints, built once per test binary by the engine's pipeline reference.
 pub fn fixtures() -> &'static Path {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
