@@ -128,7 +128,7 @@ mod tests {
 
     #[test]
     fn previews_are_decodable_pngs_of_latent_size() {
-        let _rng = crate::pipeline::noise::global_generator_lock();
+        let _rng = crate::sampling::global_generator_lock();
         let latent = Tensor::randn([2, 4, 16, 24], (Kind::Float, Device::Cpu));
         let preview = latent_preview(Family::Sd1, &latent, PREVIEW_MAX_SIDE).unwrap();
         assert_eq!((preview.width, preview.height), (24, 16));

@@ -9,15 +9,7 @@ pub fn initial_noise(seed: u64, shape: &[i64]) -> Tensor {
     // A worker runs one generation at a time, but a library user (or a test) may run
     // pipelines on several threads: the lock keeps another seed or draw from landing
     // between this seed and its draw.
-    let _guard = global_generator_lock();
+    let _guard = crate::sampling::global_generator_lock();
     tch::manual_seed(seed as i64);
     Tensor::randn(shape, (Kind::Float, tch::Device::Cpu))
-}
-
-/// Held by whoever seeds libtorch's global generator and then draws from it (tch seeds that
-/// one generator for every caller): the initial noise, and the unit tests that walk a
-/// stochastic sampler (which reseeds it, then draws step after step). Not reentrant.
-pub(crate) fn global_generator_lock() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }

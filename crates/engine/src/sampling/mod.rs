@@ -12,7 +12,7 @@ mod unipc;
 
 pub use beta::beta_ppf;
 pub use model_schedule::ModelSchedule;
-pub use noise::{NoiseSource, ReplayNoise, SeededNoise};
+pub use noise::{global_generator_lock, NoiseSource, ReplayNoise, SeededNoise};
 pub use samplers::{sample, sample_until, Denoise, StepCallback, StepControl};
 pub use schedulers::{schedule_sigmas, sigmas_for};
 
