@@ -304,18 +304,15 @@ fn the_window_sets_up_generates_and_manages_its_daemon() {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
     cli(&["queue", "pause"]);
-    let queued = cli(&[
-        "submit",
-        "--model",
-        "tiny",
-        "--prompt",
-        "from the CLI",
-        "--width",
-        "64",
-        "--height",
-        "64",
-    ]);
-    sb.drive(&["second", &queued]);
+    let submit = |prompt: &str| {
+        cli(&[
+            "submit", "--model", "tiny", "--prompt", prompt, "--width", "64", "--height", "64",
+            "--steps", "2",
+        ])
+    };
+    let queued = submit("from the CLI");
+    let other = submit("another from the CLI");
+    sb.drive(&["second", &queued, &other]);
     let status = cli(&["queue", "status"]);
     assert!(
         !status.contains("paused"),
@@ -326,6 +323,28 @@ fn the_window_sets_up_generates_and_manages_its_daemon() {
         job.contains("cancelled"),
         "the page's Cancel did not cancel job {queued}: {job}"
     );
+    let jobs: Vec<imagelab_core::api::JobView> =
+        serde_json::from_str(&cli(&["jobs", "--json"])).expect("jobs --json");
+    let by_id = |id: &str| jobs.iter().find(|j| j.id.to_string() == id);
+    let moved = by_id(&other).expect("the second CLI job is listed");
+    assert_eq!(
+        (moved.priority, moved.state.as_str()),
+        (imagelab_core::api::JobPriority::Interactive, "done"),
+        "the page's priority menu did not move job {other}, or it did not run"
+    );
+    let retried: Vec<_> = jobs
+        .iter()
+        .filter(|j| {
+            j.spec.prompt == "from the CLI" && j.source == imagelab_core::api::JobSource::Gui
+        })
+        .collect();
+    assert_eq!(
+        retried.len(),
+        1,
+        "Retry did not submit job {queued} once: {jobs:?}"
+    );
+    assert_eq!(retried[0].state, "done", "the retried job did not run");
+    assert_eq!(retried[0].spec.steps, 2, "Retry changed the spec");
     assert!(
         daemon.try_wait().unwrap().is_none(),
         "closing the app stopped a daemon it found"

@@ -11,3 +11,4 @@ pub mod settings;
 pub mod setup;
 pub mod submit;
 pub mod vram;
+pub mod workers;

@@ -2,7 +2,7 @@
 //! event stream (a state change updates one row; a job the page has not seen yet is
 //! fetched), with the state filter and each row's line of text.
 
-use imagelab_core::api::JobView;
+use imagelab_core::api::{JobPriority, JobSource, JobView, SubmitRequest};
 use std::collections::HashMap;
 
 /// The filter's choices, as the dropdown shows them.
@@ -23,6 +23,9 @@ pub enum RowChange {
     Updated(u64),
     /// A job the page does not hold: fetch it, then [`JobRows::upsert`] it.
     Unknown(u64),
+    /// This row changed and ended: redraw it, and fetch it for what the event does not
+    /// carry (its images and times).
+    Ended(u64),
 }
 
 /// Every job, by id; the page lists them newest (highest id) first.
@@ -82,7 +85,11 @@ impl JobRows {
         if state != "leased" {
             row.steps = None;
         }
-        RowChange::Updated(id)
+        if matches!(state, "done" | "failed" | "dead") {
+            RowChange::Ended(id)
+        } else {
+            RowChange::Updated(id)
+        }
     }
 
     /// A progress event: the steps a running job has done.
@@ -137,6 +144,12 @@ pub fn row_text(row: &JobRow) -> String {
     if let Some(worker) = &v.worker {
         text.push_str(&format!(" · on {worker}"));
     }
+    if let (Some(start), Some(end)) = (v.timings.started_at_ms, v.timings.finished_at_ms) {
+        text.push_str(&format!(
+            " · {:.1} s",
+            end.saturating_sub(start) as f64 / 1000.0
+        ));
+    }
     if let Some(error) = v.error.as_deref().filter(|_| v.state != "done") {
         text.push_str(&format!(" · {error}"));
     }
@@ -146,6 +159,43 @@ pub fn row_text(row: &JobRow) -> String {
 /// Whether cancel makes sense for a job in `state`.
 pub fn cancellable(state: &str) -> bool {
     state == "queued" || state == "leased"
+}
+
+/// Whether a job's priority can still change: while it waits, and while it runs (a
+/// running background job yields to interactive ones).
+pub fn reprioritisable(state: &str) -> bool {
+    state == "queued" || state == "leased"
+}
+
+/// Whether Retry makes sense: the job ended without its images.
+pub fn retryable(state: &str) -> bool {
+    matches!(state, "failed" | "dead" | "cancelled")
+}
+
+/// The image Open shows: a done job's first output.
+pub fn first_output(row: &JobRow) -> Option<&str> {
+    (row.view.state == "done")
+        .then(|| row.view.outputs.first().map(String::as_str))
+        .flatten()
+}
+
+/// The priority menu's choices, as the menu names them.
+pub const PRIORITIES: [(JobPriority, &str); 3] = [
+    (JobPriority::Interactive, "Interactive"),
+    (JobPriority::Normal, "Normal"),
+    (JobPriority::Background, "Background"),
+];
+
+/// The same job again: its spec, style, priority and GPU, one image, from the app.
+pub fn retry_request(view: &JobView) -> SubmitRequest {
+    SubmitRequest {
+        spec: view.spec.clone(),
+        style: view.style.clone(),
+        priority: view.priority,
+        count: 1,
+        gpu: view.gpu.clone(),
+        source: JobSource::Gui,
+    }
 }
 
 #[cfg(test)]
@@ -184,7 +234,10 @@ mod tests {
         assert!(rows.upsert(view(3, "queued")));
         assert!(!rows.upsert(view(3, "queued")));
         assert_eq!(rows.visible(1), [3]);
-        rows.state_changed(2, "failed", None, Some("out of memory".into()));
+        assert_eq!(
+            rows.state_changed(2, "failed", None, Some("out of memory".into())),
+            RowChange::Ended(2)
+        );
         assert_eq!(rows.visible(4), [2]);
         assert!(row_text(rows.get(2).unwrap())
             .ends_with("failed · normal · tiny · a lighthouse at dusk · on cpu · out of memory"));
@@ -193,9 +246,52 @@ mod tests {
     }
 
     #[test]
-    fn filters_and_cancel_follow_the_state() {
+    fn filters_and_actions_follow_the_state() {
         assert!(shown_by(0, "dead") && shown_by(4, "dead") && !shown_by(1, "dead"));
         assert!(shown_by(2, "leased") && shown_by(5, "cancelled") && !shown_by(3, "failed"));
         assert!(cancellable("queued") && cancellable("leased") && !cancellable("done"));
+        assert!(reprioritisable("queued") && reprioritisable("leased") && !reprioritisable("done"));
+        for state in ["failed", "dead", "cancelled"] {
+            assert!(retryable(state), "{state}");
+        }
+        assert!(!retryable("done") && !retryable("queued") && !retryable("leased"));
+    }
+
+    #[test]
+    fn a_done_job_opens_its_first_image_and_shows_its_run_time() {
+        let mut done = view(4, "done");
+        done.outputs = vec!["00004-1.png".into(), "00004-2.png".into()];
+        done.timings.started_at_ms = Some(1_000);
+        done.timings.finished_at_ms = Some(5_250);
+        let row = JobRow {
+            view: done,
+            steps: None,
+        };
+        assert_eq!(first_output(&row), Some("00004-1.png"));
+        assert!(
+            row_text(&row).ends_with("a lighthouse at dusk · 4.2 s"),
+            "{}",
+            row_text(&row)
+        );
+        let failed = JobRow {
+            view: view(5, "failed"),
+            steps: None,
+        };
+        assert_eq!(first_output(&failed), None);
+    }
+
+    #[test]
+    fn retry_submits_the_same_spec_style_priority_and_gpu_from_the_app() {
+        let mut old = view(6, "dead");
+        old.priority = JobPriority::Background;
+        old.style = Some("film".into());
+        old.gpu = Some("GPU-a".into());
+        old.spec.seed = 42;
+        let again = retry_request(&old);
+        assert_eq!(again.spec, old.spec);
+        assert_eq!(again.style.as_deref(), Some("film"));
+        assert_eq!(again.priority, JobPriority::Background);
+        assert_eq!(again.gpu.as_deref(), Some("GPU-a"));
+        assert_eq!((again.count, again.source), (1, JobSource::Gui));
     }
 }

@@ -107,24 +107,7 @@ impl App {
             }
             AppMsg::Thumbnail(name, pixels) => ui.gallery.thumbnail_ready(name, pixels),
             AppMsg::About => about(ui),
-            AppMsg::QueueFilter => ui.queue.refilter(),
-            AppMsg::PauseQueue(pause) => self.queue_command(sender, move |c| {
-                if pause { c.pause() } else { c.resume() }.map(|_| {
-                    if pause {
-                        "Queue paused"
-                    } else {
-                        "Queue running"
-                    }
-                    .to_string()
-                })
-            }),
-            AppMsg::ClearFinished => self.queue_command(sender, |c| {
-                c.clear_finished()
-                    .map(|r| format!("Cleared {} finished jobs", r.removed))
-            }),
-            AppMsg::CancelJob(id) => self.queue_command(sender, move |c| {
-                c.cancel(id).map(|j| format!("Job {id}: {}", j.state))
-            }),
+            AppMsg::Queue(intent) => self.queue_intent(ui, sender, intent),
         }
     }
 
@@ -182,6 +165,7 @@ impl App {
             }
             Cmd::Event(event) => self.event(ui, sender, event),
             Cmd::Preview(job, rgba, at) => {
+                ui.queue.workers.preview(job, &rgba);
                 if self.mine.contains(&job) {
                     ui.center
                         .picture
@@ -197,6 +181,7 @@ impl App {
             Cmd::Submitted(result, clicked) => self.submitted(ui, sender, result, clicked),
             Cmd::Failed(message, field) => self.show_error(ui, &message, field.as_deref()),
             Cmd::Done(text) => ui.status.set_text(&text),
+            Cmd::Toast(text) => ui.toast(&text),
             Cmd::JobFinished(job) => self.job_finished(ui, sender, job),
             Cmd::Viewed {
                 path,
@@ -495,44 +480,6 @@ impl App {
                     Cmd::Failed(message, field)
                 }
             }
-        });
-    }
-
-    /// A queue action on the daemon (off the main thread); its answer goes to the status
-    /// line and the change itself comes back on the event stream.
-    fn queue_command(
-        &self,
-        sender: &ComponentSender<App>,
-        action: impl FnOnce(&imagelab_client::Client) -> Result<String, ClientError> + Send + 'static,
-    ) {
-        let Some(client) = self.client.clone() else {
-            return;
-        };
-        App::run(sender, move || match action(&client) {
-            Ok(done) => Cmd::Done(done),
-            Err(e) => Cmd::Failed(e.to_string(), None),
-        });
-    }
-
-    /// The queue page's jobs, newest first.
-    pub fn list_jobs(&self, sender: &ComponentSender<App>) {
-        let Some(client) = self.client.clone() else {
-            return;
-        };
-        App::run(sender, move || {
-            let query = imagelab_core::api::ListQuery {
-                state: None,
-                // As many as the API gives: its newest 10,000.
-                limit: Some(imagelab_core::api::MAX_LIST_LIMIT),
-            };
-            Cmd::Jobs(client.list(&query).map_err(|e| e.to_string()))
-        });
-        let Some(client) = self.client.clone() else {
-            return;
-        };
-        App::run(sender, move || match client.status() {
-            Ok(status) => Cmd::QueuePaused(status.paused),
-            Err(e) => Cmd::Failed(format!("queue status: {e}"), None),
         });
     }
 

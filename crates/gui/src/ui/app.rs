@@ -58,10 +58,21 @@ pub enum AppMsg {
     Thumbnail(String, Result<Rgba, String>),
     About,
     /// The queue page's intents.
-    QueueFilter,
-    PauseQueue(bool),
+    Queue(QueueIntent),
+}
+
+/// What the queue page asks for.
+#[derive(Debug, Clone, Copy)]
+pub enum QueueIntent {
+    Filter,
+    Pause(bool),
     ClearFinished,
-    CancelJob(u64),
+    Cancel(u64),
+    Priority(u64, imagelab_core::api::JobPriority),
+    /// Submit a failed, dead or cancelled job's spec again.
+    Retry(u64),
+    /// Show a done job's first image on the Create page.
+    Open(u64),
 }
 
 /// What the commands bring back.
@@ -84,6 +95,8 @@ pub enum Cmd {
     Submitted(Result<SubmitResponse, (String, Option<String>)>, Instant),
     Failed(String, Option<String>),
     Done(String),
+    /// A result to tell wherever the user is (the status line is on the Create page only).
+    Toast(String),
     JobFinished(JobView),
     Viewed {
         path: PathBuf,

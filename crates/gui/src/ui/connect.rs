@@ -321,7 +321,9 @@ impl App {
                 let change = ui
                     .queue
                     .state_changed(id, &state, worker.clone(), error.clone());
-                if let (RowChange::Unknown(id), Some(client)) = (change, self.client.clone()) {
+                if let (RowChange::Unknown(id) | RowChange::Ended(id), Some(client)) =
+                    (change, self.client.clone())
+                {
                     App::run(sender, move || match client.get(id) {
                         Ok(job) => Cmd::JobFetched(job),
                         Err(e) => Cmd::Failed(format!("job {id}: {e}"), None),
@@ -390,7 +392,9 @@ impl App {
         }
     }
 
+    /// The worker status on the Create page's VRAM panel and the Queue page's cards.
     pub fn show_vram(&self, ui: &Ui) {
+        ui.queue.workers.show(&self.status);
         let groups = device_groups(&self.status);
         let split_possible = !cpu_only(&self.status) && self.gpu_samples.len() >= 2;
         ui.left

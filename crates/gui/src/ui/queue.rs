@@ -1,11 +1,16 @@
-//! The queue page: every job the daemon holds, newest first and live from the event
-//! stream, with a state filter, a Cancel button on each waiting or running job, pause /
-//! resume and clear finished. The list recycles its rows (a `ListView` over the ids), and
-//! an event redraws only its own row, so 10,000 jobs cost 10,000 strings, not widgets.
+//! The queue page: the worker cards, then every job the daemon holds, newest first and live
+//! from the event stream, with a state filter, pause / resume and clear finished, and on
+//! each row the actions its state allows (priority, retry, open, cancel). The list
+//! recycles its rows (a `ListView` over the ids), and an event redraws only its own row,
+//! so 10,000 jobs cost 10,000 strings, not widgets.
 
-use super::app::{App, AppMsg};
+use super::app::{App, AppMsg, QueueIntent};
 use super::widgets::{button, name};
-use crate::state::queue::{cancellable, row_text, shown_by, JobRows, RowChange, FILTERS};
+use super::workers::WorkerCards;
+use crate::state::queue::{
+    cancellable, first_output, reprioritisable, retryable, row_text, shown_by, JobRows, RowChange,
+    FILTERS, PRIORITIES,
+};
 use gtk::prelude::*;
 use imagelab_core::api::JobView;
 use relm4::ComponentSender;
@@ -18,6 +23,9 @@ pub struct QueuePage {
     filter: gtk::DropDown,
     pub pause: gtk::ToggleButton,
     count: gtk::Label,
+    /// The list, or the empty-state page when the filter shows no job.
+    jobs: gtk::Stack,
+    pub workers: WorkerCards,
     rows: Rc<RefCell<JobRows>>,
 }
 
@@ -28,15 +36,15 @@ impl QueuePage {
         let filter = gtk::DropDown::from_strings(&FILTERS);
         name(&filter, "Job filter");
         let s = sender.clone();
-        filter.connect_selected_notify(move |_| s.input(AppMsg::QueueFilter));
+        filter.connect_selected_notify(move |_| s.input(AppMsg::Queue(QueueIntent::Filter)));
         let pause = gtk::ToggleButton::with_label("Pause the queue");
         name(&pause, "Pause the queue");
         let s = sender.clone();
         // `clicked` comes from the user only; showing the daemon's state uses `set_active`.
-        pause.connect_clicked(move |b| s.input(AppMsg::PauseQueue(b.is_active())));
+        pause.connect_clicked(move |b| s.input(AppMsg::Queue(QueueIntent::Pause(b.is_active()))));
         let clear = button("Clear finished jobs");
         let s = sender.clone();
-        clear.connect_clicked(move |_| s.input(AppMsg::ClearFinished));
+        clear.connect_clicked(move |_| s.input(AppMsg::Queue(QueueIntent::ClearFinished)));
         let count = gtk::Label::new(Some("No jobs"));
         count.set_hexpand(true);
         count.set_xalign(1.0);
@@ -67,17 +75,30 @@ impl QueuePage {
         view.set_show_separators(true);
         view.add_css_class("rich-list");
         let scroll = gtk::ScrolledWindow::new();
-        scroll.set_vexpand(true);
         scroll.set_child(Some(&view));
+        let empty = adw::StatusPage::new();
+        empty.set_icon_name(Some("view-list-symbolic"));
+        empty.set_title("No jobs");
+        empty.set_description(Some(
+            "Images made on the Create page, with imagelab submit or by a night run are listed here.",
+        ));
+        let jobs = gtk::Stack::new();
+        jobs.set_vexpand(true);
+        jobs.add_named(&empty, Some("empty"));
+        jobs.add_named(&scroll, Some("list"));
+        let workers = WorkerCards::new();
         let root = gtk::Box::new(gtk::Orientation::Vertical, 0);
+        root.append(&workers.root);
         root.append(&bar);
-        root.append(&scroll);
+        root.append(&jobs);
         QueuePage {
             root,
             list,
             filter,
             pause,
             count,
+            jobs,
+            workers,
             rows,
         }
     }
@@ -102,9 +123,16 @@ impl QueuePage {
         let total = self.rows.borrow().len();
         self.count
             .set_text(&format!("{} of {total} jobs", ids.len()));
+        self.jobs
+            .set_visible_child_name(if ids.is_empty() { "empty" } else { "list" });
     }
 
-    /// A job's state changed; `Unknown` asks the caller to fetch it.
+    /// The job as the page holds it (for Retry).
+    pub fn job(&self, id: u64) -> Option<imagelab_core::api::JobView> {
+        self.rows.borrow().get(id).map(|r| r.view.clone())
+    }
+
+    /// A job's state changed; `Unknown` and `Ended` ask the caller to fetch it.
     pub fn state_changed(
         &self,
         id: u64,
@@ -116,7 +144,7 @@ impl QueuePage {
             .rows
             .borrow_mut()
             .state_changed(id, state, worker, error);
-        if let RowChange::Updated(id) = change {
+        if let RowChange::Updated(id) | RowChange::Ended(id) = change {
             if shown_by(self.filter.selected() as usize, state) == self.position(id).is_some() {
                 self.redraw(id);
             } else {
@@ -155,29 +183,114 @@ impl QueuePage {
     }
 }
 
+/// The job id a row's widget shows (its name is `job:<id>`).
+fn row_id(line: &gtk::Box) -> Option<u64> {
+    line.widget_name().strip_prefix("job:")?.parse().ok()
+}
+
+/// A row's child by the role it plays (its CSS class).
+fn part(line: &gtk::Box, role: &str) -> Option<gtk::Widget> {
+    let mut child = line.first_child();
+    while let Some(widget) = child {
+        if widget.has_css_class(role) {
+            return Some(widget);
+        }
+        child = widget.next_sibling();
+    }
+    None
+}
+
+/// A row button: its icon, its role (CSS class), its tooltip and what it asks for.
+type RowAction = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(u64) -> QueueIntent,
+);
+
+/// A row button that sends `intent` with the row's job id.
+fn row_button(
+    line: &gtk::Box,
+    sender: &ComponentSender<App>,
+    icon: &str,
+    role: &str,
+    tooltip: &str,
+    intent: fn(u64) -> QueueIntent,
+) {
+    let b = gtk::Button::from_icon_name(icon);
+    b.set_tooltip_text(Some(tooltip));
+    b.add_css_class(role);
+    b.add_css_class("flat");
+    let s = sender.clone();
+    let l = line.clone();
+    b.connect_clicked(move |_| {
+        if let Some(id) = row_id(&l) {
+            s.input(AppMsg::Queue(intent(id)));
+        }
+    });
+    line.append(&b);
+}
+
+/// The priority menu: a popover with the three priorities.
+fn priority_menu(line: &gtk::Box, sender: &ComponentSender<App>) {
+    let choices = gtk::Box::new(gtk::Orientation::Vertical, 2);
+    let popover = gtk::Popover::new();
+    for (priority, label) in PRIORITIES {
+        let b = gtk::Button::with_label(label);
+        b.add_css_class("flat");
+        let (s, l, p) = (sender.clone(), line.clone(), popover.clone());
+        b.connect_clicked(move |_| {
+            p.popdown();
+            if let Some(id) = row_id(&l) {
+                s.input(AppMsg::Queue(QueueIntent::Priority(id, priority)));
+            }
+        });
+        choices.append(&b);
+    }
+    popover.set_child(Some(&choices));
+    let menu = gtk::MenuButton::new();
+    menu.set_icon_name("view-sort-descending-symbolic");
+    menu.set_tooltip_text(Some("Change the priority"));
+    menu.add_css_class("priority");
+    menu.add_css_class("flat");
+    menu.set_popover(Some(&popover));
+    line.append(&menu);
+}
+
 fn row_widget(sender: &ComponentSender<App>) -> gtk::Box {
     let text = gtk::Label::new(None);
     text.set_xalign(0.0);
     text.set_hexpand(true);
     text.set_ellipsize(gtk::pango::EllipsizeMode::End);
-    let cancel = gtk::Button::from_icon_name("process-stop-symbolic");
-    cancel.set_tooltip_text(Some("Cancel this job"));
+    text.add_css_class("text");
     let line = gtk::Box::new(gtk::Orientation::Horizontal, 6);
     line.set_margin_start(6);
     line.set_margin_end(6);
     line.append(&text);
-    line.append(&cancel);
-    let s = sender.clone();
-    let l = line.clone();
-    cancel.connect_clicked(move |_| {
-        if let Some(id) = l
-            .widget_name()
-            .strip_prefix("job:")
-            .and_then(|i| i.parse().ok())
-        {
-            s.input(AppMsg::CancelJob(id));
-        }
-    });
+    priority_menu(&line, sender);
+    let buttons: [RowAction; 3] = [
+        (
+            "view-refresh-symbolic",
+            "retry",
+            "Submit this job again",
+            QueueIntent::Retry,
+        ),
+        (
+            "image-x-generic-symbolic",
+            "open",
+            "Show its image",
+            QueueIntent::Open,
+        ),
+        (
+            "process-stop-symbolic",
+            "cancel",
+            "Cancel this job",
+            QueueIntent::Cancel,
+        ),
+    ];
+    for (icon, role, tooltip, intent) in buttons {
+        row_button(&line, sender, icon, role, tooltip, intent);
+    }
     line
 }
 
@@ -196,12 +309,20 @@ fn bind(rows: &JobRows, item: &gtk::ListItem) {
         return;
     };
     line.set_widget_name(&format!("job:{id}"));
-    let text = row_text(row);
-    if let Some(label) = line.first_child().and_downcast::<gtk::Label>() {
-        label.set_text(&text);
+    if let Some(label) = part(&line, "text").and_downcast::<gtk::Label>() {
+        label.set_text(&row_text(row));
     }
-    if let Some(cancel) = line.last_child() {
-        cancel.set_visible(cancellable(&row.view.state));
-        name(&cancel, &format!("Cancel job {id}"));
+    let state = row.view.state.as_str();
+    let actions = [
+        ("priority", reprioritisable(state), "Priority of job"),
+        ("retry", retryable(state), "Retry job"),
+        ("open", first_output(row).is_some(), "Open job"),
+        ("cancel", cancellable(state), "Cancel job"),
+    ];
+    for (role, shown, label) in actions {
+        if let Some(widget) = part(&line, role) {
+            widget.set_visible(shown);
+            name(&widget, &format!("{label} {id}"));
+        }
     }
 }

@@ -24,6 +24,8 @@ pub struct Ui {
     pub center: Rc<Center>,
     pub gallery: Gallery,
     pub queue: QueuePage,
+    /// The work screen's pages: "create" and "queue".
+    pub pages: adw::ViewStack,
     pub toolbar: gtk::Box,
     pub cancel: gtk::Button,
     pub status: gtk::Label,
@@ -190,6 +192,7 @@ impl Ui {
             center,
             gallery,
             queue,
+            pages,
             toolbar,
             cancel,
             status,

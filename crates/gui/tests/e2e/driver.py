@@ -4,7 +4,7 @@ reader would: it finds controls by their accessible names, types, clicks and rea
 what the window shows. The Rust test (tests/e2e.rs) starts it under Xvfb and a D-Bus
 session and checks the files and processes around it.
 
-Usage: driver.py first | second QUEUED_JOB_ID | daemon-lost DAEMON_PID
+Usage: driver.py first | second QUEUED_JOB_ID OTHER_JOB_ID | daemon-lost DAEMON_PID
 Prints one "ok: ..." line per step; any failure exits non-zero naming the step.
 """
 import json
@@ -275,22 +275,59 @@ def actionable(name):
     return None
 
 
-def queue_page(queued_id):
-    """The Queue page: a job the CLI queued (the queue is paused) is listed, its Cancel
-    cancels it, and the pause toggle resumes the queue."""
+def state_of_worker():
+    """What the first worker card says its worker is doing."""
+    for node in walk(application()):
+        try:
+            if (node.name or "").startswith("State of ") and on_screen(node):
+                return text_of(node) or node.name
+        except Exception:
+            continue
+    return None
+
+
+def queue_page(queued_id, other_id):
+    """The Queue page: jobs the CLI queued (the queue is paused) are listed; the priority
+    menu moves one to interactive, Cancel cancels the other and Retry submits it again;
+    the pause toggle resumes the queue, the worker card shows the worker, and Open shows
+    a done job's image on the Create page."""
     click(wait_for("the Queue page's switch", lambda: actionable("Queue")), "Queue")
     wait_for(f"job {queued_id} queued on the page", lambda: anywhere(f"#{queued_id} · queued"))
     wait_for("the pause toggle showing the paused queue", lambda: checked(find("Pause the queue")))
+    state = wait_for("the worker card", state_of_worker)
+    ok(f"the worker card says: {state}")
+
+    click(wait_for("the priority menu", lambda: actionable(f"Priority of job {other_id}")), "Priority")
+    click(wait_for("the Interactive choice", lambda: actionable("Interactive")), "Interactive")
+    wait_for(f"job {other_id} at interactive priority", lambda: anywhere(f"#{other_id} · queued · interactive"))
+    ok(f"the priority menu moves job {other_id} to interactive")
+
     click(wait_for("the job's Cancel", lambda: actionable(f"Cancel job {queued_id}")), "Cancel")
     wait_for(f"job {queued_id} cancelled on the page", lambda: anywhere(f"#{queued_id} · cancelled"))
+    if actionable(f"Cancel job {queued_id}") is not None:
+        fail("a cancelled job still offers Cancel")
+    click(wait_for("the job's Retry", lambda: actionable(f"Retry job {queued_id}")), "Retry")
+    again = wait_for("the retry's answer", lambda: anywhere(f"Job {queued_id} submitted again as job "))
+    retried = (text_of(again) or again.name).rsplit(" ", 1)[-1]
+    wait_for(f"the retried job {retried} on the page", lambda: anywhere(f"#{retried} · queued"))
+    ok(f"Cancel cancels job {queued_id} and Retry queues it again as job {retried}")
+
     click(find("Pause the queue"), "Pause the queue")
     wait_for("the queue running again", lambda: not checked(find("Pause the queue")))
-    ok(f"the Queue page lists job {queued_id}, cancels it and resumes the queue")
-    click(wait_for("the Create page's switch", lambda: actionable("Create")), "Create")
+    for job in (other_id, retried):
+        wait_for(f"job {job} done", lambda: anywhere(f"#{job} · done"), timeout=180)
+    wait_for("the worker idle again", lambda: state_of_worker() == "idle")
+    model = wait_for("the model on the worker card", lambda: anywhere("tiny.safetensors: UNet (checkpoint)"))
+    ok(f"the worker card lists what it holds: {text_of(model) or model.name}")
+    ok("the queue resumes and both jobs are done")
+
+    click(wait_for("the done job's Open", lambda: actionable(f"Open job {other_id}")), "Open")
+    wait_for("the job's image on the Create page", lambda: anywhere("another from the CLI") if find("Use these settings", "push button") else None)
+    ok(f"Open shows job {other_id}'s image on the Create page")
     wait_for("the work screen again", ready_to_generate)
 
 
-def second_launch(queued_id):
+def second_launch(queued_id, other_id):
     wait_for("the app on the accessibility bus", application, timeout=60)
     wait_for("the work screen with the running daemon", ready_to_generate, timeout=60)
     if find("Save and start", "push button") is not None:
@@ -300,7 +337,9 @@ def second_launch(queued_id):
     wait_for("the remembered prompt", lambda: anywhere("a red lighthouse at dusk"))
     names = wait_for("the earlier image in the gallery", thumbnails)
     ok(f"the work screen opens on the running daemon, with the remembered prompt and {names}")
-    queue_page(queued_id)
+    queue_page(queued_id, other_id)
+    # The two queue jobs' images join the gallery through its folder monitor.
+    names = wait_for("the queue jobs' images in the gallery", lambda: thumbnails() if len(thumbnails()) >= len(names) + 2 else None)
 
     # The keyboard: Ctrl+Enter generates (a long image this time), Escape cancels it.
     press("Return", control=True)
@@ -354,8 +393,8 @@ def close_window():
 if __name__ == "__main__":
     if sys.argv[1:2] == ["first"]:
         first_launch()
-    elif sys.argv[1:2] == ["second"] and len(sys.argv) == 3:
-        second_launch(int(sys.argv[2]))
+    elif sys.argv[1:2] == ["second"] and len(sys.argv) == 4:
+        second_launch(int(sys.argv[2]), int(sys.argv[3]))
     elif sys.argv[1:2] == ["daemon-lost"] and len(sys.argv) == 3:
         daemon_lost(int(sys.argv[2]))
     else:
