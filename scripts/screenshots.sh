@@ -22,7 +22,7 @@ form:
   steps: 8
 YAML
 cd "$sandbox"
-AIIMAGEGEN_HOME="$sandbox/home" IMAGELAB_APP_DIR="$sandbox" XDG_CACHE_HOME="$sandbox/cache" \
+IMAGELAB_BIN="$CARGO_TARGET_DIR/debug/imagelab" AIIMAGEGEN_HOME="$sandbox/home" IMAGELAB_APP_DIR="$sandbox" XDG_CACHE_HOME="$sandbox/cache" \
   CUDA_VISIBLE_DEVICES="" GTK_A11Y=atspi \
   xvfb-run -a -s "-screen 0 1400x900x24" dbus-run-session -- bash -c \
   "'$CARGO_TARGET_DIR/debug/imagelab-gui' & app=\$!; \
