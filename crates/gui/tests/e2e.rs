@@ -323,6 +323,16 @@ fn the_window_sets_up_generates_and_manages_its_daemon() {
         job.contains("cancelled"),
         "the page's Cancel did not cancel job {queued}: {job}"
     );
+    let favs = cli(&["favs", "--json"]);
+    let favs: serde_json::Value = serde_json::from_str(&favs).expect("favs --json");
+    let rated = favs
+        .as_array()
+        .and_then(|all| all.iter().find(|f| f["image"] == image.as_str()));
+    assert_eq!(
+        rated.map(|f| f["rating"].clone()),
+        Some(serde_json::json!(4)),
+        "the Favorites page's stars did not rate {image}: {favs}"
+    );
     let jobs: Vec<imagelab_core::api::JobView> =
         serde_json::from_str(&cli(&["jobs", "--json"])).expect("jobs --json");
     let by_id = |id: &str| jobs.iter().find(|j| j.id.to_string() == id);

@@ -102,6 +102,11 @@ impl App {
                 }
             }
             AppMsg::StarImage(name, on) => self.star(ui, sender, name, on, None),
+            AppMsg::RateImage(name, stars) => self.star(ui, sender, name, true, Some(stars)),
+            AppMsg::OpenFavorite(name) => {
+                ui.pages.set_visible_child_name("create");
+                self.handle(ui, AppMsg::ShowImage(name), sender);
+            }
             AppMsg::NewImage(name) => {
                 ui.gallery.add(&name);
             }
@@ -156,8 +161,16 @@ impl App {
                 }
             }
             Cmd::Favorites(names, ratings) => {
+                ui.favorites
+                    .show_all(&ratings, self.config.folders().output, sender);
                 self.ratings = ratings;
                 ui.gallery.show_favorites(names);
+            }
+            Cmd::FavoriteThumbnail(name, Ok(pixels)) => {
+                ui.favorites.thumbnail_ready(&name, &pixels)
+            }
+            Cmd::FavoriteThumbnail(name, Err(e)) => {
+                eprintln!("imagelab-gui: no thumbnail for {name}: {e}")
             }
             Cmd::Listed(folder, names) => {
                 ui.gallery.show_folder(&folder, &names, sender);
@@ -660,6 +673,8 @@ impl App {
             return;
         };
         ui.gallery.set_favorite(&name, on);
+        ui.favorites
+            .set(&name, on, rating, self.config.folders().output, sender);
         self.ratings.insert(name.clone(), rating);
         if self.shown.as_ref().and_then(|s| s.in_output.as_deref()) == Some(name.as_str()) {
             ui.center.show_favorite(true, on, rating);

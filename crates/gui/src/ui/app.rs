@@ -54,6 +54,9 @@ pub enum AppMsg {
     Star(bool),
     Rate(u8),
     StarImage(String, bool),
+    /// The favorites page's intents: rate a starred image, show it on the Create page.
+    RateImage(String, u8),
+    OpenFavorite(String),
     NewImage(String),
     Thumbnail(String, Result<Rgba, String>),
     About,
@@ -95,6 +98,7 @@ pub enum Cmd {
     Submitted(Result<SubmitResponse, (String, Option<String>)>, Instant),
     Failed(String, Option<String>),
     Done(String),
+    FavoriteThumbnail(String, Result<Rgba, String>),
     /// A result to tell wherever the user is (the status line is on the Create page only).
     Toast(String),
     JobFinished(JobView),

@@ -6,6 +6,7 @@ pub mod app;
 pub mod center;
 pub mod connect;
 pub mod daemon;
+pub mod favorites;
 pub mod gallery;
 pub mod images;
 pub mod left;

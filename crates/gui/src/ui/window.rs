@@ -4,6 +4,7 @@
 
 use super::app::{App, AppMsg, Intent};
 use super::center::Center;
+use super::favorites::FavoritesPage;
 use super::gallery::Gallery;
 use super::left::LeftPanel;
 use super::queue::QueuePage;
@@ -24,6 +25,7 @@ pub struct Ui {
     pub center: Rc<Center>,
     pub gallery: Gallery,
     pub queue: QueuePage,
+    pub favorites: FavoritesPage,
     /// The work screen's pages: "create" and "queue".
     pub pages: adw::ViewStack,
     pub toolbar: gtk::Box,
@@ -128,6 +130,10 @@ impl Ui {
         pages
             .add_titled(&queue.root, Some("queue"), "Queue")
             .set_icon_name(Some("view-list-symbolic"));
+        let favorites = FavoritesPage::new();
+        pages
+            .add_titled(&favorites.root, Some("favorites"), "Favorites")
+            .set_icon_name(Some("starred-symbolic"));
         stack.add_named(&pages, Some("work"));
         stack.set_vexpand(true);
         let toasts = adw::ToastOverlay::new();
@@ -135,13 +141,13 @@ impl Ui {
 
         let (toolbar, cancel, status, spinner) = toolbar(sender);
         // The model and generate buttons belong to the Create page: the setup screen comes
-        // before any daemon, and the Queue page has a bar of its own.
+        // before any daemon, and the other pages have bars of their own.
         let show_bar = {
             let (bar, stack, pages) = (toolbar.clone(), stack.clone(), pages.clone());
             move || {
                 let setup = stack.visible_child_name().as_deref() == Some("setup");
-                let queue = pages.visible_child_name().as_deref() == Some("queue");
-                bar.set_visible(!setup && !queue);
+                let create = pages.visible_child_name().as_deref() == Some("create");
+                bar.set_visible(!setup && create);
             }
         };
         let show = show_bar.clone();
@@ -192,6 +198,7 @@ impl Ui {
             center,
             gallery,
             queue,
+            favorites,
             pages,
             toolbar,
             cancel,

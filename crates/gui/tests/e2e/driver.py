@@ -327,6 +327,16 @@ def queue_page(queued_id, other_id):
     wait_for("the work screen again", ready_to_generate)
 
 
+def favorites_page(image):
+    """The Favorites page: the image starred in the first launch is there, unrated; its
+    fourth star rates it."""
+    click(wait_for("the Favorites page's switch", lambda: actionable("Favorites")), "Favorites")
+    wait_for(f"{image} among the favorites", lambda: find(f"Rating of {image}: not rated"))
+    click(wait_for("its fourth star", lambda: actionable(f"Rate {image} 4")), "Rate 4")
+    wait_for(f"{image} rated 4", lambda: find(f"Rating of {image}: ★★★★☆"))
+    ok(f"the Favorites page shows {image} and rates it 4 stars")
+
+
 def second_launch(queued_id, other_id):
     wait_for("the app on the accessibility bus", application, timeout=60)
     wait_for("the work screen with the running daemon", ready_to_generate, timeout=60)
@@ -337,6 +347,7 @@ def second_launch(queued_id, other_id):
     wait_for("the remembered prompt", lambda: anywhere("a red lighthouse at dusk"))
     names = wait_for("the earlier image in the gallery", thumbnails)
     ok(f"the work screen opens on the running daemon, with the remembered prompt and {names}")
+    favorites_page(names[0])
     queue_page(queued_id, other_id)
     # The two queue jobs' images join the gallery through its folder monitor.
     names = wait_for("the queue jobs' images in the gallery", lambda: thumbnails() if len(thumbnails()) >= len(names) + 2 else None)
