@@ -323,6 +323,12 @@ fn the_window_sets_up_generates_and_manages_its_daemon() {
         job.contains("cancelled"),
         "the page's Cancel did not cancel job {queued}: {job}"
     );
+    let theme = std::fs::read_to_string(sb.path("themes/best-of-favorites.yaml"))
+        .expect("the Analytics page exported themes/best-of-favorites.yaml");
+    assert!(
+        theme.contains("tiny"),
+        "the exported theme has no model: {theme}"
+    );
     let favs = cli(&["favs", "--json"]);
     let favs: serde_json::Value = serde_json::from_str(&favs).expect("favs --json");
     let rated = favs

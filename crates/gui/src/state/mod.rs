@@ -1,6 +1,7 @@
 //! The app's state and rules as plain structs and functions, tested without a display;
 //! the widgets in `ui` only show this state and turn clicks into intents.
 
+pub mod charts;
 pub mod favorites;
 pub mod form;
 pub mod gallery;

@@ -113,6 +113,9 @@ impl App {
             AppMsg::Thumbnail(name, pixels) => ui.gallery.thumbnail_ready(name, pixels),
             AppMsg::About => about(ui),
             AppMsg::Queue(intent) => self.queue_intent(ui, sender, intent),
+            AppMsg::Analyze => self.analyze(ui, sender),
+            AppMsg::ExportTheme => self.export_theme(sender),
+            AppMsg::OpenReport => self.open_report(sender),
         }
     }
 
@@ -195,6 +198,8 @@ impl App {
             Cmd::Failed(message, field) => self.show_error(ui, &message, field.as_deref()),
             Cmd::Done(text) => ui.status.set_text(&text),
             Cmd::Toast(text) => ui.toast(&text),
+            Cmd::Analyzed(result) => self.analyzed(ui, result),
+            Cmd::ReportWritten(result) => self.report_written(ui, result),
             Cmd::JobFinished(job) => self.job_finished(ui, sender, job),
             Cmd::Viewed {
                 path,

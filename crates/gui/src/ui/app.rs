@@ -62,6 +62,10 @@ pub enum AppMsg {
     About,
     /// The queue page's intents.
     Queue(QueueIntent),
+    /// The analytics page's: make the report again, export its winners, open it as HTML.
+    Analyze,
+    ExportTheme,
+    OpenReport,
 }
 
 /// What the queue page asks for.
@@ -99,6 +103,8 @@ pub enum Cmd {
     Failed(String, Option<String>),
     Done(String),
     FavoriteThumbnail(String, Result<Rgba, String>),
+    Analyzed(Result<Arc<imagelab_analytics::Report>, String>),
+    ReportWritten(Result<PathBuf, String>),
     /// A result to tell wherever the user is (the status line is on the Create page only).
     Toast(String),
     JobFinished(JobView),
@@ -161,6 +167,8 @@ pub struct App {
     pub connect_when_probed: bool,
     /// Whether the gallery has been listed (once per run; a folder monitor adds the rest).
     pub gallery_listed: bool,
+    /// The latest analytics report, for the theme export and the HTML report.
+    pub report: Option<Arc<imagelab_analytics::Report>>,
 }
 
 impl Component for App {
@@ -215,6 +223,7 @@ impl Component for App {
             preview_set: Default::default(),
             connect_when_probed: false,
             gallery_listed: false,
+            report: None,
         };
         model.start(&ui, &sender);
         model.watch_paint(&ui);

@@ -2,8 +2,11 @@
 //! blocks the main thread: HTTP calls and decodes run in relm4 commands or loader threads.
 
 pub mod actions;
+pub mod analytics;
+pub mod analytics_actions;
 pub mod app;
 pub mod center;
+pub mod charts;
 pub mod connect;
 pub mod daemon;
 pub mod favorites;

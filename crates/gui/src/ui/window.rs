@@ -2,6 +2,7 @@
 //! (connecting, setup, work) in a stack under a toast overlay. Built once; the app
 //! shows its state on them.
 
+use super::analytics::AnalyticsPage;
 use super::app::{App, AppMsg, Intent};
 use super::center::Center;
 use super::favorites::FavoritesPage;
@@ -26,6 +27,7 @@ pub struct Ui {
     pub gallery: Gallery,
     pub queue: QueuePage,
     pub favorites: FavoritesPage,
+    pub analytics: AnalyticsPage,
     /// The work screen's pages: "create" and "queue".
     pub pages: adw::ViewStack,
     pub toolbar: gtk::Box,
@@ -134,6 +136,17 @@ impl Ui {
         pages
             .add_titled(&favorites.root, Some("favorites"), "Favorites")
             .set_icon_name(Some("starred-symbolic"));
+        let analytics = AnalyticsPage::new(sender);
+        pages
+            .add_titled(&analytics.root, Some("analytics"), "Analytics")
+            .set_icon_name(Some("view-paged-symbolic"));
+        let s = sender.clone();
+        // The report is made when the page is shown: the log may have grown since.
+        pages.connect_visible_child_name_notify(move |pages| {
+            if pages.visible_child_name().as_deref() == Some("analytics") {
+                s.input(AppMsg::Analyze);
+            }
+        });
         stack.add_named(&pages, Some("work"));
         stack.set_vexpand(true);
         let toasts = adw::ToastOverlay::new();
@@ -199,6 +212,7 @@ impl Ui {
             gallery,
             queue,
             favorites,
+            analytics,
             pages,
             toolbar,
             cancel,

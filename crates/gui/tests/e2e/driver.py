@@ -337,6 +337,17 @@ def favorites_page(image):
     ok(f"the Favorites page shows {image} and rates it 4 stars")
 
 
+def analytics_page():
+    """The Analytics page counts the starred image, charts it, and exports the winners."""
+    click(wait_for("the Analytics page's switch", lambda: actionable("Analytics")), "Analytics")
+    summary = wait_for("the report's counts", lambda: anywhere("1 image, 1 favorite (100.0%)"))
+    chart = wait_for("the model chart's figures", lambda: anywhere("Favorite rate by model: tiny.safetensors: 100.0% of 1"))
+    ok(f"the Analytics page counts the favorite: {text_of(summary) or summary.name}; {chart.name}")
+    click(wait_for("Export the winners", lambda: actionable("Export the winners as a theme")), "Export")
+    wait_for("the exported theme", lambda: anywhere("Wrote the theme best-of-favorites"))
+    ok("the winners are exported as a theme")
+
+
 def second_launch(queued_id, other_id):
     wait_for("the app on the accessibility bus", application, timeout=60)
     wait_for("the work screen with the running daemon", ready_to_generate, timeout=60)
@@ -348,6 +359,7 @@ def second_launch(queued_id, other_id):
     names = wait_for("the earlier image in the gallery", thumbnails)
     ok(f"the work screen opens on the running daemon, with the remembered prompt and {names}")
     favorites_page(names[0])
+    analytics_page()
     queue_page(queued_id, other_id)
     # The two queue jobs' images join the gallery through its folder monitor.
     names = wait_for("the queue jobs' images in the gallery", lambda: thumbnails() if len(thumbnails()) >= len(names) + 2 else None)
