@@ -59,6 +59,15 @@ pub struct StartArgs {
     /// The run seed (the same seed and themes make the same jobs); random when left out.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// A style profile for every theme, in place of each theme's own.
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
+    /// Safe mode for this run: the safety negative on every prompt.
+    #[arg(long, conflicts_with = "mature")]
+    pub safe: bool,
+    /// Mature profiles for this run (only where night.mature in config.yaml allows them).
+    #[arg(long)]
+    pub mature: bool,
     #[arg(long)]
     pub json: bool,
 }
@@ -147,6 +156,9 @@ fn request(args: &StartArgs, config: &Config, now: OffsetDateTime) -> Result<Nig
         duration_secs,
         max_jobs: args.max_jobs.or(defaults.max_jobs),
         seed: args.seed,
+        profile: args.profile.clone(),
+        safe: args.safe,
+        mature: args.mature.then_some(true),
     })
 }
 

@@ -51,6 +51,36 @@ fn start_status_stop_and_the_settings_file_defaults() {
         stderr.contains("\"nope\"") && stderr.contains("themes[0]"),
         "{stderr}"
     );
+    // Mature from a request alone is refused (the settings file turns it on), naming the
+    // field and the setting; a profile that does not exist is named too.
+    let out = imagelab(
+        &sb,
+        &["night", "--theme", "lights", "--for", "1h", "--mature"],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && stderr.contains("mature")
+            && stderr.contains("night: {mature: true}"),
+        "{stderr}"
+    );
+    let out = imagelab(
+        &sb,
+        &[
+            "night",
+            "--theme",
+            "lights",
+            "--for",
+            "1h",
+            "--profile",
+            "no-such-style",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("no-such-style"),
+        "{stderr}"
+    );
 
     let started = ok(&imagelab(
         &sb,

@@ -31,6 +31,18 @@ pub struct NightRequest {
     /// The run seed every prompt and image seed derives from; random when left out.
     #[serde(default)]
     pub seed: Option<u64>,
+    /// A style profile (id or name) for every theme, in place of each theme's own.
+    #[serde(default)]
+    pub profile: Option<String>,
+    /// Safe mode for this run (the safety negative on every prompt), whatever the settings
+    /// file says.
+    #[serde(default)]
+    pub safe: bool,
+    /// Mature profiles for this run: `true` is allowed only where the settings file turns
+    /// mature mode on for overnight runs (`night.mature`), `false` turns it off; left out,
+    /// the settings decide. A request can narrow the content, never widen it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mature: Option<bool>,
 }
 
 /// Where a run is.

@@ -39,6 +39,36 @@ pub struct Catalog {
     pub base: GenerationParams,
 }
 
+/// The run's content mode: the settings file's, narrowed by the request. A request may
+/// ask for safe mode, or for mature mode where the settings allow it, never both.
+fn content_mode(
+    request: &NightRequest,
+    settings: &imagelab_core::config::NightDefaults,
+) -> Result<ContentMode, NightError> {
+    let asked_mature = request.mature == Some(true);
+    if request.safe && asked_mature {
+        return Err(NightError::invalid(
+            "mature",
+            "safe and mature are exclusive: ask for one of them",
+        ));
+    }
+    if asked_mature && !settings.mature {
+        return Err(NightError::invalid(
+            "mature",
+            "mature mode for overnight runs is turned on in the settings file \
+             (`night: {mature: true}`), not by a request",
+        ));
+    }
+    let safe = settings.safe || request.safe;
+    let mature = settings.mature && !request.safe && request.mature != Some(false);
+    ContentMode::from_flags(safe, mature).map_err(|e| {
+        NightError::invalid(
+            "night.mature",
+            format!("settings file night section: {e} (night.safe and night.mature)"),
+        )
+    })
+}
+
 impl Catalog {
     /// Loads and checks what `request` names from `folders`.
     pub fn load(
@@ -53,12 +83,7 @@ impl Catalog {
             ));
         }
         let settings = &options.settings;
-        let mode = ContentMode::from_flags(settings.safe, settings.mature).map_err(|e| {
-            NightError::invalid(
-                "night.mature",
-                format!("settings file night section: {e} (night.safe and night.mature)"),
-            )
-        })?;
+        let mode = content_mode(request, settings)?;
         let setup = |e: &dyn std::fmt::Display| NightError::invalid("themes", e.to_string());
         let profiles = ProfileLibrary::load_dir(&folders.profiles()).map_err(|e| setup(&e))?;
         let wildcards = Wildcards::load_dir(&folders.wildcards()).map_err(|e| setup(&e))?;
@@ -82,7 +107,7 @@ impl Catalog {
                 .map_err(|m| NightError::invalid(&field, m))?;
             let theme = Theme::load(&path, &wildcards)
                 .map_err(|e| NightError::invalid(&field, e.to_string()))?;
-            let profile = match theme.spec.profile.as_deref() {
+            let profile = match request.profile.as_deref().or(theme.spec.profile.as_deref()) {
                 None => None,
                 Some(p) => Some(
                     profiles
@@ -90,11 +115,17 @@ impl Catalog {
                         .map_err(|e| {
                             NightError::invalid(
                                 &field,
-                                format!(
-                                    "theme file {}: {e} (for overnight runs mature mode is \
-                                     `night: {{mature: true}}` in the settings file)",
-                                    path.display()
-                                ),
+                                match &request.profile {
+                                    Some(_) => format!(
+                                        "profile: {e} (for overnight runs mature mode is \
+                                         `night: {{mature: true}}` in the settings file)"
+                                    ),
+                                    None => format!(
+                                        "theme file {}: {e} (for overnight runs mature mode is \
+                                         `night: {{mature: true}}` in the settings file)",
+                                        path.display()
+                                    ),
+                                },
                             )
                         })?
                         .id

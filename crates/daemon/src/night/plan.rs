@@ -115,7 +115,13 @@ pub fn job_at(run: &RunRecord, catalog: &Catalog, index: u64) -> Result<NewJob, 
         .generate_from_prompt_seed(prompt_seed)
         .map_err(|e| e.to_string())?;
     let mut params = generated
-        .resolve(&catalog.base, &catalog.profiles, catalog.mode, None)
+        // The slot's profile: the request's when it names one, else the theme's own.
+        .resolve(
+            &catalog.base,
+            &catalog.profiles,
+            catalog.mode,
+            slot.profile.as_deref(),
+        )
         .map_err(|e| format!("theme file {}: {e}", slot.theme.path.display()))?;
     // The rotation picks the model (a theme's random pick would defeat model affinity).
     params.model = model.to_string();

@@ -215,3 +215,58 @@ fn safe_mode_adds_the_safety_negative_and_both_modes_are_refused() {
         "{err:?}"
     );
 }
+
+#[test]
+fn a_request_can_name_the_profile_and_narrow_the_content_but_not_widen_it() {
+    let mut lab = TestLab::new();
+    // The profile replaces the theme's own (castles has none, knights has noir).
+    let req = NightRequest {
+        profile: Some("noir".into()),
+        ..request(&["castles"])
+    };
+    let job = job_at(&record(req.clone()), &lab.catalog(&req), 0).unwrap();
+    assert_eq!(job.spec.style.as_deref(), Some("noir"));
+    assert!(
+        job.spec.params.prompt.ends_with(", film noir"),
+        "{}",
+        job.spec.params.prompt
+    );
+    // Safe from the request: the safety negative, though the settings say nothing.
+    let safe = NightRequest {
+        safe: true,
+        ..request(&["knights"])
+    };
+    let job = job_at(&record(safe.clone()), &lab.catalog(&safe), 0).unwrap();
+    assert!(
+        job.spec.params.negative.contains("nsfw"),
+        "{}",
+        job.spec.params.negative
+    );
+    // Mature from a request alone is refused, naming the field and the setting.
+    let mature = NightRequest {
+        mature: Some(true),
+        ..request(&["spicy"])
+    };
+    let err = Catalog::load(&mature, &lab.options, &lab.folders()).unwrap_err();
+    assert!(
+        matches!(&err, crate::night::NightError::Invalid { field, message } if field == "mature" && message.contains("night: {mature: true}")),
+        "{err:?}"
+    );
+    // Where the settings allow it, mature works; the request may still turn it off.
+    lab.options.settings.mature = true;
+    assert!(Catalog::load(&mature, &lab.options, &lab.folders()).is_ok());
+    let off = NightRequest {
+        mature: Some(false),
+        ..request(&["spicy"])
+    };
+    assert!(
+        Catalog::load(&off, &lab.options, &lab.folders()).is_err(),
+        "mature: false still allowed the mature profile"
+    );
+    let both = NightRequest {
+        safe: true,
+        mature: Some(true),
+        ..request(&["knights"])
+    };
+    assert!(Catalog::load(&both, &lab.options, &lab.folders()).is_err());
+}
