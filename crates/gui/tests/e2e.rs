@@ -23,6 +23,13 @@ impl Sandbox {
             sb.path("models/checkpoints/tiny.safetensors"),
         )
         .unwrap();
+        // A theme for the Night page: small, quick images.
+        std::fs::create_dir_all(sb.path("themes")).unwrap();
+        std::fs::write(
+            sb.path("themes/lights.yaml"),
+            "description: Lamps in the dark\ntemplates: [\"a {paper|glass|tin} lantern in the {rain|snow|fog}\"]\nsettings: {size: 64x64, steps: [2]}\n",
+        )
+        .unwrap();
         // Only the app's own memory of the last form (`gui.yaml`): a small, quick image.
         // Without `config.yaml` the app still opens on its setup screen.
         std::fs::create_dir_all(sb.path("home")).unwrap();
@@ -322,6 +329,26 @@ fn the_window_sets_up_generates_and_manages_its_daemon() {
     assert!(
         job.contains("cancelled"),
         "the page's Cancel did not cancel job {queued}: {job}"
+    );
+    let night: serde_json::Value =
+        serde_json::from_str(&cli(&["night", "status", "--json"])).expect("night status --json");
+    assert_eq!(
+        (
+            night["themes"].clone(),
+            night["submitted"].clone(),
+            night["done"].clone()
+        ),
+        (
+            serde_json::json!(["lights"]),
+            serde_json::json!(2),
+            serde_json::json!(2)
+        ),
+        "the Night page's run: {night}"
+    );
+    assert_eq!(
+        night["models"],
+        serde_json::json!(["tiny.safetensors"]),
+        "{night}"
     );
     let theme = std::fs::read_to_string(sb.path("themes/best-of-favorites.yaml"))
         .expect("the Analytics page exported themes/best-of-favorites.yaml");

@@ -7,6 +7,7 @@ pub mod form;
 pub mod gallery;
 pub mod launch;
 pub mod metadata;
+pub mod night;
 pub mod progress;
 pub mod queue;
 pub mod settings;

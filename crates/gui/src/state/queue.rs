@@ -99,6 +99,15 @@ impl JobRows {
         Some(RowChange::Updated(id))
     }
 
+    /// (id, first image) of each done job overnight run `run` submitted.
+    pub fn done_of_run(&self, run: &str) -> Vec<(u64, String)> {
+        self.rows
+            .values()
+            .filter(|r| r.view.state == "done" && r.view.night_run.as_deref() == Some(run))
+            .filter_map(|r| Some((r.view.id, r.view.outputs.first()?.clone())))
+            .collect()
+    }
+
     /// The ids the filter shows, newest first.
     pub fn visible(&self, filter: usize) -> Vec<u64> {
         let mut ids: Vec<u64> = self

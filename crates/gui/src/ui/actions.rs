@@ -116,6 +116,7 @@ impl App {
             AppMsg::Analyze => self.analyze(ui, sender),
             AppMsg::ExportTheme => self.export_theme(sender),
             AppMsg::OpenReport => self.open_report(sender),
+            AppMsg::Night(intent) => self.night_intent(ui, sender, intent),
         }
     }
 
@@ -126,6 +127,7 @@ impl App {
             Cmd::Up(result) => self.up(ui, sender, result),
             Cmd::Models(Ok(list)) => {
                 self.checkpoints = list.checkpoints.iter().map(|c| c.name.clone()).collect();
+                ui.night.show_models(&self.checkpoints);
                 ui.left
                     .show_models(&self.checkpoints, &list.vae, &list.clip);
                 if self.checkpoints.is_empty() {
@@ -159,6 +161,7 @@ impl App {
             Cmd::Library(library, problems) => {
                 self.library = library;
                 self.show_styles(ui);
+                self.show_night_profiles(ui);
                 for problem in problems {
                     ui.toast(&problem);
                 }
@@ -169,10 +172,11 @@ impl App {
                 self.ratings = ratings;
                 ui.gallery.show_favorites(names);
             }
-            Cmd::FavoriteThumbnail(name, Ok(pixels)) => {
-                ui.favorites.thumbnail_ready(&name, &pixels)
+            Cmd::PageThumbnail(name, Ok(pixels)) => {
+                ui.favorites.thumbnail_ready(&name, &pixels);
+                ui.night.thumbnail_ready(&name, &pixels);
             }
-            Cmd::FavoriteThumbnail(name, Err(e)) => {
+            Cmd::PageThumbnail(name, Err(e)) => {
                 eprintln!("imagelab-gui: no thumbnail for {name}: {e}")
             }
             Cmd::Listed(folder, names) => {
@@ -192,6 +196,9 @@ impl App {
             Cmd::StreamOpen => {
                 self.refresh_gpus(sender);
                 self.list_jobs(sender);
+                // A run the daemon resumed after a restart shows at once.
+                self.night_refresh(sender);
+                self.load_themes(sender, rand::random::<u32>() as u64);
             }
             Cmd::StreamEnded(reason) => self.lost(ui, &reason),
             Cmd::Submitted(result, clicked) => self.submitted(ui, sender, result, clicked),
@@ -200,6 +207,14 @@ impl App {
             Cmd::Toast(text) => ui.toast(&text),
             Cmd::Analyzed(result) => self.analyzed(ui, result),
             Cmd::ReportWritten(result) => self.report_written(ui, result),
+            Cmd::Night(Ok(status)) => self.night_shown(ui, sender, status.as_ref()),
+            // Polled every few seconds: a passing failure is logged, not toasted each time.
+            Cmd::Night(Err(e)) => eprintln!("imagelab-gui: the overnight run's status: {e}"),
+            Cmd::NightChanged(status, text) => {
+                ui.toast(&text);
+                self.night_shown(ui, sender, Some(&status));
+            }
+            Cmd::Themes(infos, seed) => ui.night.show_themes(&infos, seed),
             Cmd::JobFinished(job) => self.job_finished(ui, sender, job),
             Cmd::Viewed {
                 path,
@@ -223,6 +238,10 @@ impl App {
     /// A message as a toast, and the widget it is about marked until the next try.
     pub fn show_error(&self, ui: &Ui, message: &str, field: Option<&str>) {
         ui.toast(message);
+        if let Some(night) = field.and_then(|f| f.strip_prefix("night:")) {
+            ui.night.mark(night.split('[').next().unwrap_or(night));
+            return;
+        }
         let Some(field) = field.and_then(Field::from_api) else {
             return;
         };
@@ -516,6 +535,27 @@ impl App {
             }
             Err(e) => ui.toast(&e.to_string()),
         }
+    }
+
+    /// The profiles an overnight run may use, under the settings file's night mode.
+    fn show_night_profiles(&self, ui: &Ui) {
+        let night = &self.config.night;
+        let mode = imagelab_prompts::ContentMode::from_flags(night.safe, night.mature)
+            .unwrap_or(imagelab_prompts::ContentMode::Safe);
+        let profiles: Vec<(String, String)> = self
+            .library
+            .profiles
+            .visible(mode)
+            .iter()
+            .map(|p| (p.id.clone(), p.name.clone()))
+            .collect();
+        ui.night.show_profiles(&profiles);
+        ui.night.mature.set_sensitive(night.mature);
+        ui.night.mature.set_tooltip_text(Some(if night.mature {
+            "Mature profiles for this run"
+        } else {
+            "Mature overnight runs are turned on in config.yaml: night: {mature: true}"
+        }));
     }
 
     fn show_styles(&self, ui: &Ui) {

@@ -66,6 +66,18 @@ pub enum AppMsg {
     Analyze,
     ExportTheme,
     OpenReport,
+    Night(NightIntent),
+}
+
+/// What the overnight-run page asks for.
+#[derive(Debug, Clone, Copy)]
+pub enum NightIntent {
+    /// The run's status again (the page polls while shown).
+    Refresh,
+    Start,
+    Stop,
+    /// New sample prompts for the themes, with a new seed.
+    DrawSamples,
 }
 
 /// What the queue page asks for.
@@ -102,9 +114,15 @@ pub enum Cmd {
     Submitted(Result<SubmitResponse, (String, Option<String>)>, Instant),
     Failed(String, Option<String>),
     Done(String),
-    FavoriteThumbnail(String, Result<Rgba, String>),
+    /// A thumbnail for the favorites or night page (each takes the names it shows).
+    PageThumbnail(String, Result<Rgba, String>),
     Analyzed(Result<Arc<imagelab_analytics::Report>, String>),
     ReportWritten(Result<PathBuf, String>),
+    /// The current or last overnight run (`None`: never one), or why it cannot be read.
+    Night(Result<Option<imagelab_core::night::NightStatus>, String>),
+    /// A start or stop answered: the run as it is now, and what to tell.
+    NightChanged(imagelab_core::night::NightStatus, String),
+    Themes(Vec<crate::state::night::ThemeInfo>, u64),
     /// A result to tell wherever the user is (the status line is on the Create page only).
     Toast(String),
     JobFinished(JobView),

@@ -129,10 +129,10 @@ impl FavoritesPage {
     }
 }
 
-fn request_thumbnail(sender: &ComponentSender<App>, image: &str, path: PathBuf) {
+pub fn request_thumbnail(sender: &ComponentSender<App>, image: &str, path: PathBuf) {
     let image = image.to_string();
     App::run(sender, move || {
-        Cmd::FavoriteThumbnail(image, thumbnail(&path, &thumbnail_cache_dir()))
+        Cmd::PageThumbnail(image, thumbnail(&path, &thumbnail_cache_dir()))
     });
 }
 

@@ -14,6 +14,8 @@ pub mod gallery;
 pub mod images;
 pub mod left;
 pub mod menu;
+pub mod night;
+pub mod night_actions;
 pub mod queue;
 pub mod queue_actions;
 pub mod setup;

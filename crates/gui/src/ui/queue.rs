@@ -127,6 +127,14 @@ impl QueuePage {
             .set_visible_child_name(if ids.is_empty() { "empty" } else { "list" });
     }
 
+    /// The first image of each done job of overnight run `run`, newest first.
+    pub fn night_outputs(&self, run: &str) -> Vec<String> {
+        let rows = self.rows.borrow();
+        let mut done: Vec<(u64, String)> = rows.done_of_run(run).into_iter().collect();
+        done.sort_unstable_by_key(|d| std::cmp::Reverse(d.0));
+        done.into_iter().map(|(_, name)| name).collect()
+    }
+
     /// The job as the page holds it (for Retry).
     pub fn job(&self, id: u64) -> Option<imagelab_core::api::JobView> {
         self.rows.borrow().get(id).map(|r| r.view.clone())

@@ -3,11 +3,12 @@
 //! shows its state on them.
 
 use super::analytics::AnalyticsPage;
-use super::app::{App, AppMsg, Intent};
+use super::app::{App, AppMsg, Intent, NightIntent};
 use super::center::Center;
 use super::favorites::FavoritesPage;
 use super::gallery::Gallery;
 use super::left::LeftPanel;
+use super::night::NightPage;
 use super::queue::QueuePage;
 use super::setup::SetupPage;
 use super::widgets::{button, name};
@@ -28,6 +29,7 @@ pub struct Ui {
     pub queue: QueuePage,
     pub favorites: FavoritesPage,
     pub analytics: AnalyticsPage,
+    pub night: NightPage,
     /// The work screen's pages: "create" and "queue".
     pub pages: adw::ViewStack,
     pub toolbar: gtk::Box,
@@ -132,6 +134,10 @@ impl Ui {
         pages
             .add_titled(&queue.root, Some("queue"), "Queue")
             .set_icon_name(Some("view-list-symbolic"));
+        let night = NightPage::new(sender);
+        pages
+            .add_titled(&night.root, Some("night"), "Night")
+            .set_icon_name(Some("weather-clear-night-symbolic"));
         let favorites = FavoritesPage::new();
         pages
             .add_titled(&favorites.root, Some("favorites"), "Favorites")
@@ -143,9 +149,19 @@ impl Ui {
         let s = sender.clone();
         // The report is made when the page is shown: the log may have grown since.
         pages.connect_visible_child_name_notify(move |pages| {
-            if pages.visible_child_name().as_deref() == Some("analytics") {
-                s.input(AppMsg::Analyze);
+            match pages.visible_child_name().as_deref() {
+                Some("analytics") => s.input(AppMsg::Analyze),
+                Some("night") => s.input(AppMsg::Night(NightIntent::Refresh)),
+                _ => {}
             }
+        });
+        // The run's counts move while it runs: ask again every few seconds while shown.
+        let (s, p) = (sender.clone(), pages.clone());
+        gtk::glib::timeout_add_seconds_local(3, move || {
+            if p.visible_child_name().as_deref() == Some("night") {
+                s.input(AppMsg::Night(NightIntent::Refresh));
+            }
+            gtk::glib::ControlFlow::Continue
         });
         stack.add_named(&pages, Some("work"));
         stack.set_vexpand(true);
@@ -213,6 +229,7 @@ impl Ui {
             queue,
             favorites,
             analytics,
+            night,
             pages,
             toolbar,
             cancel,

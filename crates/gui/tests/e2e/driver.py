@@ -348,6 +348,44 @@ def analytics_page():
     ok("the winners are exported as a theme")
 
 
+def named_like(prefix):
+    """The controls on screen whose name starts with `prefix`."""
+    found = []
+    for node in walk(application()):
+        try:
+            if (node.name or "").startswith(prefix) and on_screen(node):
+                found.append(node)
+        except Exception:
+            continue
+    return found
+
+
+def press_toggle(name):
+    """Presses the toggle button called `name` and waits for it to show pressed."""
+    button = wait_for(f"the choice {name}", lambda: actionable(name))
+    click(button, name)
+    wait_for(f"{name} chosen", lambda: checked(button))
+
+
+def night_page():
+    """The Night page: the theme shows its description and samples; a run of two jobs of
+    it on the tiny model starts, its counts reach two done and its images show."""
+    click(wait_for("the Night page's switch", lambda: actionable("Night")), "Night")
+    wait_for("the lights theme", lambda: actionable("Theme lights"))
+    wait_for("its description", lambda: anywhere("Lamps in the dark"))
+    sample = wait_for("its sample prompts", lambda: anywhere(" lantern in the "))
+    seed = wait_for("the samples' seed", lambda: anywhere("Samples drawn with seed "))
+    ok(f"the theme shows its samples ({text_of(sample) or sample.name}; {text_of(seed) or seed.name})")
+    press_toggle("Theme lights")
+    press_toggle("Night model tiny.safetensors")
+    press_toggle("Number of jobs")
+    type_into("Night number of jobs", "2")
+    click(wait_for("Start", lambda: actionable("Start the overnight run")), "Start")
+    counts = wait_for("the run's two jobs done", lambda: anywhere("2 done · 0 queued · 0 running · 0 failed of 2 submitted"), timeout=180)
+    images = wait_for("the run's images", lambda: named_like("Night image ") if len(named_like("Night image ")) == 2 else None)
+    ok(f"a run started from the page made its jobs: {text_of(counts) or counts.name}; {len(images)} images shown")
+
+
 def second_launch(queued_id, other_id):
     wait_for("the app on the accessibility bus", application, timeout=60)
     wait_for("the work screen with the running daemon", ready_to_generate, timeout=60)
@@ -361,8 +399,11 @@ def second_launch(queued_id, other_id):
     favorites_page(names[0])
     analytics_page()
     queue_page(queued_id, other_id)
-    # The two queue jobs' images join the gallery through its folder monitor.
-    names = wait_for("the queue jobs' images in the gallery", lambda: thumbnails() if len(thumbnails()) >= len(names) + 2 else None)
+    night_page()
+    # The queue's and the night run's images join the gallery through its folder monitor.
+    names = wait_for("the new images in the gallery", lambda: thumbnails() if len(thumbnails()) >= len(names) + 4 else None)
+    click(wait_for("the Create page's switch", lambda: actionable("Create")), "Create")
+    wait_for("the work screen again", ready_to_generate)
 
     # The keyboard: Ctrl+Enter generates (a long image this time), Escape cancels it.
     press("Return", control=True)
@@ -378,6 +419,12 @@ def second_launch(queued_id, other_id):
 def daemon_lost(daemon_pid):
     wait_for("the app on the accessibility bus", application, timeout=60)
     wait_for("the work screen with the running daemon", ready_to_generate, timeout=60)
+    # The run made in the last launch, shown again by a new app.
+    click(wait_for("the Night page's switch", lambda: actionable("Night")), "Night")
+    wait_for("the last run, finished", lambda: anywhere(" · finished · themes lights"))
+    ok("a new app shows the last overnight run")
+    click(wait_for("the Create page's switch", lambda: actionable("Create")), "Create")
+    wait_for("the work screen again", ready_to_generate)
     os.kill(daemon_pid, signal.SIGKILL)
     banner = wait_for("the daemon-problem banner", lambda: anywhere("The daemon went away"))
     if ready_to_generate() is not None:
