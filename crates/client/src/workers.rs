@@ -1,4 +1,4 @@
-//! The GPU and worker calls: the GPUs with their workers, and loading or unloading a
+//! The GPU and worker calls: the GPUs with their workers and their recent history, and loading or unloading a
 //! model on a worker (the GUI's "load model" and "clear model" buttons).
 
 use crate::{Client, Result};
@@ -8,6 +8,11 @@ impl Client {
     /// The GPUs and the workers on them.
     pub fn gpus(&self) -> Result<GpuStatusView> {
         self.call("GET", "/v1/gpus", None)
+    }
+
+    /// Each GPU's last ten minutes of samples (`GET /v1/gpus/history`).
+    pub fn gpu_history(&self) -> Result<imagelab_core::events::GpuHistoryView> {
+        self.call("GET", "/v1/gpus/history", None)
     }
 
     /// Loads a checkpoint on a worker (the first one when none is named).

@@ -96,6 +96,41 @@ pub struct GpuStatusView {
     pub workers: Vec<WorkerStatus>,
 }
 
+/// One GPU sample in the history: the figures, the idle policy's verdict, and the jobs of
+/// ours running there.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GpuHistoryPoint {
+    /// Wall-clock time of the sample, ms since the Unix epoch.
+    pub at_ms: u64,
+    pub utilization_pct: Option<u32>,
+    pub memory_used_mib: u64,
+    pub temperature_c: Option<u32>,
+    /// Whether the policy would let a new job of ours start.
+    pub idle: bool,
+    /// Why not, when not (someone else's process, a lease of ours, …).
+    pub reason: Option<String>,
+    /// Our jobs running on this GPU at the sample.
+    pub our_jobs: Vec<u64>,
+}
+
+/// One GPU's recent samples, oldest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GpuHistory {
+    pub index: u32,
+    pub uuid: String,
+    pub name: String,
+    pub memory_total_mib: u64,
+    pub points: Vec<GpuHistoryPoint>,
+}
+
+/// `GET /v1/gpus/history`: each GPU over the last `window_secs` (empty without NVML).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct GpuHistoryView {
+    pub window_secs: u64,
+    pub nvml_error: Option<String>,
+    pub gpus: Vec<GpuHistory>,
+}
+
 /// `POST /v1/workers/load` and `/v1/workers/unload`: the GUI's "load model" and "clear
 /// model" buttons. Without `worker`, the first worker (load) or every worker (unload).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]

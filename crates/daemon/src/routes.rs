@@ -86,6 +86,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             )
             .route("/models", web::get().to(files::models))
             .route("/gpus", web::get().to(crate::workers_routes::gpus))
+            .route(
+                "/gpus/history",
+                web::get().to(crate::workers_routes::gpu_history),
+            )
             .route("/workers/load", web::post().to(crate::workers_routes::load))
             .route(
                 "/workers/unload",

@@ -1,4 +1,5 @@
-//! The GPU and worker routes: `GET /v1/gpus` (the GPUs, the policy's verdicts, each
+//! The GPU and worker routes: `GET /v1/gpus/history` (the last ten minutes of samples),
+//! `GET /v1/gpus` (the GPUs, the policy's verdicts, each
 //! worker's state, loaded models and per-component VRAM) and the GUI's "load model" and
 //! "clear model" buttons, `POST /v1/workers/load` and `/v1/workers/unload`.
 
@@ -7,7 +8,7 @@ use crate::routes::AppState;
 use crate::supervisor::ModelCommand;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
-use imagelab_core::events::{GpuStatusView, ModelRequest};
+use imagelab_core::events::{GpuHistoryView, GpuStatusView, ModelRequest};
 use imagelab_core::paths::resolve_model_file;
 
 pub async fn gpus(state: web::Data<AppState>) -> web::Json<GpuStatusView> {
@@ -16,6 +17,17 @@ pub async fn gpus(state: web::Data<AppState>) -> web::Json<GpuStatusView> {
             .supervisor
             .as_ref()
             .map(|s| s.status())
+            .unwrap_or_default(),
+    )
+}
+
+/// `GET /v1/gpus/history`: each GPU's last ten minutes of samples.
+pub async fn gpu_history(state: web::Data<AppState>) -> web::Json<GpuHistoryView> {
+    web::Json(
+        state
+            .supervisor
+            .as_ref()
+            .map(|s| s.history())
             .unwrap_or_default(),
     )
 }

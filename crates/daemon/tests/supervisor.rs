@@ -163,6 +163,25 @@ fn no_job_starts_on_a_gpu_a_stranger_uses() {
     wait_for("the job to finish", Duration::from_secs(10), || {
         (job_state(&lab, id) == "done").then_some(())
     });
+    // The history shows the stranger's time, not idle and why, then the quiet GPU.
+    let history = lab.client().gpu_history().unwrap();
+    assert_eq!(history.window_secs, 600);
+    let gpu = &history.gpus[0];
+    assert_eq!((gpu.uuid.as_str(), gpu.memory_total_mib), ("GPU-A", 24_000));
+    let blocked = gpu.points.iter().find(|p| !p.idle).expect("a busy sample");
+    assert!(
+        blocked
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("4242")),
+        "{blocked:?}"
+    );
+    assert_eq!(blocked.utilization_pct, Some(90));
+    assert!(
+        gpu.points.iter().any(|p| p.idle),
+        "no idle sample after the stranger left"
+    );
+    assert!(gpu.points.windows(2).all(|w| w[0].at_ms <= w[1].at_ms));
     daemon.stop().unwrap();
 }
 
@@ -196,6 +215,12 @@ fn a_running_job_finishes_when_a_stranger_arrives_unless_told_to_yield() {
         wait_for("the job to finish", Duration::from_secs(20), || {
             (job_state(&lab, id) == "done").then_some(())
         });
+        // Samples taken while it ran name it as ours.
+        let history = lab.client().gpu_history().unwrap();
+        assert!(
+            history.gpus[0].points.iter().any(|p| p.our_jobs == [id]),
+            "no sample shows job {id} on the GPU"
+        );
         daemon.stop().unwrap();
     }
 }

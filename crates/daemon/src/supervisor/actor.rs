@@ -67,6 +67,7 @@ pub struct Supervisor {
     queue: Arc<Queue>,
     events: EventBus,
     shared: Arc<RwLock<GpuStatusView>>,
+    history: Arc<RwLock<super::history::GpuHistoryStore>>,
     options: Option<SupervisorOptions>,
     policy: IdlePolicy,
     clock: Box<dyn Clock + Send>,
@@ -83,6 +84,7 @@ impl Supervisor {
         queue: Arc<Queue>,
         events: EventBus,
         shared: Arc<RwLock<GpuStatusView>>,
+        history: Arc<RwLock<super::history::GpuHistoryStore>>,
         mut options: SupervisorOptions,
     ) -> Supervisor {
         let policy = IdlePolicy::new(options.policy.clone()).unwrap_or_else(|e| {
@@ -97,6 +99,7 @@ impl Supervisor {
             queue,
             events,
             shared,
+            history,
             options: Some(options),
             policy,
             clock,
@@ -119,6 +122,7 @@ impl Supervisor {
                 let own: BTreeSet<u32> = self.slots.iter().filter_map(|s| s.reported.pid).collect();
                 let verdicts = self.policy.observe(self.clock.now(), &samples, &own);
                 self.verdicts = verdicts.into_iter().map(|v| (v.uuid.clone(), v)).collect();
+                self.record_history(&samples);
                 self.samples = samples;
                 self.nvml_error = None;
             }
@@ -128,7 +132,28 @@ impl Supervisor {
                     tracing::warn!("cannot sample the GPUs: {e}");
                 }
                 self.nvml_error = Some(e.to_string());
+                if let Ok(mut history) = self.history.write() {
+                    history.failed(e.to_string());
+                }
             }
+        }
+    }
+
+    /// Adds the sample to the history, with the jobs our workers run on each GPU.
+    fn record_history(&self, samples: &[GpuSample]) {
+        let mut jobs_on: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+        for slot in &self.slots {
+            if let WorkerState::Busy { job } = slot.reported.state {
+                for gpu in &slot.reported.gpus {
+                    jobs_on.entry(gpu.clone()).or_default().push(job);
+                }
+            }
+        }
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        if let Ok(mut history) = self.history.write() {
+            history.record(now_ms, samples, &self.verdicts, &jobs_on);
         }
     }
 

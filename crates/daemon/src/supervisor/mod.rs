@@ -12,6 +12,7 @@
 
 mod actor;
 mod child;
+pub mod history;
 mod worker;
 
 pub use actor::{CancelJob, Kick, ModelCommand};
@@ -139,6 +140,7 @@ impl SupervisorOptions {
 pub struct SupervisorHandle {
     addr: Addr<actor::Supervisor>,
     status: Arc<RwLock<GpuStatusView>>,
+    history: Arc<RwLock<history::GpuHistoryStore>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -153,6 +155,7 @@ impl std::fmt::Debug for SupervisorHandle {
 pub struct SupervisorLink {
     pub addr: Addr<actor::Supervisor>,
     status: Arc<RwLock<GpuStatusView>>,
+    history: Arc<RwLock<history::GpuHistoryStore>>,
 }
 
 impl SupervisorLink {
@@ -183,6 +186,11 @@ impl SupervisorLink {
     pub fn status(&self) -> GpuStatusView {
         self.status.read().map(|s| s.clone()).unwrap_or_default()
     }
+
+    /// The last ten minutes of GPU samples.
+    pub fn history(&self) -> imagelab_core::events::GpuHistoryView {
+        self.history.read().map(|h| h.view()).unwrap_or_default()
+    }
 }
 
 impl SupervisorHandle {
@@ -190,6 +198,7 @@ impl SupervisorHandle {
         SupervisorLink {
             addr: self.addr.clone(),
             status: self.status.clone(),
+            history: self.history.clone(),
         }
     }
 
@@ -197,13 +206,17 @@ impl SupervisorHandle {
     pub fn start(queue: Arc<Queue>, events: EventBus, options: SupervisorOptions) -> Self {
         let status = Arc::new(RwLock::new(GpuStatusView::default()));
         let shared = status.clone();
+        let history = Arc::new(RwLock::new(history::GpuHistoryStore::default()));
+        let shared_history = history.clone();
         let (addr_tx, addr_rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("imagelab-supervisor".into())
             .spawn(move || {
                 let system = System::new();
                 system.block_on(async move {
-                    let addr = actor::Supervisor::new(queue, events, shared, options).start();
+                    let addr =
+                        actor::Supervisor::new(queue, events, shared, shared_history, options)
+                            .start();
                     let _ = addr_tx.send(addr);
                 });
                 system.run().ok();
@@ -215,6 +228,7 @@ impl SupervisorHandle {
         SupervisorHandle {
             addr,
             status,
+            history,
             thread: Some(thread),
         }
     }
