@@ -5,6 +5,7 @@ pub mod charts;
 pub mod favorites;
 pub mod form;
 pub mod gallery;
+pub mod gpu_history;
 pub mod launch;
 pub mod metadata;
 pub mod night;

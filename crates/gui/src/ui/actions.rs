@@ -117,6 +117,13 @@ impl App {
             AppMsg::ExportTheme => self.export_theme(sender),
             AppMsg::OpenReport => self.open_report(sender),
             AppMsg::Night(intent) => self.night_intent(ui, sender, intent),
+            AppMsg::GpuHistory => {
+                if let Some(client) = self.client.clone() {
+                    App::run(sender, move || {
+                        Cmd::GpuHistory(client.gpu_history().map_err(|e| e.to_string()))
+                    });
+                }
+            }
         }
     }
 
@@ -215,6 +222,13 @@ impl App {
                 self.night_shown(ui, sender, Some(&status));
             }
             Cmd::Themes(infos, seed) => ui.night.show_themes(&infos, seed),
+            Cmd::GpuHistory(Ok(view)) => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64);
+                ui.gpus.show(&view, now);
+            }
+            Cmd::GpuHistory(Err(e)) => eprintln!("imagelab-gui: the GPU history: {e}"),
             Cmd::JobFinished(job) => self.job_finished(ui, sender, job),
             Cmd::Viewed {
                 path,

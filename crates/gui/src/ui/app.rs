@@ -67,6 +67,8 @@ pub enum AppMsg {
     ExportTheme,
     OpenReport,
     Night(NightIntent),
+    /// The GPU history again (polled while its page shows).
+    GpuHistory,
 }
 
 /// What the overnight-run page asks for.
@@ -123,6 +125,7 @@ pub enum Cmd {
     /// A start or stop answered: the run as it is now, and what to tell.
     NightChanged(imagelab_core::night::NightStatus, String),
     Themes(Vec<crate::state::night::ThemeInfo>, u64),
+    GpuHistory(Result<imagelab_core::events::GpuHistoryView, String>),
     /// A result to tell wherever the user is (the status line is on the Create page only).
     Toast(String),
     JobFinished(JobView),

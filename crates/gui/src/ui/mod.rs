@@ -11,6 +11,7 @@ pub mod connect;
 pub mod daemon;
 pub mod favorites;
 pub mod gallery;
+pub mod gpus;
 pub mod images;
 pub mod left;
 pub mod menu;

@@ -7,6 +7,7 @@ use super::app::{App, AppMsg, Intent, NightIntent};
 use super::center::Center;
 use super::favorites::FavoritesPage;
 use super::gallery::Gallery;
+use super::gpus::GpusPage;
 use super::left::LeftPanel;
 use super::night::NightPage;
 use super::queue::QueuePage;
@@ -30,6 +31,7 @@ pub struct Ui {
     pub favorites: FavoritesPage,
     pub analytics: AnalyticsPage,
     pub night: NightPage,
+    pub gpus: GpusPage,
     /// The work screen's pages: "create" and "queue".
     pub pages: adw::ViewStack,
     pub toolbar: gtk::Box,
@@ -146,20 +148,27 @@ impl Ui {
         pages
             .add_titled(&analytics.root, Some("analytics"), "Analytics")
             .set_icon_name(Some("view-paged-symbolic"));
+        let gpus = GpusPage::new();
+        pages
+            .add_titled(&gpus.root, Some("gpus"), "GPUs")
+            .set_icon_name(Some("video-display-symbolic"));
         let s = sender.clone();
         // The report is made when the page is shown: the log may have grown since.
         pages.connect_visible_child_name_notify(move |pages| {
             match pages.visible_child_name().as_deref() {
                 Some("analytics") => s.input(AppMsg::Analyze),
                 Some("night") => s.input(AppMsg::Night(NightIntent::Refresh)),
+                Some("gpus") => s.input(AppMsg::GpuHistory),
                 _ => {}
             }
         });
-        // The run's counts move while it runs: ask again every few seconds while shown.
+        // The run's counts and the GPU graphs move: ask again every few seconds while shown.
         let (s, p) = (sender.clone(), pages.clone());
         gtk::glib::timeout_add_seconds_local(3, move || {
-            if p.visible_child_name().as_deref() == Some("night") {
-                s.input(AppMsg::Night(NightIntent::Refresh));
+            match p.visible_child_name().as_deref() {
+                Some("night") => s.input(AppMsg::Night(NightIntent::Refresh)),
+                Some("gpus") => s.input(AppMsg::GpuHistory),
+                _ => {}
             }
             gtk::glib::ControlFlow::Continue
         });
@@ -230,6 +239,7 @@ impl Ui {
             favorites,
             analytics,
             night,
+            gpus,
             pages,
             toolbar,
             cancel,
