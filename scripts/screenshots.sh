@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The README's screenshots (docs/setup.png, docs/work.png, docs/queue.png), taken from the real app under
+# The README's screenshots (docs/setup.png, work.png, queue.png, favorites.png, analytics.png,
+# night.png, gpus.png), taken from the real app under
 # Xvfb: a fresh settings folder, a tiny random checkpoint built by the engine's reference
 # script (so the image is noise-like: no real model is downloaded), and the app's own daemon
 # on a CPU worker. Usage: bash scripts/screenshots.sh [OUT_DIR]
@@ -14,6 +15,17 @@ trap 'rm -rf "$sandbox"' EXIT
 mkdir -p "$sandbox/home" "$sandbox/models/checkpoints" "$out"
 "$IMAGELAB_VENV/bin/python" crates/engine/tests/reference/pipeline_ref.py --out "$sandbox/fixtures" >/dev/null
 cp "$sandbox/fixtures/sd1.safetensors" "$sandbox/models/checkpoints/tiny-sd15.safetensors"
+mkdir -p "$sandbox/themes"
+cat > "$sandbox/themes/lighthouses.yaml" <<'YAML'
+description: Lighthouses on wild coasts, in every weather
+templates: ["a {white|red and white|stone} lighthouse on a {cliff|reef|breakwater} in {fog|a storm|the blue hour}"]
+settings: {size: 256x256, steps: [8]}
+YAML
+cat > "$sandbox/themes/harbours.yaml" <<'YAML'
+description: Small harbours at night, long exposures
+templates: ["a {fishing|ferry|sailing} harbour at night, {long exposure|wet cobbles|lantern light}"]
+settings: {size: 256x256, steps: [8]}
+YAML
 cat > "$sandbox/home/gui.yaml" <<'YAML'
 form:
   model: tiny-sd15.safetensors

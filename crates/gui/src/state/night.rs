@@ -166,12 +166,20 @@ pub struct RunView {
     pub running: bool,
 }
 
-pub fn run_view(status: &NightStatus, now_ms: u64) -> RunView {
+/// `last_done_ms`: when the run's newest done job finished, as the queue knows it (a run
+/// that stops at its job limit finishes submitting long before its jobs are made).
+pub fn run_view(status: &NightStatus, now_ms: u64, last_done_ms: Option<u64>) -> RunView {
     let running = status.state == NightState::Running;
-    let end = status
-        .finished_at_ms
-        .unwrap_or(now_ms)
-        .max(status.started_at_ms);
+    let settled = status.queued + status.running == 0;
+    let end = if running || !settled {
+        now_ms
+    } else {
+        status
+            .finished_at_ms
+            .unwrap_or(now_ms)
+            .max(last_done_ms.unwrap_or(0))
+    }
+    .max(status.started_at_ms);
     let hours = (end - status.started_at_ms) as f64 / 3_600_000.0;
     let per_hour = if hours > 0.0 {
         status.done as f64 / hours

@@ -149,7 +149,7 @@ fn the_status_reads_as_pace_and_time_left() {
         failed: 2,
         seed: 9,
     };
-    let view = run_view(&status, NOW);
+    let view = run_view(&status, NOW, None);
     assert!(view.running);
     assert_eq!(
         view.counts,
@@ -161,14 +161,30 @@ fn the_status_reads_as_pace_and_time_left() {
         state: NightState::Finished,
         reason: Some("reached 65 jobs".into()),
         finished_at_ms: Some(NOW - HOUR),
+        queued: 0,
+        running: 0,
         ..status
     };
-    let view = run_view(&done, NOW);
+    let view = run_view(&done, NOW, None);
     assert!(!view.running);
     assert_eq!(
         view.pace,
         "60.0 images per hour · finished: reached 65 jobs"
     );
+    // Stopped at its job limit right after submitting: the pace runs to the last image.
+    let early = NightStatus {
+        finished_at_ms: Some(NOW - 2 * HOUR + 1000),
+        ..done.clone()
+    };
+    assert_eq!(
+        run_view(&early, NOW, Some(NOW - HOUR)).pace,
+        "60.0 images per hour · finished: reached 65 jobs"
+    );
+    // Jobs still to make: the pace runs to now.
+    let busy = NightStatus { queued: 3, ..early };
+    assert!(run_view(&busy, NOW, Some(NOW - HOUR))
+        .pace
+        .starts_with("30.0 images per hour"));
     assert_eq!(human_duration(59_000), "under a minute");
     assert_eq!(human_duration(12 * 60_000), "12 min");
 }

@@ -99,12 +99,15 @@ impl JobRows {
         Some(RowChange::Updated(id))
     }
 
-    /// (id, first image) of each done job overnight run `run` submitted.
-    pub fn done_of_run(&self, run: &str) -> Vec<(u64, String)> {
+    /// (id, first image, finished at) of each done job overnight run `run` submitted.
+    pub fn done_of_run(&self, run: &str) -> Vec<(u64, String, Option<u64>)> {
         self.rows
             .values()
             .filter(|r| r.view.state == "done" && r.view.night_run.as_deref() == Some(run))
-            .filter_map(|r| Some((r.view.id, r.view.outputs.first()?.clone())))
+            .filter_map(|r| {
+                let image = r.view.outputs.first()?.clone();
+                Some((r.view.id, image, r.view.timings.finished_at_ms))
+            })
             .collect()
     }
 

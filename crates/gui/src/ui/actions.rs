@@ -117,6 +117,7 @@ impl App {
             AppMsg::ExportTheme => self.export_theme(sender),
             AppMsg::OpenReport => self.open_report(sender),
             AppMsg::Night(intent) => self.night_intent(ui, sender, intent),
+            AppMsg::RefreshFavorites => self.refresh_favorites(sender),
             AppMsg::GpuHistory => {
                 if let Some(client) = self.client.clone() {
                     App::run(sender, move || {

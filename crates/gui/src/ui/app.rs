@@ -69,6 +69,8 @@ pub enum AppMsg {
     Night(NightIntent),
     /// The GPU history again (polled while its page shows).
     GpuHistory,
+    /// The favorites again (when their page is shown).
+    RefreshFavorites,
 }
 
 /// What the overnight-run page asks for.

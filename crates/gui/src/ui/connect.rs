@@ -16,6 +16,7 @@ use imagelab_core::config::Config;
 use imagelab_core::events::DaemonEvent;
 use imagelab_gpu::GpuProbe;
 use relm4::ComponentSender;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -190,18 +191,7 @@ impl App {
         App::run(sender, move || {
             Cmd::Models(c.models().map_err(|e| e.to_string()))
         });
-        let c = Arc::clone(&client);
-        App::run(sender, move || match c.favorites() {
-            Ok(list) => {
-                let names = list.iter().filter_map(|f| f.image.clone()).collect();
-                let ratings = list
-                    .into_iter()
-                    .filter_map(|f| Some((f.image?, f.rating)))
-                    .collect();
-                Cmd::Favorites(names, ratings)
-            }
-            Err(e) => Cmd::Failed(format!("favorites: {e}"), None),
-        });
+        self.refresh_favorites(sender);
         let folders = self.config.folders();
         App::run(sender, move || {
             let profiles = imagelab_prompts::ProfileLibrary::load_dir(&folders.profiles());
@@ -218,6 +208,32 @@ impl App {
                 }),
             };
             Cmd::Library(library, problems)
+        });
+    }
+
+    /// The daemon's favorites (they may also be starred from the CLI or another app).
+    pub fn refresh_favorites(&self, sender: &ComponentSender<App>) {
+        let Some(client) = self.client.clone() else {
+            return;
+        };
+        App::run(sender, move || match client.favorites() {
+            Ok(list) => {
+                // A job's star (`imagelab fav 12`) covers each of its images.
+                let ratings: HashMap<String, Option<u8>> = list
+                    .into_iter()
+                    .flat_map(|f| match (f.image, f.job) {
+                        (Some(image), _) => vec![(image, f.rating)],
+                        (None, Some(job)) => client
+                            .get(job)
+                            .map(|j| j.outputs.into_iter().map(|o| (o, f.rating)).collect())
+                            .unwrap_or_default(),
+                        (None, None) => Vec::new(),
+                    })
+                    .collect();
+                let names = ratings.keys().cloned().collect();
+                Cmd::Favorites(names, ratings)
+            }
+            Err(e) => Cmd::Failed(format!("favorites: {e}"), None),
         });
     }
 

@@ -113,6 +113,7 @@ impl NightPage {
         themes.set_selection_mode(gtk::SelectionMode::None);
         name(&themes, "Themes");
         let seed = labelled("", &["dim-label", "caption"]);
+        seed.set_wrap(false);
         let redraw = intent_button("Draw other samples", sender, NightIntent::DrawSamples);
         let seed_line = gtk::Box::new(gtk::Orientation::Horizontal, 12);
         seed_line.append(&seed);
@@ -348,13 +349,13 @@ impl NightPage {
     }
 
     /// The current or last run, or none ever.
-    pub fn show_status(&self, status: Option<&NightStatus>, now_ms: u64) {
+    pub fn show_status(&self, status: Option<&NightStatus>, now_ms: u64, last_done: Option<u64>) {
         let Some(status) = status else {
             self.status.set_visible(false);
             self.start.set_sensitive(true);
             return;
         };
-        let view = run_view(status, now_ms);
+        let view = run_view(status, now_ms, last_done);
         self.status.set_visible(true);
         self.title.set_text(&view.title);
         self.counts.set_text(&view.counts);

@@ -89,9 +89,11 @@ impl App {
         sender: &ComponentSender<App>,
         status: Option<&imagelab_core::night::NightStatus>,
     ) {
-        ui.night.show_status(status, now_ms());
-        if let Some(status) = status {
-            let names = ui.queue.night_outputs(&status.run_id);
+        let (names, last_done) = status
+            .map(|s| ui.queue.night_outputs(&s.run_id))
+            .unwrap_or_default();
+        ui.night.show_status(status, now_ms(), last_done);
+        if status.is_some() {
             ui.night
                 .show_latest(&names, &self.config.folders().output, sender);
         }

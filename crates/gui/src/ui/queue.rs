@@ -127,12 +127,13 @@ impl QueuePage {
             .set_visible_child_name(if ids.is_empty() { "empty" } else { "list" });
     }
 
-    /// The first image of each done job of overnight run `run`, newest first.
-    pub fn night_outputs(&self, run: &str) -> Vec<String> {
-        let rows = self.rows.borrow();
-        let mut done: Vec<(u64, String)> = rows.done_of_run(run).into_iter().collect();
+    /// The first image of each done job of overnight run `run`, newest first, and when the
+    /// newest finished.
+    pub fn night_outputs(&self, run: &str) -> (Vec<String>, Option<u64>) {
+        let mut done = self.rows.borrow().done_of_run(run);
         done.sort_unstable_by_key(|d| std::cmp::Reverse(d.0));
-        done.into_iter().map(|(_, name)| name).collect()
+        let last = done.iter().filter_map(|d| d.2).max();
+        (done.into_iter().map(|(_, name, _)| name).collect(), last)
     }
 
     /// The job as the page holds it (for Retry).

@@ -159,6 +159,7 @@ impl Ui {
                 Some("analytics") => s.input(AppMsg::Analyze),
                 Some("night") => s.input(AppMsg::Night(NightIntent::Refresh)),
                 Some("gpus") => s.input(AppMsg::GpuHistory),
+                Some("favorites") => s.input(AppMsg::RefreshFavorites),
                 _ => {}
             }
         });
