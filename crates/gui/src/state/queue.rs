@@ -124,6 +124,22 @@ impl JobRows {
     }
 }
 
+/// Where job `id` is (`Ok`) or would go (`Err`) in a list of `len` ids sorted newest
+/// (highest) first, `at(i)` reading the id at `i`: a binary search, so a progress event for
+/// the oldest of 10,000 rows costs 14 reads, not 10,000.
+pub fn slot_for(len: u32, id: u64, at: impl Fn(u32) -> Option<u64>) -> Result<u32, u32> {
+    let (mut low, mut high) = (0u32, len);
+    while low < high {
+        let mid = low + (high - low) / 2;
+        match at(mid) {
+            Some(here) if here == id => return Ok(mid),
+            Some(here) if here > id => low = mid + 1,
+            _ => high = mid,
+        }
+    }
+    Err(low)
+}
+
 /// Whether a job in `state` passes filter number `filter` (an index into [`FILTERS`]).
 pub fn shown_by(filter: usize, state: &str) -> bool {
     match filter {
@@ -255,6 +271,30 @@ mod tests {
             .ends_with("failed · normal · tiny · a lighthouse at dusk · on cpu · out of memory"));
         assert_eq!(rows.progressed(99, 1, 2), None);
         assert_eq!(rows.len(), 3);
+    }
+
+    #[test]
+    fn rows_are_found_and_placed_by_binary_search_newest_first() {
+        let ids: Vec<u64> = (1..=10_000).rev().collect();
+        let reads = std::cell::Cell::new(0);
+        let at = |i: u32| {
+            reads.set(reads.get() + 1);
+            ids.get(i as usize).copied()
+        };
+        assert_eq!(slot_for(10_000, 1, at), Ok(9_999));
+        assert!(reads.get() <= 15, "{} reads", reads.get());
+        assert_eq!(slot_for(10_000, 10_000, at), Ok(0));
+        assert_eq!(
+            slot_for(10_000, 10_001, at),
+            Err(0),
+            "a new job goes on top"
+        );
+        let gappy = [9u64, 7, 4, 2];
+        let at = |i: u32| gappy.get(i as usize).copied();
+        assert_eq!(slot_for(4, 5, at), Err(2));
+        assert_eq!(slot_for(4, 1, at), Err(4));
+        assert_eq!(slot_for(4, 4, at), Ok(2));
+        assert_eq!(slot_for(0, 4, |_| None), Err(0));
     }
 
     #[test]

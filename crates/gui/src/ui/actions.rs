@@ -118,6 +118,7 @@ impl App {
             AppMsg::OpenReport => self.open_report(sender),
             AppMsg::Night(intent) => self.night_intent(ui, sender, intent),
             AppMsg::RefreshFavorites => self.refresh_favorites(sender),
+            AppMsg::FetchJobs => self.fetch_jobs(sender),
             AppMsg::GpuHistory => {
                 if let Some(client) = self.client.clone() {
                     App::run(sender, move || {
@@ -245,7 +246,11 @@ impl App {
                 super::trace::delay(&format!("queue-listed {count}"), shown.elapsed());
             }
             Cmd::Jobs(Err(e)) => ui.toast(&format!("The queue cannot be listed: {e}")),
-            Cmd::JobFetched(job) => ui.queue.upsert(job),
+            Cmd::JobsFetched(jobs) => {
+                let (count, started) = (jobs.len(), Instant::now());
+                ui.queue.upsert(jobs);
+                super::trace::delay(&format!("queue-upserted {count}"), started.elapsed());
+            }
             Cmd::QueuePaused(paused) => ui.queue.pause.set_active(paused),
         }
     }

@@ -71,6 +71,9 @@ pub enum AppMsg {
     GpuHistory,
     /// The favorites again (when their page is shown).
     RefreshFavorites,
+    /// Fetch the jobs events named since the last fetch (collected for a moment, so a
+    /// burst of 10,000 submissions costs one list call, not 10,000).
+    FetchJobs,
 }
 
 /// What the overnight-run page asks for.
@@ -140,7 +143,8 @@ pub enum Cmd {
     InitImageCopied(Result<String, String>),
     /// The queue page's jobs, and one job fetched after an event named it.
     Jobs(Result<Vec<JobView>, String>),
-    JobFetched(JobView),
+    /// Jobs fetched after events named them (new ones, or ones that ended).
+    JobsFetched(Vec<JobView>),
     QueuePaused(bool),
 }
 
@@ -190,6 +194,8 @@ pub struct App {
     pub connect_when_probed: bool,
     /// Whether the gallery has been listed (once per run; a folder monitor adds the rest).
     pub gallery_listed: bool,
+    /// Jobs events named that the queue page must fetch (a fetch is due while non-empty).
+    pub to_fetch: std::collections::BTreeSet<u64>,
     /// The latest analytics report, for the theme export and the HTML report.
     pub report: Option<Arc<imagelab_analytics::Report>>,
 }
@@ -247,6 +253,7 @@ impl Component for App {
             connect_when_probed: false,
             gallery_listed: false,
             report: None,
+            to_fetch: Default::default(),
         };
         model.start(&ui, &sender);
         model.watch_paint(&ui);

@@ -337,13 +337,8 @@ impl App {
                 let change = ui
                     .queue
                     .state_changed(id, &state, worker.clone(), error.clone());
-                if let (RowChange::Unknown(id) | RowChange::Ended(id), Some(client)) =
-                    (change, self.client.clone())
-                {
-                    App::run(sender, move || match client.get(id) {
-                        Ok(job) => Cmd::JobFetched(job),
-                        Err(e) => Cmd::Failed(format!("job {id}: {e}"), None),
-                    });
+                if let RowChange::Unknown(id) | RowChange::Ended(id) = change {
+                    self.fetch_job_soon(sender, id);
                 }
                 self.job_event(
                     ui,

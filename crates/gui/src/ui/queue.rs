@@ -8,8 +8,8 @@ use super::app::{App, AppMsg, QueueIntent};
 use super::widgets::{button, name};
 use super::workers::WorkerCards;
 use crate::state::queue::{
-    cancellable, first_output, reprioritisable, retryable, row_text, shown_by, JobRows, RowChange,
-    FILTERS, PRIORITIES,
+    cancellable, first_output, reprioritisable, retryable, row_text, shown_by, slot_for, JobRows,
+    RowChange, FILTERS, PRIORITIES,
 };
 use gtk::prelude::*;
 use imagelab_core::api::JobView;
@@ -154,13 +154,27 @@ impl QueuePage {
             .borrow_mut()
             .state_changed(id, state, worker, error);
         if let RowChange::Updated(id) | RowChange::Ended(id) = change {
-            if shown_by(self.filter.selected() as usize, state) == self.position(id).is_some() {
-                self.redraw(id);
-            } else {
-                self.refilter();
-            }
+            self.place(id, shown_by(self.filter.selected() as usize, state));
         }
         change
+    }
+
+    /// Shows, hides or redraws one row, leaving the others alone.
+    fn place(&self, id: u64, shown: bool) {
+        match (self.slot(id), shown) {
+            (Ok(at), true) => self.list.items_changed(at, 1, 1),
+            (Ok(at), false) => self.list.remove(at),
+            (Err(at), true) => self.list.splice(at, 0, &[&id.to_string()]),
+            (Err(_), false) => return,
+        }
+        self.show_count();
+    }
+
+    fn show_count(&self) {
+        let (shown, total) = (self.list.n_items(), self.rows.borrow().len());
+        self.count.set_text(&format!("{shown} of {total} jobs"));
+        self.jobs
+            .set_visible_child_name(if shown == 0 { "empty" } else { "list" });
     }
 
     pub fn progressed(&self, id: u64, done: usize, total: usize) {
@@ -169,24 +183,33 @@ impl QueuePage {
         }
     }
 
-    /// A fetched job: a new row, or a fresher copy of one.
-    pub fn upsert(&self, view: JobView) {
-        let id = view.id;
-        if self.rows.borrow_mut().upsert(view) {
+    /// Fetched jobs: new rows, or fresher copies. A large batch lists everything once; a
+    /// few are placed one by one.
+    pub fn upsert(&self, views: Vec<JobView>) {
+        if views.len() > 64 {
+            for view in views {
+                self.rows.borrow_mut().upsert(view);
+            }
             self.refilter();
-        } else {
-            self.redraw(id);
+            return;
+        }
+        let filter = self.filter.selected() as usize;
+        for view in views {
+            let (id, shown) = (view.id, shown_by(filter, &view.state));
+            self.rows.borrow_mut().upsert(view);
+            self.place(id, shown);
         }
     }
 
-    fn position(&self, id: u64) -> Option<u32> {
-        let key = id.to_string();
-        // Newest first: a live job is almost always near the top.
-        (0..self.list.n_items()).find(|&i| self.list.string(i).as_deref() == Some(key.as_str()))
+    /// The row's place in the list (sorted newest first), or where it would go.
+    fn slot(&self, id: u64) -> Result<u32, u32> {
+        slot_for(self.list.n_items(), id, |i| {
+            self.list.string(i).and_then(|s| s.parse().ok())
+        })
     }
 
     fn redraw(&self, id: u64) {
-        if let Some(position) = self.position(id) {
+        if let Ok(position) = self.slot(id) {
             self.list.items_changed(position, 1, 1);
         }
     }

@@ -8,6 +8,11 @@ use crate::state::queue::{first_output, retry_request};
 use imagelab_client::ClientError;
 use relm4::ComponentSender;
 
+/// How long job ids from events are collected before they are fetched.
+const FETCH_DELAY: std::time::Duration = std::time::Duration::from_millis(150);
+/// Up to this many are fetched one by one; more take one list call.
+const FETCH_ONE_BY_ONE: usize = 16;
+
 impl App {
     pub fn queue_intent(&mut self, ui: &Ui, sender: &ComponentSender<App>, intent: QueueIntent) {
         match intent {
@@ -59,8 +64,41 @@ impl App {
             return;
         };
         App::run(sender, move || match client.set_priority(id, priority) {
-            Ok(job) => Cmd::JobFetched(job),
+            Ok(job) => Cmd::JobsFetched(vec![job]),
             Err(e) => Cmd::Failed(format!("job {id}: {e}"), None),
+        });
+    }
+
+    /// Asks for job `id` soon, with whatever else events name meanwhile.
+    pub fn fetch_job_soon(&mut self, sender: &ComponentSender<App>, id: u64) {
+        if self.to_fetch.is_empty() {
+            let s = sender.clone();
+            gtk::glib::timeout_add_local_once(FETCH_DELAY, move || s.input(AppMsg::FetchJobs));
+        }
+        self.to_fetch.insert(id);
+    }
+
+    /// The jobs collected by [`App::fetch_job_soon`]: one by one when few, else one list.
+    pub fn fetch_jobs(&mut self, sender: &ComponentSender<App>) {
+        let ids = std::mem::take(&mut self.to_fetch);
+        let Some(client) = self.client.clone() else {
+            return;
+        };
+        App::run(sender, move || {
+            if ids.len() <= FETCH_ONE_BY_ONE {
+                let jobs = ids.iter().filter_map(|id| client.get(*id).ok()).collect();
+                return Cmd::JobsFetched(jobs);
+            }
+            let query = imagelab_core::api::ListQuery {
+                state: None,
+                limit: Some(imagelab_core::api::MAX_LIST_LIMIT),
+            };
+            match client.list(&query) {
+                Ok(all) => {
+                    Cmd::JobsFetched(all.into_iter().filter(|j| ids.contains(&j.id)).collect())
+                }
+                Err(e) => Cmd::Failed(format!("the queue: {e}"), None),
+            }
         });
     }
 
