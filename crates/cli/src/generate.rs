@@ -31,6 +31,10 @@ pub struct GenerateArgs {
     /// Text encoder weights in models/clip replacing the checkpoint's own.
     #[arg(long, env = "IMAGELAB_CLIP")]
     pub clip: Option<String>,
+    /// A LoRA in models/loras: name, name:weight or name:unet_weight:te_weight
+    /// (repeatable; `<lora:name:weight>` in the prompt does the same).
+    #[arg(long = "lora", value_name = "NAME[:WEIGHT[:TE_WEIGHT]]")]
+    pub loras: Vec<String>,
     #[arg(long, env = "IMAGELAB_WIDTH")]
     pub width: Option<u32>,
     #[arg(long, env = "IMAGELAB_HEIGHT")]
@@ -118,6 +122,11 @@ pub(crate) fn build_params(args: &GenerateArgs, config: &Config) -> Result<Gener
     }
     p.vae = args.vae.clone();
     p.clip = args.clip.clone();
+    p.loras = args
+        .loras
+        .iter()
+        .map(|text| imagelab_core::lora::LoraRef::parse(text, "--lora"))
+        .collect::<Result<_, _>>()?;
     p.init_image = args.init_image.as_ref().map(|p| p.display().to_string());
     Ok(p)
 }
@@ -285,6 +294,7 @@ pub fn run(args: GenerateArgs) -> Result<ExitCode> {
         .as_deref()
         .map(|n| paths::resolve_model_file(&folders.clip(), n, "clip", false))
         .transpose()?;
+    let loras = imagelab_engine::lora::resolve(&folders.loras(), &params.requested_loras()?)?;
     if let Some(out) = &args.out {
         if out.exists() {
             bail!(
@@ -320,6 +330,9 @@ pub fn run(args: GenerateArgs) -> Result<ExitCode> {
     };
     let pipeline =
         Pipeline::load(&choice).with_context(|| format!("cannot load model {model_name}"))?;
+    pipeline
+        .set_loras(&loras)
+        .context("cannot merge the LoRAs")?;
     spinner.finish_and_clear();
     tracing::info!(
         "loaded: memory=[{}] unet={:?} tuning={:?}",

@@ -100,6 +100,18 @@ fn choice(
     })
 }
 
+/// Merges the job's LoRAs (tags and list) into the cached pipeline; the set of the last
+/// job is replaced, so a job without LoRAs gets the weights as loaded.
+fn merge_loras(
+    config: &Config,
+    params: &GenerationParams,
+    pipeline: &imagelab_engine::pipeline::Pipeline,
+) -> std::result::Result<(), EngineError> {
+    let wanted = params.requested_loras()?;
+    let loras = imagelab_engine::lora::resolve(&config.folders().loras(), &wanted)?;
+    pipeline.set_loras(&loras)
+}
+
 fn emit(event: &WorkerEvent) -> Result<()> {
     let mut out = std::io::stdout().lock();
     serde_json::to_writer(&mut out, event)?;
@@ -205,6 +217,9 @@ fn run_one(request: &WorkRequest, worker: &mut Worker) -> Result<WorkerEvent> {
         Ok(p) => p,
         Err(e) => return Ok(failed(format!("{e}"), retryable(&e))),
     };
+    if let Err(e) = merge_loras(&config, &request.params, &pipeline) {
+        return Ok(failed(format!("{e}"), retryable(&e)));
+    }
     // Loading can take a while; a cancel sent meanwhile saves the whole sampling run.
     if inbox.cancel_requested(request.job) {
         return Ok(cancelled);

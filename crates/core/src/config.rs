@@ -154,6 +154,9 @@ impl Folders {
     pub fn clip(&self) -> PathBuf {
         self.models.join("clip")
     }
+    pub fn loras(&self) -> PathBuf {
+        self.models.join("loras")
+    }
     pub fn profiles(&self) -> PathBuf {
         self.themes.join("profiles")
     }

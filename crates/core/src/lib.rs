@@ -9,6 +9,7 @@ pub mod api;
 pub mod config;
 pub mod events;
 pub mod family;
+pub mod lora;
 pub mod memory;
 pub mod names;
 pub mod night;

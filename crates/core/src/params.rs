@@ -153,6 +153,9 @@ pub struct GenerationParams {
     pub init_image: Option<String>,
     /// How much of the schedule img2img re-runs: 1.0 ignores the init image entirely.
     pub strength: f64,
+    /// LoRAs besides the prompt's `<lora:…>` tags (see [`crate::lora::requested`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub loras: Vec<crate::lora::LoraRef>,
 }
 
 impl Default for GenerationParams {
@@ -174,6 +177,7 @@ impl Default for GenerationParams {
             clip_skip: None,
             init_image: None,
             strength: 0.75,
+            loras: Vec::new(),
         }
     }
 }
@@ -241,7 +245,13 @@ impl GenerationParams {
                 "expected a checkpoint name or path",
             ));
         }
+        self.requested_loras()?;
         Ok(())
+    }
+
+    /// Every LoRA this generation uses: the prompt's `<lora:…>` tags, then `loras`.
+    pub fn requested_loras(&self) -> Result<Vec<crate::lora::LoraRef>, ValidationError> {
+        crate::lora::requested(&self.prompt, &self.loras)
     }
 }
 

@@ -9,6 +9,7 @@ pub mod device_memory;
 pub mod diffusers_folder;
 pub mod error;
 pub mod layers;
+pub mod lora;
 pub mod model_hash;
 pub mod pipeline;
 pub mod png_out;

@@ -62,11 +62,17 @@ fn split_in_proj(w: &Weights, prefix: &str, c: i64) -> Result<(Linear, Linear, L
     let bias = w.get_shaped(&bias_name, &[3 * c])?;
     let ws = weight.split(c, 0);
     let bs = bias.split(c, 0);
-    let part = |i: usize| Linear {
-        weight: ws[i].contiguous(),
-        bias: Some(bs[i].contiguous()),
+    // Registered under Hugging Face's names (`q_proj.weight`, …), so a LoRA written for
+    // transformers' CLIP finds the rows it patches.
+    let part = |i: usize, hf_name: &str| {
+        let weight = ws[i].contiguous();
+        w.register(&format!("{prefix}{hf_name}.weight"), &weight, None);
+        Linear {
+            weight,
+            bias: Some(bs[i].contiguous()),
+        }
     };
-    Ok((part(0), part(1), part(2)))
+    Ok((part(0, "q_proj"), part(1, "k_proj"), part(2, "v_proj")))
 }
 
 fn load_block(w: &Weights, keys: &KeyNames, i: i64, cfg: &ClipConfig) -> Result<Block> {

@@ -6,6 +6,7 @@ use super::{torch_device, torch_kind, ComponentMemory, ModelChoice, Pipeline, Rg
 use crate::checkpoint::{self, Family};
 use crate::clip::{self, ClipConfig, ClipTextEncoder};
 use crate::error::{EngineError, Result};
+use crate::lora::{LoraPatcher, PatchTarget};
 use crate::tokenizer::ClipTokenizer;
 use crate::unet::{BlockOptions, UNet, UNetConfig, UNetOptions};
 use crate::vae::{self, AutoencoderKl, VaeConfig};
@@ -167,11 +168,21 @@ pub(super) fn load(choice: &ModelChoice) -> Result<Pipeline> {
         },
         stream_blocks: settings.offload == Offload::Sequential,
     };
-    let unet = UNet::load_with(
-        &unet_weights,
-        &UNetConfig::detect(&unet_weights)?,
-        unet_options,
-    )?;
+    // Kept-loaded weights are recorded, so LoRAs can be merged into them in place.
+    let patchable = settings.offload == Offload::None;
+    // (Only those: a registry keeps every tensor it saw alive.)
+    let (unet_weights, unet_registry) = match patchable {
+        true => {
+            let (weights, registry) = unet_weights.recorded();
+            (weights, Some(registry))
+        }
+        false => (unet_weights, None),
+    };
+    let unet_cfg = UNetConfig::detect(&unet_weights)?;
+    let unet = UNet::load_with(&unet_weights, &unet_cfg, unet_options)?;
+    let unet_target = unet_registry.map(|registry| {
+        PatchTarget::Unet(registry, crate::lora::targets::diffusers_layout(&unet_cfg))
+    });
     memory.push(component_memory("unet".into(), placement.unet, &unet_bytes));
 
     // The SDXL VAE overflows in fp16 (NaNs); bf16 has fp32's range, so use it there.
@@ -269,6 +280,7 @@ pub(super) fn load(choice: &ModelChoice) -> Result<Pipeline> {
             (w.to(text_device, kind), config)
         })
         .collect();
+    let mut encoder_targets = Vec::new();
     let encoders = if offload_others {
         let recipes: Vec<_> = recipes
             .into_iter()
@@ -291,7 +303,10 @@ pub(super) fn load(choice: &ModelChoice) -> Result<Pipeline> {
         let mut loaded = Vec::new();
         for (i, (w, config)) in recipes.iter().enumerate() {
             let (w, bytes) = w.counted();
-            loaded.push(load_encoder(&w, config.as_deref())?);
+            let (w, registry) = w.recorded();
+            let encoder = load_encoder(&w, config.as_deref())?;
+            encoder_targets.push(PatchTarget::TextEncoder(registry, encoder.config().layout));
+            loaded.push(encoder);
             memory.push(component_memory(
                 format!("text_encoder_{i}"),
                 placement.text_encoders,
@@ -313,6 +328,7 @@ pub(super) fn load(choice: &ModelChoice) -> Result<Pipeline> {
         family,
         prediction: source.prediction,
         info,
+        loras: std::cell::RefCell::new(LoraPatcher::new(unet_target, encoder_targets)),
         unet,
         vae,
         encoders,

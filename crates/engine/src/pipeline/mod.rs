@@ -77,6 +77,8 @@ pub struct Pipeline {
     pub family: Family,
     pub prediction: Prediction,
     pub info: ModelInfo,
+    /// The LoRAs merged into the weights now, and the originals to restore.
+    loras: std::cell::RefCell<crate::lora::LoraPatcher>,
     unet: UNet,
     vae: OnDemand<AutoencoderKl>,
     encoders: OnDemand<Vec<ClipTextEncoder>>,
@@ -151,6 +153,48 @@ impl Pipeline {
         })
     }
 
+    /// Makes `loras` the LoRAs merged into the weights, replacing the set merged before
+    /// (an empty list restores the weights as loaded). No checkpoint is read: only the
+    /// LoRA files, and only when the set changes.
+    pub fn set_loras(&self, loras: &[crate::lora::LoraApplication]) -> Result<()> {
+        if self.loras.borrow().applied() == loras {
+            return Ok(());
+        }
+        let _span = tracing::info_span!("loras", count = loras.len()).entered();
+        let files = loras
+            .iter()
+            .map(|lora| Ok((lora.clone(), crate::lora::LoraFile::open(&lora.path)?)))
+            .collect::<Result<Vec<_>>>()?;
+        self.loras.borrow_mut().apply(&files)?;
+        tracing::info!(loras = ?loras.iter().map(|l| &l.name).collect::<Vec<_>>(), "merged");
+        Ok(())
+    }
+
+    /// The LoRAs merged now.
+    pub fn applied_loras(&self) -> Vec<crate::lora::LoraApplication> {
+        self.loras.borrow().applied().to_vec()
+    }
+
+    /// Fails unless the merged LoRAs are the ones `params` asks for (names and weights):
+    /// a caller that forgot [`Pipeline::set_loras`] must not get an image without them.
+    fn check_loras(&self, params: &GenerationParams) -> Result<()> {
+        let wanted = params.requested_loras()?;
+        let patcher = self.loras.borrow();
+        let applied = patcher.applied();
+        let same = wanted.len() == applied.len()
+            && wanted.iter().zip(applied).all(|(w, a)| {
+                w.name == a.name && w.weight == a.unet_weight && w.text_weight() == a.te_weight
+            });
+        if same {
+            return Ok(());
+        }
+        Err(EngineError::Invalid {
+            field: "loras",
+            value: format!("{:?}", wanted.iter().map(|l| &l.name).collect::<Vec<_>>()),
+            expected: "the LoRAs merged with Pipeline::set_loras before generating".into(),
+        })
+    }
+
     /// The memory modes in force: attention and offload as loaded, CFG batching and VAE
     /// tiling as the last [`Pipeline::apply_run_settings`] (or the load) set them.
     pub fn memory_settings(&self) -> MemorySettings {
@@ -195,11 +239,13 @@ impl Pipeline {
         prompt: &str,
         params: &GenerationParams,
     ) -> Result<GuidanceInput> {
+        // The encoder sees the prompt without its <lora:…> tags (A1111 removes them too).
+        let (prompt, _) = imagelab_core::lora::split_prompt(prompt)?;
         let cond = encode_prompt(
             self.family,
             encoders,
             self.tokenizer,
-            prompt,
+            &prompt,
             params.clip_skip,
             self.text_device,
         )?;
@@ -277,6 +323,7 @@ impl Pipeline {
                 expected: "a resolved seed ≥ 0 (the caller draws random seeds)".into(),
             });
         }
+        self.check_loras(params)?;
         let _guard = tch::no_grad_guard();
         if let Some(benchmark) = self.cudnn_benchmark {
             // Process-wide: another cached pipeline may have set it otherwise.

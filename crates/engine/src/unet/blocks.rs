@@ -104,6 +104,7 @@ pub fn load_conv(
     let mut conv = Conv2d::load(w, name, in_ch, out_ch, kernel, stride, padding)?;
     if opts.channels_last {
         conv.weight = to_channels_last(&conv.weight);
+        w.register(&format!("{name}.weight"), &conv.weight, None);
     }
     Ok(conv)
 }
@@ -150,15 +151,26 @@ impl Attention {
         let q = Linear::load(w, &format!("{name}.to_q"), dim, dim)?;
         let k = Linear::load(w, &format!("{name}.to_k"), kv_dim, dim)?;
         let v = Linear::load(w, &format!("{name}.to_v"), kv_dim, dim)?;
+        // A fused projection holds copies of the parts: register its rows under the
+        // parts' names, so a LoRA patches what the forward pass reads.
+        let register_rows = |fused: &Linear, parts: &[&str]| {
+            for (i, part) in parts.iter().enumerate() {
+                let rows = Some((i as i64 * dim, dim));
+                w.register(&format!("{name}.{part}.weight"), &fused.weight, rows);
+            }
+        };
         let projections = match (opts.fused_qkv, context_dim) {
             (false, _) => Projections::Separate { q, k, v },
-            (true, None) => Projections::FusedSelf {
-                qkv: Linear::fused(vec![q, k, v]),
-            },
-            (true, Some(_)) => Projections::FusedCross {
-                q,
-                kv: Linear::fused(vec![k, v]),
-            },
+            (true, None) => {
+                let qkv = Linear::fused(vec![q, k, v]);
+                register_rows(&qkv, &["to_q", "to_k", "to_v"]);
+                Projections::FusedSelf { qkv }
+            }
+            (true, Some(_)) => {
+                let kv = Linear::fused(vec![k, v]);
+                register_rows(&kv, &["to_k", "to_v"]);
+                Projections::FusedCross { q, kv }
+            }
         };
         Ok(Attention {
             projections,

@@ -6,11 +6,13 @@
 //! (a diffusers folder is indexed under the original single-file names).
 
 mod copy;
+mod registry;
 
 use crate::error::{EngineError, Result};
 use copy::copy_out_of_map;
 pub use copy::tensor_bytes;
 use memmap2::Mmap;
+pub use registry::{ParamRegistry, ParamSlot};
 use safetensors::tensor::{Dtype, Metadata};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -175,6 +177,9 @@ pub struct Weights {
     kind: Kind,
     /// When set, every tensor handed out adds its size here (see [`Weights::counted`]).
     ledger: Option<Arc<AtomicU64>>,
+    /// When set, every float tensor handed out is recorded there, under its name relative
+    /// to the view the registry was made on (see [`Weights::recorded`]).
+    registry: Option<(ParamRegistry, String)>,
 }
 
 impl std::fmt::Debug for Weights {
@@ -203,6 +208,7 @@ impl Weights {
             device: Device::Cpu,
             kind: Kind::Float,
             ledger: None,
+            registry: None,
         }
     }
 
@@ -219,6 +225,7 @@ impl Weights {
             device: Device::Cpu,
             kind: Kind::Float,
             ledger: None,
+            registry: None,
         }
     }
 
@@ -251,7 +258,42 @@ impl Weights {
     pub fn uncounted(&self) -> Weights {
         Weights {
             ledger: None,
+            registry: None,
             ..self.clone()
+        }
+    }
+
+    /// The same view recording what it hands out: the registry maps each float tensor's
+    /// name (relative to this view) to the tensor, for patching in place (LoRA). Only for
+    /// components kept loaded: the registry keeps every tensor it saw alive.
+    pub fn recorded(&self) -> (Weights, ParamRegistry) {
+        let registry = ParamRegistry::default();
+        (
+            Weights {
+                registry: Some((registry.clone(), self.prefix.clone())),
+                ..self.clone()
+            },
+            registry,
+        )
+    }
+
+    /// Says that the weight `name` now lives in `tensor` (rows `start..start + len` of it
+    /// when `rows` is given) instead of in the tensor `get` returned, for code that fuses,
+    /// splits or re-lays-out loaded weights. A no-op without a registry.
+    pub fn register(&self, name: &str, tensor: &Tensor, rows: Option<(i64, i64)>) {
+        if let Some((registry, root)) = &self.registry {
+            let full = self.full(name);
+            let relative = full
+                .strip_prefix(root.as_str())
+                .map(|r| r.trim_start_matches('.'))
+                .unwrap_or(&full);
+            registry.insert(
+                relative.to_string(),
+                ParamSlot {
+                    tensor: tensor.shallow_clone(),
+                    rows,
+                },
+            );
         }
     }
 
@@ -331,6 +373,9 @@ impl Weights {
         let tensor = file.load(stored, self.device, self.kind)?;
         if let Some(ledger) = &self.ledger {
             ledger.fetch_add(tensor_bytes(&tensor), Ordering::Relaxed);
+        }
+        if tensor.is_floating_point() {
+            self.register(name, &tensor, None);
         }
         Ok(tensor)
     }

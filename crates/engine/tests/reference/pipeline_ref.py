@@ -112,19 +112,8 @@ def run(pipe, sigmas, noise, out, name, vae):
               os.path.join(out, f"{name}_io.safetensors"))
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--out", required=True)
-    out = ap.parse_args().out
-    torch.manual_seed(0)
-    tokenizer = tokenizer_ref.build_tokenizer(out)
-    tokenizer.model_max_length = 77
-    tokenizer_g = copy.deepcopy(tokenizer)
-    tokenizer_g.pad_token = "!"  # OpenCLIP pads with token 0, as ComfyUI does
-    sigmas = comfy_normal_sigmas(STEPS)
-    torch.manual_seed(SEED)
-    noise = torch.randn(1, 4, SIZE // 8, SIZE // 8)
-
+def build_sd1(tokenizer):
+    """The tiny SD 1.x pipeline and its single-file checkpoint (a dict)."""
     with torch.no_grad():
         # SD 1.x: CLIP-L (HF layout), conv projections, 8 heads, eps.
         text = CLIPTextModel(clip_config(64, 3, "quick_gelu")).eval()
@@ -138,15 +127,61 @@ def main():
         ckpt = unet_ref.to_ldm(unet.state_dict(), unet_cfg)
         ckpt.update(vae_single_file(vae))
         ckpt.update({"cond_stage_model.transformer." + k: v for k, v in hf_layout(text).items()})
-        save_file({k: v.contiguous() for k, v in ckpt.items()}, os.path.join(out, "sd1.safetensors"))
-        # Standalone parts, as users keep them in models/vae and models/clip.
-        save_file({k: v.contiguous() for k, v in vae_ref.to_ldm(vae.state_dict(), 4, True).items()},
-                  os.path.join(out, "sd1_vae.safetensors"))
-        save_file({k: v.contiguous() for k, v in hf_layout(text).items()},
-                  os.path.join(out, "sd1_clip_l.safetensors"))
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=tokenizer, unet=unet,
                                    scheduler=scheduler("epsilon"), safety_checker=None,
                                    feature_extractor=None, requires_safety_checker=False)
+    return pipe, ckpt
+
+
+def build_sdxl(tokenizer, tokenizer_g):
+    """The tiny SDXL pipeline and its single-file checkpoint (a dict)."""
+    with torch.no_grad():
+        # SDXL: CLIP-L (HF) + OpenCLIP-G (open_clip layout) with projection, size conditioning.
+        text_l = CLIPTextModel(clip_config(64, 3, "quick_gelu")).eval()
+        text_g = CLIPTextModelWithProjection(clip_config(128, 3, "gelu", projection=32)).eval()
+        randomize(text_l, 31)
+        randomize(text_g, 32)
+        unet_cfg = dict(in_channels=4, out_channels=4, block_out_channels=(32, 64), layers_per_block=1,
+                        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+                        cross_attention_dim=64 + 128, attention_head_dim=(1, 1),
+                        transformer_layers_per_block=(1, 2), use_linear_projection=True,
+                        addition_embed_type="text_time", addition_time_embed_dim=256,
+                        projection_class_embeddings_input_dim=32 + 6 * 256)
+        unet, vae = tiny_unet(unet_cfg, 33), tiny_vae(34)
+        vae.register_to_config(scaling_factor=0.13025)
+        ckpt = unet_ref.to_ldm(unet.state_dict(), unet_cfg)
+        ckpt.update(vae_single_file(vae))
+        ckpt.update({"conditioner.embedders.0.transformer." + k: v for k, v in hf_layout(text_l).items()})
+        g = clip_ref.to_open_clip(hf_layout(text_g), 128)
+        ckpt.update({"conditioner.embedders.1.model." + k: v for k, v in g.items()})
+    pipe = StableDiffusionXLPipeline(vae=vae, text_encoder=text_l, text_encoder_2=text_g,
+                                     tokenizer=tokenizer, tokenizer_2=tokenizer_g, unet=unet,
+                                     scheduler=scheduler("epsilon"), force_zeros_for_empty_prompt=False)
+    return pipe, ckpt
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", required=True)
+    out = ap.parse_args().out
+    torch.manual_seed(0)
+    tokenizer = tokenizer_ref.build_tokenizer(out)
+    tokenizer.model_max_length = 77
+    tokenizer_g = copy.deepcopy(tokenizer)
+    tokenizer_g.pad_token = "!"  # OpenCLIP pads with token 0, as ComfyUI does
+    sigmas = comfy_normal_sigmas(STEPS)
+    torch.manual_seed(SEED)
+    noise = torch.randn(1, 4, SIZE // 8, SIZE // 8)
+
+    pipe, ckpt = build_sd1(tokenizer)
+    vae, text = pipe.vae, pipe.text_encoder
+    save_file({k: v.contiguous() for k, v in ckpt.items()}, os.path.join(out, "sd1.safetensors"))
+    # Standalone parts, as users keep them in models/vae and models/clip.
+    save_file({k: v.contiguous() for k, v in vae_ref.to_ldm(vae.state_dict(), 4, True).items()},
+              os.path.join(out, "sd1_vae.safetensors"))
+    save_file({k: v.contiguous() for k, v in hf_layout(text).items()},
+              os.path.join(out, "sd1_clip_l.safetensors"))
     run(pipe, sigmas, noise, out, "sd1", vae)
 
     with torch.no_grad():
@@ -175,30 +210,9 @@ def main():
                                    feature_extractor=None, requires_safety_checker=False)
     run(pipe, sigmas, noise, out, "sd2", vae)
 
-    with torch.no_grad():
-        # SDXL: CLIP-L (HF) + OpenCLIP-G (open_clip layout) with projection, size conditioning.
-        text_l = CLIPTextModel(clip_config(64, 3, "quick_gelu")).eval()
-        text_g = CLIPTextModelWithProjection(clip_config(128, 3, "gelu", projection=32)).eval()
-        randomize(text_l, 31)
-        randomize(text_g, 32)
-        unet_cfg = dict(in_channels=4, out_channels=4, block_out_channels=(32, 64), layers_per_block=1,
-                        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-                        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-                        cross_attention_dim=64 + 128, attention_head_dim=(1, 1),
-                        transformer_layers_per_block=(1, 2), use_linear_projection=True,
-                        addition_embed_type="text_time", addition_time_embed_dim=256,
-                        projection_class_embeddings_input_dim=32 + 6 * 256)
-        unet, vae = tiny_unet(unet_cfg, 33), tiny_vae(34)
-        vae.register_to_config(scaling_factor=0.13025)
-        ckpt = unet_ref.to_ldm(unet.state_dict(), unet_cfg)
-        ckpt.update(vae_single_file(vae))
-        ckpt.update({"conditioner.embedders.0.transformer." + k: v for k, v in hf_layout(text_l).items()})
-        g = clip_ref.to_open_clip(hf_layout(text_g), 128)
-        ckpt.update({"conditioner.embedders.1.model." + k: v for k, v in g.items()})
-        save_file({k: v.contiguous() for k, v in ckpt.items()}, os.path.join(out, "sdxl.safetensors"))
-    pipe = StableDiffusionXLPipeline(vae=vae, text_encoder=text_l, text_encoder_2=text_g,
-                                     tokenizer=tokenizer, tokenizer_2=tokenizer_g, unet=unet,
-                                     scheduler=scheduler("epsilon"), force_zeros_for_empty_prompt=False)
+    pipe, ckpt = build_sdxl(tokenizer, tokenizer_g)
+    vae = pipe.vae
+    save_file({k: v.contiguous() for k, v in ckpt.items()}, os.path.join(out, "sdxl.safetensors"))
     run(pipe, sigmas, noise, out, "sdxl", vae)
     pipe.save_pretrained(os.path.join(out, "sdxl_diffusers"), safe_serialization=True)
 

@@ -242,6 +242,8 @@ impl FormState {
             clip_skip: None,
             init_image: self.init_image.clone(),
             strength: self.strength,
+            // LoRAs come from the prompt's <lora:name:weight> tags (no picker yet).
+            loras: Vec::new(),
         };
         params.validate().map_err(|e| FieldError {
             field: Field::from_validation(e.field),

@@ -231,7 +231,7 @@ impl App {
                 ui.gpus.show(&view, now);
             }
             Cmd::GpuHistory(Err(e)) => eprintln!("imagelab-gui: the GPU history: {e}"),
-            Cmd::JobFinished(job) => self.job_finished(ui, sender, job),
+            Cmd::JobFinished(job) => self.job_finished(ui, sender, *job),
             Cmd::Viewed {
                 path,
                 in_output,
@@ -421,7 +421,7 @@ impl App {
                 self.mine.remove(&id);
                 if let Some(client) = self.client.clone() {
                     App::run(sender, move || match client.get(id) {
-                        Ok(job) => Cmd::JobFinished(job),
+                        Ok(job) => Cmd::JobFinished(Box::new(job)),
                         Err(e) => Cmd::Failed(format!("job {id}: {e}"), None),
                     });
                 }

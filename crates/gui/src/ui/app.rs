@@ -133,7 +133,7 @@ pub enum Cmd {
     GpuHistory(Result<imagelab_core::events::GpuHistoryView, String>),
     /// A result to tell wherever the user is (the status line is on the Create page only).
     Toast(String),
-    JobFinished(JobView),
+    JobFinished(Box<JobView>),
     Viewed {
         path: PathBuf,
         in_output: Option<String>,
