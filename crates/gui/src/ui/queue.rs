@@ -183,22 +183,36 @@ impl QueuePage {
         }
     }
 
-    /// Fetched jobs: new rows, or fresher copies. A large batch lists everything once; a
-    /// few are placed one by one.
+    /// Fetched jobs: new rows, or fresher copies. New jobs newer than every listed row (a
+    /// burst of submissions) go in at the top in one splice; others are placed one by one
+    /// (a binary search each). Only a large batch of older rows lists everything again.
     pub fn upsert(&self, views: Vec<JobView>) {
-        if views.len() > 64 {
-            for view in views {
-                self.rows.borrow_mut().upsert(view);
+        let filter = self.filter.selected() as usize;
+        let newest_listed = self.list.string(0).and_then(|s| s.parse::<u64>().ok());
+        let mut on_top = Vec::new();
+        let mut placed = Vec::new();
+        for view in views {
+            let (id, shown) = (view.id, shown_by(filter, &view.state));
+            let known = self.rows.borrow().get(id).is_some();
+            self.rows.borrow_mut().upsert(view);
+            if !known && shown && newest_listed.is_none_or(|top| id > top) {
+                on_top.push(id);
+            } else {
+                placed.push((id, shown));
             }
+        }
+        if placed.len() > 64 {
             self.refilter();
             return;
         }
-        let filter = self.filter.selected() as usize;
-        for view in views {
-            let (id, shown) = (view.id, shown_by(filter, &view.state));
-            self.rows.borrow_mut().upsert(view);
+        on_top.sort_unstable_by(|a, b| b.cmp(a));
+        let ids: Vec<String> = on_top.iter().map(u64::to_string).collect();
+        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        self.list.splice(0, 0, &refs);
+        for (id, shown) in placed {
             self.place(id, shown);
         }
+        self.show_count();
     }
 
     /// The row's place in the list (sorted newest first), or where it would go.
