@@ -401,3 +401,102 @@ fn low_vram_and_memory_mode_flags() {
     // The comparison can fail: another seed changes pixels by far more than that.
     assert!(worst(&images[2], &images[4]) > 16);
 }
+
+/// A small kohya LoRA for the tiny SD 1.x model: one rank-4 pair on the first attention
+/// block's `proj_in` (a 1×1 convolution of 32 channels) and one on a text-encoder layer.
+fn write_tiny_lora(path: &Path) {
+    let tensors: [(&str, Vec<usize>); 6] = [
+        (
+            "lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight",
+            vec![4, 32, 1, 1],
+        ),
+        (
+            "lora_unet_down_blocks_0_attentions_0_proj_in.lora_up.weight",
+            vec![32, 4, 1, 1],
+        ),
+        ("lora_unet_down_blocks_0_attentions_0_proj_in.alpha", vec![]),
+        (
+            "lora_te_text_model_encoder_layers_0_mlp_fc1.lora_down.weight",
+            vec![4, 64],
+        ),
+        (
+            "lora_te_text_model_encoder_layers_0_mlp_fc1.lora_up.weight",
+            vec![128, 4],
+        ),
+        ("lora_te_text_model_encoder_layers_0_mlp_fc1.alpha", vec![]),
+    ];
+    let (mut header, mut data) = (serde_json::Map::new(), Vec::<u8>::new());
+    let mut state = 12345u64;
+    for (name, shape) in tensors {
+        let count: usize = shape.iter().product();
+        let start = data.len();
+        for _ in 0..count {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let value = if name.ends_with("alpha") {
+                4.0
+            } else {
+                ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 1.5
+            };
+            data.extend_from_slice(&value.to_le_bytes());
+        }
+        header.insert(
+            name.into(),
+            serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [start, data.len()]}),
+        );
+    }
+    let header = serde_json::Value::Object(header).to_string();
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend_from_slice(&data);
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn loras_from_the_flag_and_from_a_prompt_tag_are_the_same_and_bad_ones_are_refused() {
+    let sb = sandbox();
+    std::fs::create_dir_all(sb.path("models/loras")).unwrap();
+    write_tiny_lora(&sb.path("models/loras/tiny_lora.safetensors"));
+    let image = |args: &[&str]| {
+        let base = ["--model", "sd1", "--seed", "5", "--json"];
+        let out = ok(&run(&sb, &[&base[..], args].concat()));
+        let json: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        PathBuf::from(json["images"][0].as_str().unwrap())
+    };
+    let plain = image(&[]);
+    let flagged = image(&["--lora", "tiny_lora:0.8"]);
+    let tagged = image(&["--prompt", "a tiny lighthouse<lora:tiny_lora:0.8>"]);
+    assert_ne!(pixels(&plain), pixels(&flagged), "the LoRA changed nothing");
+    assert_eq!(pixels(&flagged), pixels(&tagged));
+    let spec = texts(&flagged)["imagelab"].clone();
+    assert!(
+        spec.contains("\"loras\"") && spec.contains("tiny_lora"),
+        "{spec}"
+    );
+    // The tag stays in the recorded prompt, as A1111 keeps it.
+    assert!(texts(&tagged)["parameters"].contains("<lora:tiny_lora:0.8>"));
+
+    let before = sb.outputs().len();
+    for (args, named) in [
+        (vec!["--lora", "missing_lora"], "missing_lora"),
+        (vec!["--lora", "tiny_lora:strong"], "strong"),
+        (vec!["--prompt", "a <lora:tiny_lora:0.5"], "<lora:"),
+        (vec!["--lora", "../escape"], "escape"),
+    ] {
+        let out = run(&sb, &[&["--model", "sd1"][..], &args].concat());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(named),
+            "{args:?}: {err}"
+        );
+    }
+    // A LoRA for another family fails naming the file and the key.
+    let out = run(&sb, &["--model", "sdxl", "--lora", "tiny_lora"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("tiny_lora.safetensors") && err.contains("lora_"),
+        "{err}"
+    );
+    assert_eq!(sb.outputs().len(), before, "a refused LoRA left an image");
+}

@@ -115,6 +115,16 @@ fn expand_one(
     if let Some(clip) = &spec.clip {
         check_name(&folders.clip(), clip, "clip", field("spec.clip"), true)?;
     }
+    // Validated above, so the list parses; every LoRA must exist now, not fail the job later.
+    for lora in spec.requested_loras().unwrap_or_default() {
+        check_name(
+            &folders.loras(),
+            &lora.name,
+            "lora",
+            field("spec.loras"),
+            true,
+        )?;
+    }
     if let Some(image) = &spec.init_image {
         // A job's init image is a previous output: the daemon reads no other user files.
         check_name(

@@ -98,6 +98,27 @@ fn bad_submissions_get_4xx_naming_the_field_and_create_nothing() {
         assert_eq!(err.field.as_deref(), Some(want_field), "{body}: {err:?}");
         assert!(err.error.contains(want_text), "{body}: {err:?}");
     }
+    // LoRAs: a tag with a bad weight, and a LoRA that is not in models/loras.
+    let (status, err) = post_jobs(
+        &daemon,
+        &with("/spec/prompt", "a cat <lora:ink:strong>".into()),
+    );
+    assert_eq!(
+        (status, err.field.as_deref()),
+        (422, Some("spec.prompt")),
+        "{err:?}"
+    );
+    assert!(err.error.contains("strong"), "{err:?}");
+    let mut missing_lora = good.clone();
+    missing_lora["spec"]["loras"] = serde_json::json!([{ "name": "no_such_lora", "weight": 0.5 }]);
+    let (status, err) = post_jobs(&daemon, &missing_lora.to_string());
+    assert_eq!(
+        (status, err.field.as_deref()),
+        (422, Some("spec.loras")),
+        "{err:?}"
+    );
+    assert!(err.error.contains("no_such_lora"), "{err:?}");
+
     // A seed of i64::MAX is fine alone; only count 2 overflows it.
     let mut overflow = good.clone();
     overflow["spec"]["seed"] = i64::MAX.into();
