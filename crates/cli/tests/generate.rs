@@ -474,8 +474,19 @@ fn loras_from_the_flag_and_from_a_prompt_tag_are_the_same_and_bad_ones_are_refus
         spec.contains("\"loras\"") && spec.contains("tiny_lora"),
         "{spec}"
     );
-    // The tag stays in the recorded prompt, as A1111 keeps it.
-    assert!(texts(&tagged)["parameters"].contains("<lora:tiny_lora:0.8>"));
+    // The tag stays in the recorded prompt, as A1111 keeps it, and --lora becomes one; the
+    // hash is A1111's: sha256 of the tensor data after the safetensors header, 12 digits.
+    let bytes = std::fs::read(sb.path("models/loras/tiny_lora.safetensors")).unwrap();
+    let header = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let digest = sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(
+        &bytes[8 + header..],
+    ));
+    let hashes = format!("Lora hashes: \"tiny_lora: {}\"", &hex::encode(digest)[..12]);
+    for image in [&flagged, &tagged] {
+        let parameters = texts(image)["parameters"].clone();
+        assert!(parameters.contains("<lora:tiny_lora:0.8>"), "{parameters}");
+        assert!(parameters.contains(&hashes), "{parameters} lacks {hashes}");
+    }
 
     let before = sb.outputs().len();
     for (args, named) in [

@@ -49,7 +49,36 @@ pub fn short_sha256(path: &Path) -> Result<String> {
     } else {
         path.to_path_buf()
     };
-    let key = cache_key(&target);
+    cached(&target, "", |p| Ok(sha256_file(p)?[..10].to_string()))
+}
+
+/// A LoRA's short hash as A1111 writes it in "Lora hashes" (and Civitai reads it): the
+/// first 12 hex digits of the sha256 of a safetensors file's tensor data, after its header
+/// (kohya's "addnet" hash, which does not change when only the metadata is edited).
+pub fn lora_short_hash(path: &Path) -> Result<String> {
+    cached(path, "addnet|", |p| {
+        let io = |source| EngineError::Io {
+            path: p.to_path_buf(),
+            source,
+        };
+        let mut file = std::fs::File::open(p).map_err(io)?;
+        let mut length = [0u8; 8];
+        file.read_exact(&mut length).map_err(io)?;
+        let header = u64::from_le_bytes(length);
+        std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(8 + header)).map_err(io)?;
+        let mut hasher = Sha256::new();
+        std::io::copy(&mut file, &mut hasher).map_err(io)?;
+        Ok(hex::encode(hasher.finalize())[..12].to_string())
+    })
+}
+
+/// `compute(path)`, or its cached result while the file keeps its size and time.
+fn cached(
+    path: &Path,
+    kind: &str,
+    compute: impl FnOnce(&Path) -> Result<String>,
+) -> Result<String> {
+    let key = cache_key(path).map(|k| format!("{kind}{k}"));
     let cache_file = cache_path();
     let mut cache: BTreeMap<String, String> = std::fs::read_to_string(&cache_file)
         .ok()
@@ -58,7 +87,7 @@ pub fn short_sha256(path: &Path) -> Result<String> {
     if let Some(hit) = key.as_ref().and_then(|k| cache.get(k)) {
         return Ok(hit.clone());
     }
-    let short = sha256_file(&target)?[..10].to_string();
+    let short = compute(path)?;
     if let Some(k) = key {
         cache.insert(k, short.clone());
         // The cache is an optimisation: failing to save it must not fail the generation.

@@ -369,6 +369,20 @@ pub(super) fn read_init_image(path: &str, width: u32, height: u32) -> Result<tch
 }
 
 /// The A1111 `parameters` text and our JSON spec for one image.
+/// The prompt as A1111 records it: LoRAs given outside the prompt (`--lora`, a spec's
+/// list) become `<lora:…>` tags at its end, so A1111, Forge and Civitai see every LoRA.
+fn prompt_with_lora_tags(prompt: &str, listed: &[imagelab_core::lora::LoraRef]) -> String {
+    let mut text = prompt.to_string();
+    for lora in listed {
+        let weights = match lora.te_weight {
+            Some(te) if te != lora.weight => format!("{}:{te}", lora.weight),
+            _ => lora.weight.to_string(),
+        };
+        text.push_str(&format!(" <lora:{}:{weights}>", lora.name));
+    }
+    text
+}
+
 pub(super) fn describe(
     p: &Pipeline,
     params: &GenerationParams,
@@ -397,9 +411,37 @@ pub(super) fn describe(
     if params.init_image.is_some() {
         fields.push(("Denoising strength", format!("{}", params.strength)));
     }
+    let loras: Vec<(crate::lora::LoraApplication, String)> = p
+        .applied_loras()
+        .into_iter()
+        .map(|lora| {
+            let hash = crate::model_hash::lora_short_hash(&lora.path).unwrap_or_default();
+            (lora, hash)
+        })
+        .collect();
+    if !loras.is_empty() {
+        let hashes: Vec<String> = loras
+            .iter()
+            .map(|(l, h)| format!("{}: {h}", l.name))
+            .collect();
+        fields.push(("Lora hashes", hashes.join(", ")));
+    }
     fields.push(("Version", ENGINE_VERSION.to_string()));
-    let parameters = crate::png_out::a1111_parameters(&params.prompt, &params.negative, &fields);
+    let parameters = crate::png_out::a1111_parameters(
+        &prompt_with_lora_tags(&params.prompt, &params.loras),
+        &params.negative,
+        &fields,
+    );
+    let lora_spec: Vec<serde_json::Value> = loras
+        .iter()
+        .map(|(l, hash)| {
+            serde_json::json!({
+                "name": l.name, "weight": l.unet_weight, "te_weight": l.te_weight, "hash": hash,
+            })
+        })
+        .collect();
     let spec = serde_json::json!({
+        "loras": lora_spec,
         "params": params,
         "seed": image.seed,
         "batch_index": image.batch_index,
