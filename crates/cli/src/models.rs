@@ -1,5 +1,5 @@
-//! `imagelab models [--json]`: the daemon's model folders, each checkpoint with the family
-//! its tensors name (sd1, sd2, sd2-v, sdxl, …) or why it cannot be read.
+//! `imagelab models [--json]`: the daemon's model folders, each checkpoint (and LoRA) with
+//! the family its tensors name (sd1, sd2, sd2-v, sdxl, …) or why it cannot be read.
 
 use anyhow::Result;
 use clap::Args;
@@ -43,6 +43,24 @@ fn table(list: &ModelList) -> String {
         };
         out.push_str(&format!("  {:<width$}  {family}\n", entry.name));
     }
+    out.push_str("loras:\n");
+    if list.loras.is_empty() {
+        out.push_str("  (none)\n");
+    }
+    let lora_width = list
+        .loras
+        .iter()
+        .map(|m| m.name.chars().count())
+        .max()
+        .unwrap_or(0);
+    for entry in &list.loras {
+        let family = match (&entry.family, &entry.error) {
+            (Some(family), _) => format!("for {family}"),
+            (None, Some(error)) => format!("? ({error})"),
+            (None, None) => "family unknown".into(),
+        };
+        out.push_str(&format!("  {:<lora_width$}  {family}\n", entry.name));
+    }
     for (title, names) in [("vae", &list.vae), ("clip", &list.clip)] {
         out.push_str(&format!("{title}:\n"));
         if names.is_empty() {
@@ -77,11 +95,16 @@ mod tests {
             ],
             vae: vec!["v.safetensors".into()],
             clip: Vec::new(),
+            loras: vec![ModelEntry {
+                name: "ink.safetensors".into(),
+                family: Some("sd1".into()),
+                error: None,
+            }],
         };
         assert_eq!(
             table(&list),
             "checkpoints:\n  base.safetensors  sdxl\n  x.safetensors     ? (not a checkpoint)\n\
-             vae:\n  v.safetensors\nclip:\n  (none)\n"
+             loras:\n  ink.safetensors  for sd1\nvae:\n  v.safetensors\nclip:\n  (none)\n"
         );
     }
 }

@@ -216,6 +216,10 @@ pub struct ModelList {
     pub checkpoints: Vec<ModelEntry>,
     pub vae: Vec<String>,
     pub clip: Vec<String>,
+    /// The LoRAs in `models/loras/`, each with the family it was made for (`None`: its
+    /// tensors do not tell) or why it cannot be read.
+    #[serde(default)]
+    pub loras: Vec<ModelEntry>,
 }
 
 /// One checkpoint: its family as its tensors name it (`sd1`, `sd2`, `sd2-v`, `sdxl`, …;

@@ -126,9 +126,80 @@ pub fn requested(prompt: &str, listed: &[LoraRef]) -> Result<Vec<LoraRef>, Valid
     Ok(loras)
 }
 
+/// The family a LoRA file was made for, from its tensor names and shapes (never its file
+/// name): the cross-attention key projection's input width (768 SD 1.x, 1024 SD 2.x, 2048
+/// SDXL), else the text encoders it patches. `None` when nothing tells.
+pub fn family_of(shapes: &std::collections::BTreeMap<String, Vec<i64>>) -> Option<&'static str> {
+    let down = |name: &str| {
+        name.ends_with("lora_down.weight")
+            || name.ends_with("lora_A.weight")
+            || name.ends_with("lora.down.weight")
+    };
+    let by_context = shapes.iter().find_map(|(name, shape)| {
+        let cross_key = name.contains("attn2") && (name.contains("to_k") || name.contains("to.k"));
+        (cross_key && down(name))
+            .then(|| shape.get(1).copied())
+            .flatten()
+    });
+    match by_context {
+        Some(768) => return Some("sd1"),
+        Some(1024) => return Some("sd2"),
+        Some(2048) => return Some("sdxl"),
+        _ => {}
+    }
+    if shapes
+        .keys()
+        .any(|k| k.starts_with("lora_te2_") || k.starts_with("text_encoder_2."))
+    {
+        return Some("sdxl");
+    }
+    let text_width = shapes.iter().find_map(|(name, shape)| {
+        let text = name.starts_with("lora_te") || name.starts_with("text_encoder.");
+        (text && name.contains("q_proj") && down(name))
+            .then(|| shape.get(1).copied())
+            .flatten()
+    });
+    match text_width {
+        Some(768) => Some("sd1"),
+        Some(1024) => Some("sd2"),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_loras_family_comes_from_its_shapes() {
+        let shapes = |entries: &[(&str, &[i64])]| {
+            entries
+                .iter()
+                .map(|(n, s)| (n.to_string(), s.to_vec()))
+                .collect::<std::collections::BTreeMap<_, _>>()
+        };
+        let sdxl = shapes(&[(
+            "lora_unet_input_blocks_4_1_transformer_blocks_0_attn2_to_k.lora_down.weight",
+            &[32, 2048],
+        )]);
+        assert_eq!(family_of(&sdxl), Some("sdxl"));
+        let sd1 = shapes(&[(
+            "unet.down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k.lora_A.weight",
+            &[8, 768],
+        )]);
+        assert_eq!(family_of(&sd1), Some("sd1"));
+        let te_only = shapes(&[(
+            "lora_te_text_model_encoder_layers_0_self_attn_q_proj.lora_down.weight",
+            &[4, 1024],
+        )]);
+        assert_eq!(family_of(&te_only), Some("sd2"));
+        let te2 = shapes(&[(
+            "lora_te2_text_model_encoder_layers_0_mlp_fc1.lora_down.weight",
+            &[4, 1280],
+        )]);
+        assert_eq!(family_of(&te2), Some("sdxl"));
+        assert_eq!(family_of(&shapes(&[("x", &[1])])), None);
+    }
 
     #[test]
     fn tags_leave_the_prompt_and_keep_their_weights() {

@@ -18,6 +18,7 @@ pub async fn models(state: web::Data<AppState>) -> Result<web::Json<ModelList>, 
         checkpoints: checkpoint_entries(&folders.checkpoints()),
         vae: list_model_names(&folders.vae()),
         clip: list_model_names(&folders.clip()),
+        loras: lora_entries(&folders.loras()),
     })
     .await?;
     Ok(web::Json(list))
@@ -38,6 +39,27 @@ fn checkpoint_entries(folder: &Path) -> Vec<ModelEntry> {
                 error: Some(e.to_string()),
             },
         })
+        .collect()
+}
+
+/// Each LoRA with the family its tensor shapes name, read from the header only.
+fn lora_entries(folder: &Path) -> Vec<ModelEntry> {
+    list_model_names(folder)
+        .into_iter()
+        .map(
+            |name| match imagelab_core::safetensors_header::read_header(&folder.join(&name)) {
+                Ok(header) => ModelEntry {
+                    family: imagelab_core::lora::family_of(&header.shapes()).map(str::to_string),
+                    name,
+                    error: None,
+                },
+                Err(e) => ModelEntry {
+                    name,
+                    family: None,
+                    error: Some(e.to_string()),
+                },
+            },
+        )
         .collect()
 }
 

@@ -241,6 +241,9 @@ fn models_are_listed_by_folder() {
     std::fs::write(lab.path().join("models/vae/sdxl_vae.safetensors"), b"x").unwrap();
     std::fs::write(lab.path().join("models/clip/clip_l.safetensors"), b"x").unwrap();
     std::fs::write(lab.path().join("models/checkpoints/old.ckpt"), b"x").unwrap();
+    std::fs::create_dir_all(lab.path().join("models/loras")).unwrap();
+    write_sdxl_lora_header(&lab.path().join("models/loras/xl_detail.safetensors"));
+    std::fs::write(lab.path().join("models/loras/broken.safetensors"), b"x").unwrap();
     let _daemon = lab.start();
     let models = lab.client().models().unwrap();
     let names: Vec<&str> = models.checkpoints.iter().map(|m| m.name.as_str()).collect();
@@ -252,6 +255,30 @@ fn models_are_listed_by_folder() {
     assert!(error.contains("tiny.safetensors"), "{error}");
     assert_eq!(models.vae, vec!["sdxl_vae.safetensors"]);
     assert_eq!(models.clip, vec!["clip_l.safetensors"]);
+    // LoRAs: the family comes from the cross-attention width in the header (2048: SDXL).
+    let loras: Vec<(&str, Option<&str>, bool)> = models
+        .loras
+        .iter()
+        .map(|l| (l.name.as_str(), l.family.as_deref(), l.error.is_some()))
+        .collect();
+    assert_eq!(
+        loras,
+        vec![
+            ("broken.safetensors", None, true),
+            ("xl_detail.safetensors", Some("sdxl"), false)
+        ]
+    );
+}
+
+/// A one-tensor safetensors file: an SDXL LoRA's cross-attention `to_k` down matrix.
+fn write_sdxl_lora_header(path: &std::path::Path) {
+    let name = "lora_unet_input_blocks_4_1_transformer_blocks_0_attn2_to_k.lora_down.weight";
+    let header =
+        format!(r#"{{"{name}":{{"dtype":"F32","shape":[1,2048],"data_offsets":[0,8192]}}}}"#);
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend_from_slice(&[0u8; 8192]);
+    std::fs::write(path, bytes).unwrap();
 }
 
 #[test]
