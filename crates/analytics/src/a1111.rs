@@ -135,6 +135,7 @@ pub fn record_from_parameters(path: &str, text: &str) -> ImageRecord {
     record.model_hash = p.get("Model hash").map(str::to_string);
     // Our own extension of the format; other tools never write it.
     record.profile = p.get("Style").map(str::to_string);
+    record.lora = imagelab_core::lora::group_key(&record.prompt, []);
     record.prompt = p.prompt;
     record.negative = p.negative;
     record

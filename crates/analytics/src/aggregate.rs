@@ -19,6 +19,7 @@ pub const DIMENSIONS: &[&str] = &[
     "cfg",
     "steps",
     "size",
+    "lora",
 ];
 
 /// The pairs of dimensions (indices into [`DIMENSIONS`]); the first is the heat map's.
@@ -38,6 +39,7 @@ pub struct Sample<'a> {
     pub model: Option<&'a str>,
     pub profile: Option<&'a str>,
     pub theme: Option<&'a str>,
+    pub lora: Option<&'a str>,
     pub sampler: Option<&'a str>,
     pub scheduler: Option<&'a str>,
     pub cfg: Option<f64>,
@@ -55,6 +57,7 @@ impl<'a> Sample<'a> {
             model: r.model.as_deref(),
             profile: r.profile.as_deref(),
             theme: r.theme.as_deref(),
+            lora: r.lora.as_deref(),
             sampler: r.sampler.as_deref(),
             scheduler: r.scheduler.as_deref(),
             cfg: r.cfg,
@@ -111,7 +114,8 @@ impl Counts {
 
 /// The streaming state: every dimension's values interned to ids, counts kept per id,
 /// per id pair and per configuration (ids of model, profile, sampler, scheduler, exact
-/// CFG, steps, size).
+/// CFG, steps, size; a configuration is what a preset reuses, so LoRAs are a dimension of
+/// their own, not part of it).
 #[derive(Debug)]
 pub struct Aggregator {
     min_support: u64,
@@ -125,7 +129,7 @@ pub struct Aggregator {
 }
 
 const DAY_MS: u64 = 86_400_000;
-const CFG_EXACT: usize = 8;
+const CFG_EXACT: usize = 9;
 const NO_NUMBER: u64 = u64::MAX;
 
 impl Aggregator {
@@ -157,7 +161,7 @@ impl Aggregator {
             .width
             .zip(s.height)
             .map_or(NO_NUMBER, |(w, h)| (u64::from(w) << 32) | u64::from(h));
-        let ids: [u32; 8] = [
+        let ids: [u32; 9] = [
             n[0].text(s.model.unwrap_or(UNKNOWN)),
             n[1].text(s.profile.unwrap_or(NONE)),
             n[2].text(s.theme.unwrap_or(NONE)),
@@ -172,6 +176,7 @@ impl Aggregator {
                     .zip(s.height)
                     .map_or(UNKNOWN.to_string(), |(w, h)| format!("{w}x{h}"))
             }),
+            n[8].text(s.lora.unwrap_or(NONE)),
         ];
         // A configuration keeps the exact CFG: it is what a preset reuses.
         let cfg_exact = n[CFG_EXACT].number(cfg_bits, || {

@@ -278,10 +278,15 @@ impl Context<'_> {
         let params = &job.spec.params;
         let sampler = params.sampler.as_deref().map(sampler_name);
         let model = Some(params.model.as_ref()).filter(|m| !m.is_empty());
+        let lora = imagelab_core::lora::group_key(
+            &params.prompt,
+            params.loras.iter().map(|l| l.name.as_ref()),
+        );
         let base = Sample {
             model,
             profile: job.spec.style.as_deref(),
             theme: job.theme(),
+            lora: lora.as_deref(),
             sampler: sampler.as_deref(),
             scheduler: params.scheduler.as_deref(),
             cfg: params.cfg,
@@ -323,6 +328,7 @@ impl Context<'_> {
                     model_hash: job.model_hash.as_deref().map(str::to_string),
                     profile: base.profile.map(str::to_string),
                     theme: base.theme.map(str::to_string),
+                    lora: lora.clone(),
                     sampler: sampler.as_deref().map(str::to_string),
                     scheduler: base.scheduler.map(str::to_string),
                     cfg: base.cfg,

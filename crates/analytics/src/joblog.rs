@@ -49,6 +49,15 @@ pub struct ParamsView<'a> {
     #[serde(borrow)]
     pub scheduler: Option<Text<'a>>,
     pub seed: Option<i64>,
+    #[serde(borrow)]
+    pub loras: Vec<LoraView<'a>>,
+}
+
+/// A LoRA of a job's `loras` list (its name is all analytics groups by).
+#[derive(Debug, Default, Deserialize)]
+pub struct LoraView<'a> {
+    #[serde(borrow)]
+    pub name: Text<'a>,
 }
 
 /// The job spec of a job line: parameters plus the style profile and theme.

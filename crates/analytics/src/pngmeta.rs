@@ -88,6 +88,16 @@ pub fn record_from_ours(path: &str, text: &str) -> Option<ImageRecord> {
         ..ImageRecord::default()
     };
     record.sampler = str_of(params, "sampler").map(|s| normalize_sampler(&s).0);
+    let listed: Vec<&str> = params
+        .get("loras")
+        .and_then(Value::as_array)
+        .map(|list| {
+            list.iter()
+                .filter_map(|l| l.get("name")?.as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    record.lora = imagelab_core::lora::group_key(&record.prompt, listed);
     let model = spec.get("model");
     record.model = model
         .and_then(|m| str_of(m, "model_name"))

@@ -32,6 +32,8 @@ pub struct ImageRecord {
     /// The style profile the prompt was styled with.
     pub profile: Option<String>,
     pub theme: Option<String>,
+    /// The LoRA set (`detail+ink`; see `imagelab_core::lora::group_key`).
+    pub lora: Option<String>,
     pub sampler: Option<String>,
     pub scheduler: Option<String>,
     pub cfg: Option<f64>,

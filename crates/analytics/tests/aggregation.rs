@@ -256,3 +256,35 @@ fn threads_give_the_same_report_as_one() {
         assert_eq!(analyze(&opts).unwrap(), one, "{threads} threads");
     }
 }
+
+#[test]
+fn loras_are_a_dimension_from_prompt_tags_and_the_spec_list() {
+    let mut lines = Vec::new();
+    for id in 1..=10 {
+        let mut job = Job::new(id, "alpha");
+        if id <= 6 {
+            job.prompt = format!("a fox {id} <lora:ink:0.7>");
+        }
+        let mut line: serde_json::Value = serde_json::from_str(&job.line()).unwrap();
+        if id >= 5 && id <= 6 {
+            line["spec"]["params"]["loras"] =
+                serde_json::json!([{ "name": "detail", "weight": 0.5 }]);
+        }
+        lines.push(line.to_string());
+    }
+    for id in [1, 2, 5] {
+        lines.push(favorite_job(id));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("jobs.log");
+    write_lines(&log, &lines);
+    let report = analyze(&AnalyzeOptions::new(log)).unwrap();
+    let loras = dim(&report, "lora");
+    let counts = |key| {
+        let g = group(loras, key);
+        (g.images, g.favorites)
+    };
+    assert_eq!(counts("ink"), (4, 2));
+    assert_eq!(counts("detail+ink"), (2, 1));
+    assert_eq!(counts("(none)"), (4, 0));
+}

@@ -126,6 +126,21 @@ pub fn requested(prompt: &str, listed: &[LoraRef]) -> Result<Vec<LoraRef>, Valid
     Ok(loras)
 }
 
+/// The LoRA set of a generation as one analytics group: the names of the prompt's tags and
+/// of `listed`, sorted and joined with `+` (`detail+ink`); `None` without LoRAs. Lenient:
+/// a malformed tag adds nothing (an old image must still count).
+pub fn group_key<'a>(prompt: &str, listed: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    let mut names: Vec<String> = listed.into_iter().map(str::to_string).collect();
+    if prompt.contains("<lora:") {
+        if let Ok((_, tags)) = split_prompt(prompt) {
+            names.extend(tags.into_iter().map(|t| t.name));
+        }
+    }
+    names.sort();
+    names.dedup();
+    (!names.is_empty()).then(|| names.join("+"))
+}
+
 /// The family a LoRA file was made for, from its tensor names and shapes (never its file
 /// name): the cross-attention key projection's input width (768 SD 1.x, 1024 SD 2.x, 2048
 /// SDXL), else the text encoders it patches. `None` when nothing tells.
@@ -224,6 +239,20 @@ mod tests {
         assert!(LoraRef::parse("x:1:2:3", "lora").is_err());
         let twice = requested("<lora:a:1>", &[LoraRef::parse("a:0.5", "lora").unwrap()]);
         assert_eq!(twice.unwrap_err().field, "loras");
+    }
+
+    #[test]
+    fn a_lora_set_is_one_group_whatever_its_order() {
+        assert_eq!(
+            group_key("x <lora:ink:1> <lora:detail:0.5>", []),
+            Some("detail+ink".into())
+        );
+        assert_eq!(
+            group_key("x <lora:ink:1>", ["detail", "ink"]),
+            Some("detail+ink".into())
+        );
+        assert_eq!(group_key("x <lora:ink:bad>", []), None);
+        assert_eq!(group_key("plain", []), None);
     }
 
     #[test]

@@ -110,6 +110,7 @@ pub fn settings_line(r: &crate::record::ImageRecord) -> String {
     add("cfg", r.cfg.map(|c| c.to_string()));
     add("steps", r.steps.map(|s| s.to_string()));
     add("size", r.size());
+    add("lora", r.lora.clone());
     add("seed", r.seed.map(|s| s.to_string()));
     add("rating", r.rating.map(|s| format!("{s}/5")));
     parts.join(", ")
