@@ -266,7 +266,7 @@ fn loras_are_a_dimension_from_prompt_tags_and_the_spec_list() {
             job.prompt = format!("a fox {id} <lora:ink:0.7>");
         }
         let mut line: serde_json::Value = serde_json::from_str(&job.line()).unwrap();
-        if id >= 5 && id <= 6 {
+        if (5..=6).contains(&id) {
             line["spec"]["params"]["loras"] =
                 serde_json::json!([{ "name": "detail", "weight": 0.5 }]);
         }
