@@ -15,6 +15,7 @@ pub mod rng;
 pub mod settings;
 pub mod template;
 pub mod theme;
+pub mod theme_loras;
 pub mod wildcards;
 
 pub use batch::{expand_count, is_template};

@@ -36,6 +36,10 @@ pub struct RecommendedSettings {
     pub width: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub height: Option<u32>,
+    /// LoRAs in `models/loras/` (`[{name: detail, weight: 0.6}]`); added to a job's own,
+    /// replacing one of the same name.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub loras: Vec<imagelab_core::lora::LoraRef>,
 }
 
 impl RecommendedSettings {
@@ -73,6 +77,10 @@ impl RecommendedSettings {
         }
         if let Some(v) = self.height {
             params.height = v;
+        }
+        for lora in &self.loras {
+            params.loras.retain(|l| l.name != lora.name);
+            params.loras.push(lora.clone());
         }
     }
 }

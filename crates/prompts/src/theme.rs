@@ -45,6 +45,9 @@ pub struct ThemeSpec {
     pub models: Vec<Weighted<String>>,
     #[serde(default)]
     pub settings: SettingsSpec,
+    /// LoRAs for every prompt: `[detail, {name: ink, weight: {min: 0.4, max: 0.9}, chance: 0.5}]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub loras: Vec<crate::theme_loras::ThemeLora>,
 }
 
 /// A theme problem; messages name the file and, where known, the line and column.
@@ -158,6 +161,7 @@ impl Theme {
             ));
         }
         spec.settings.validate().map_err(invalid)?;
+        crate::theme_loras::validate(&spec.loras).map_err(invalid)?;
         let source = path.display().to_string();
         let mut wildcards = shared.clone();
         for (name, entries) in &spec.words {
@@ -209,7 +213,7 @@ impl Theme {
     }
 
     /// The prompt a recorded prompt seed stands for. Draw order (fixed): template, then its
-    /// expansion, then model, then settings.
+    /// expansion, then model, then settings, then LoRAs.
     pub fn generate_from_prompt_seed(
         &self,
         prompt_seed: u64,
@@ -235,6 +239,8 @@ impl Theme {
                     message,
                 })?;
         params.model = model;
+        // Drawn last: a theme without LoRAs draws exactly what it drew before they existed.
+        params.settings.loras = crate::theme_loras::draw(&self.spec.loras, &mut rng);
         Ok(GeneratedPrompt {
             prompt,
             negative: self.spec.negative.trim().to_string(),
