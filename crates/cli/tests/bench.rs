@@ -69,6 +69,13 @@ fn cpu_small_bench_writes_every_figure() {
             assert!(allocator[phase].is_null(), "{phase}: {}", allocator[phase]);
         }
         assert!(r["weight_bytes_loaded"].as_u64().unwrap() > 0);
+        // The rank-32 LoRA on every attention and feed-forward layer: merged, switched, stepped.
+        let lora = &r["lora"];
+        assert_eq!(lora["rank"], 32);
+        assert!(lora["modules"].as_u64().unwrap() > 10, "{lora}");
+        for key in ["apply_s", "switch_s", "remove_s", "unet_cfg_step_s"] {
+            assert!(lora[key].as_f64().unwrap() > 0.0, "{key}: {lora}");
+        }
         let report = r["memory_report"].as_array().unwrap();
         assert!(report.iter().any(|c| c["component"] == "unet"));
     }
@@ -125,6 +132,7 @@ fn bench_measures_a_memory_mode_and_records_it() {
         "attention=sdpa offload=model cfg_batching=sequential vae_tiling=512,128"
     );
     assert_eq!(r["tuning"]["fused_qkv"], false);
+    assert_eq!(r["lora"]["skipped"], "LoRAs need --offload none");
     // Offloaded text encoders and VAE hold nothing between uses; the UNet stays.
     for c in r["memory_report"].as_array().unwrap() {
         let bytes = c["bytes"].as_u64().unwrap();

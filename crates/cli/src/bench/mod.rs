@@ -6,6 +6,7 @@
 //! caching allocator during the load, one image and the batch (through the engine's
 //! allocator shim). `--device cpu --size small` runs in seconds on tiny models for CI.
 
+mod lora;
 mod models;
 
 use crate::memory_args::{MemoryArgs, TuningArgs};
@@ -40,6 +41,9 @@ pub struct BenchArgs {
     /// Images in the batch measured for images per second (default: 4, 2 when small).
     #[arg(long)]
     pub batch: Option<u32>,
+    /// Rank of the random LoRA whose merge, switch and step are timed (0: none).
+    #[arg(long, default_value_t = 32)]
+    pub lora_rank: i64,
     /// Also write the results here as JSON.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -218,6 +222,16 @@ fn bench_model(
     reset_peak(device);
     let (_, batch_s) = timed(device, || Ok(pipeline.generate(&pb, &mut |_| {})?))?;
     let batch_memory = allocator_figures(device);
+    // LoRAs are merged into kept-loaded weights; an offloaded pipeline refuses them.
+    let offloaded = pipeline.memory_settings().offload != imagelab_core::memory::Offload::None;
+    let lora = match args.lora_rank {
+        _ if offloaded => json!({ "skipped": "LoRAs need --offload none" }),
+        0 => Value::Null,
+        rank => {
+            eprintln!("{}: a rank-{rank} LoRA…", model.name);
+            lora::measure(&pipeline, model, &path, device, rank, dir)?
+        }
+    };
 
     Ok(json!({
         "model": model.name,
@@ -247,6 +261,7 @@ fn bench_model(
             "batch": batch_memory,
         },
         "memory_report": pipeline.memory_report(),
+        "lora": lora,
     }))
 }
 
@@ -254,7 +269,7 @@ fn bench_model(
 /// scale it is printed at. A figure that is absent or null prints "n/a".
 fn print_table(results: &[Value]) {
     const GIB: f64 = 1.0 / (1u64 << 30) as f64;
-    let rows: [(&str, &str, f64); 17] = [
+    let rows: [(&str, &str, f64); 20] = [
         ("checkpoint GiB", "/checkpoint_bytes", GIB),
         ("load s", "/load_s", 1.0),
         ("load GiB/s", "/load_gib_per_s", 1.0),
@@ -280,6 +295,9 @@ fn print_table(results: &[Value]) {
         ),
         ("peak resv GiB batch", "/allocator/batch/peak_reserved", GIB),
         ("weights GiB loaded", "/weight_bytes_loaded", GIB),
+        ("LoRA merge ms", "/lora/apply_s", 1e3),
+        ("LoRA switch ms", "/lora/switch_s", 1e3),
+        ("step with LoRA ms", "/lora/unet_cfg_step_s", 1e3),
     ];
     print!("{:<22}", "");
     for r in results {
