@@ -333,6 +333,7 @@ pub fn run(args: GenerateArgs) -> Result<ExitCode> {
     pipeline
         .set_loras(&loras)
         .context("cannot merge the LoRAs")?;
+    pipeline.set_embeddings_folder(Some(folders.embeddings()));
     spinner.finish_and_clear();
     tracing::info!(
         "loaded: memory=[{}] unet={:?} tuning={:?}",

@@ -1,9 +1,9 @@
-//! `imagelab models [--json]`: the daemon's model folders, each checkpoint (and LoRA) with
+//! `imagelab models [--json]`: the daemon's model folders, each checkpoint, LoRA and embedding with
 //! the family its tensors name (sd1, sd2, sd2-v, sdxl, …) or why it cannot be read.
 
 use anyhow::Result;
 use clap::Args;
-use imagelab_core::api::ModelList;
+use imagelab_core::api::{ModelEntry, ModelList};
 use std::process::ExitCode;
 
 #[derive(Args, Debug)]
@@ -23,7 +23,30 @@ pub fn run(args: ModelsArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The human listing: checkpoints with their family, then VAEs and text encoders.
+/// A folder of add-ons (LoRAs, embeddings), each with the family it was made for.
+fn made_for(title: &str, entries: &[ModelEntry]) -> String {
+    let mut out = format!("{title}:\n");
+    if entries.is_empty() {
+        out.push_str("  (none)\n");
+    }
+    let width = entries
+        .iter()
+        .map(|m| m.name.chars().count())
+        .max()
+        .unwrap_or(0);
+    for entry in entries {
+        let family = match (&entry.family, &entry.error) {
+            (Some(family), _) => format!("for {family}"),
+            (None, Some(error)) => format!("? ({error})"),
+            (None, None) => "family unknown".into(),
+        };
+        out.push_str(&format!("  {:<width$}  {family}\n", entry.name));
+    }
+    out
+}
+
+/// The human listing: checkpoints with their family, then LoRAs, embeddings, VAEs and
+/// text encoders.
 fn table(list: &ModelList) -> String {
     let width = list
         .checkpoints
@@ -43,24 +66,8 @@ fn table(list: &ModelList) -> String {
         };
         out.push_str(&format!("  {:<width$}  {family}\n", entry.name));
     }
-    out.push_str("loras:\n");
-    if list.loras.is_empty() {
-        out.push_str("  (none)\n");
-    }
-    let lora_width = list
-        .loras
-        .iter()
-        .map(|m| m.name.chars().count())
-        .max()
-        .unwrap_or(0);
-    for entry in &list.loras {
-        let family = match (&entry.family, &entry.error) {
-            (Some(family), _) => format!("for {family}"),
-            (None, Some(error)) => format!("? ({error})"),
-            (None, None) => "family unknown".into(),
-        };
-        out.push_str(&format!("  {:<lora_width$}  {family}\n", entry.name));
-    }
+    out.push_str(&made_for("loras", &list.loras));
+    out.push_str(&made_for("embeddings", &list.embeddings));
     for (title, names) in [("vae", &list.vae), ("clip", &list.clip)] {
         out.push_str(&format!("{title}:\n"));
         if names.is_empty() {
@@ -100,11 +107,17 @@ mod tests {
                 family: Some("sd1".into()),
                 error: None,
             }],
+            embeddings: vec![ModelEntry {
+                name: "neg.safetensors".into(),
+                family: None,
+                error: None,
+            }],
         };
         assert_eq!(
             table(&list),
             "checkpoints:\n  base.safetensors  sdxl\n  x.safetensors     ? (not a checkpoint)\n\
-             loras:\n  ink.safetensors  for sd1\nvae:\n  v.safetensors\nclip:\n  (none)\n"
+             loras:\n  ink.safetensors  for sd1\nembeddings:\n  neg.safetensors  family unknown\n\
+             vae:\n  v.safetensors\nclip:\n  (none)\n"
         );
     }
 }

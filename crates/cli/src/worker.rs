@@ -101,14 +101,17 @@ fn choice(
 }
 
 /// Merges the job's LoRAs (tags and list) into the cached pipeline; the set of the last
-/// job is replaced, so a job without LoRAs gets the weights as loaded.
+/// job is replaced, so a job without LoRAs gets the weights as loaded. Points the
+/// pipeline's prompt embeddings at the configured folder.
 fn merge_loras(
     config: &Config,
     params: &GenerationParams,
     pipeline: &imagelab_engine::pipeline::Pipeline,
 ) -> std::result::Result<(), EngineError> {
     let wanted = params.requested_loras()?;
-    let loras = imagelab_engine::lora::resolve(&config.folders().loras(), &wanted)?;
+    let folders = config.folders();
+    let loras = imagelab_engine::lora::resolve(&folders.loras(), &wanted)?;
+    pipeline.set_embeddings_folder(Some(folders.embeddings()));
     pipeline.set_loras(&loras)
 }
 

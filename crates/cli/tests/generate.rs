@@ -425,6 +425,17 @@ fn write_tiny_lora(path: &Path) {
         ),
         ("lora_te_text_model_encoder_layers_0_mlp_fc1.alpha", vec![]),
     ];
+    write_random_safetensors(path, &tensors, |name| {
+        name.ends_with("alpha").then_some(4.0)
+    });
+}
+
+/// F32 tensors of seeded pseudo-random values in ±0.75 (or `fixed(name)` throughout).
+fn write_random_safetensors(
+    path: &Path,
+    tensors: &[(&str, Vec<usize>)],
+    fixed: impl Fn(&str) -> Option<f32>,
+) {
     let (mut header, mut data) = (serde_json::Map::new(), Vec::<u8>::new());
     let mut state = 12345u64;
     for (name, shape) in tensors {
@@ -434,15 +445,12 @@ fn write_tiny_lora(path: &Path) {
             state = state
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
-            let value = if name.ends_with("alpha") {
-                4.0
-            } else {
-                ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 1.5
-            };
+            let value = fixed(name)
+                .unwrap_or_else(|| ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 1.5);
             data.extend_from_slice(&value.to_le_bytes());
         }
         header.insert(
-            name.into(),
+            name.to_string(),
             serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [start, data.len()]}),
         );
     }
@@ -510,4 +518,68 @@ fn loras_from_the_flag_and_from_a_prompt_tag_are_the_same_and_bad_ones_are_refus
         "{err}"
     );
     assert_eq!(sb.outputs().len(), before, "a refused LoRA left an image");
+}
+
+#[test]
+fn embeddings_by_comfyui_and_a1111_names_are_the_same_and_recorded_with_their_hash() {
+    let sb = sandbox();
+    std::fs::create_dir_all(sb.path("models/embeddings")).unwrap();
+    let file = sb.path("models/embeddings/tiny_neg.safetensors");
+    write_random_safetensors(&file, &[("emb_params", vec![2, 64])], |_| None);
+    let image = |negative: &str| {
+        let args = [
+            "--model",
+            "sd1",
+            "--seed",
+            "5",
+            "--json",
+            "--negative",
+            negative,
+        ];
+        let out = ok(&run(&sb, &args));
+        let json: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        PathBuf::from(json["images"][0].as_str().unwrap())
+    };
+    let plain = image("blurry");
+    let comfy = image("blurry, embedding:tiny_neg");
+    let a1111 = image("blurry, tiny_neg");
+    assert_ne!(
+        pixels(&plain),
+        pixels(&comfy),
+        "the embedding changed nothing"
+    );
+    assert_eq!(pixels(&comfy), pixels(&a1111));
+    let digest = sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(
+        std::fs::read(&file).unwrap(),
+    ));
+    let hashes = format!("TI hashes: \"tiny_neg: {}\"", &hex::encode(digest)[..12]);
+    let parameters = texts(&a1111)["parameters"].clone();
+    assert!(parameters.contains(&hashes), "{parameters} lacks {hashes}");
+    assert!(!texts(&plain)["parameters"].contains("TI hashes"));
+
+    let before = sb.outputs().len();
+    let out = run(
+        &sb,
+        &["--model", "sd1", "--negative", "embedding:no_such_neg"],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("no_such_neg") && err.contains("tiny_neg"),
+        "{err}"
+    );
+    // An SD 1.x embedding on SDXL fails naming the file.
+    let out = run(
+        &sb,
+        &["--model", "sdxl", "--negative", "embedding:tiny_neg"],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("tiny_neg.safetensors"),
+        "{err}"
+    );
+    assert_eq!(
+        sb.outputs().len(),
+        before,
+        "a refused embedding left an image"
+    );
 }

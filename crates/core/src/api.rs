@@ -220,6 +220,9 @@ pub struct ModelList {
     /// tensors do not tell) or why it cannot be read.
     #[serde(default)]
     pub loras: Vec<ModelEntry>,
+    /// The textual-inversion embeddings in `models/embeddings/`, likewise.
+    #[serde(default)]
+    pub embeddings: Vec<ModelEntry>,
 }
 
 /// One checkpoint: its family as its tensors name it (`sd1`, `sd2`, `sd2-v`, `sdxl`, …;

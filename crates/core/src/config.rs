@@ -157,6 +157,9 @@ impl Folders {
     pub fn loras(&self) -> PathBuf {
         self.models.join("loras")
     }
+    pub fn embeddings(&self) -> PathBuf {
+        self.models.join("embeddings")
+    }
     pub fn profiles(&self) -> PathBuf {
         self.themes.join("profiles")
     }

@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod config;
+pub mod embedding;
 pub mod events;
 pub mod family;
 pub mod lora;

@@ -7,10 +7,11 @@ use actix_web::{web, HttpResponse};
 use imagelab_core::api::{ModelEntry, ModelList, OutputFile};
 use imagelab_core::family::inspect;
 use imagelab_core::paths::{list_model_names, resolve_in_folder, PathError};
+use std::collections::BTreeMap;
 use std::path::Path;
 
-/// `GET /v1/models`: the loadable names in `checkpoints/`, `vae/` and `clip/`, with each
-/// checkpoint's family read from its safetensors header (no weights are loaded, and the
+/// `GET /v1/models`: the loadable names in `checkpoints/`, `vae/`, `clip/`, `loras/` and
+/// `embeddings/`, with each checkpoint's, LoRA's and embedding's family read from its safetensors header (no weights are loaded, and the
 /// daemon never links libtorch).
 pub async fn models(state: web::Data<AppState>) -> Result<web::Json<ModelList>, ApiFailure> {
     let folders = state.folders.clone();
@@ -18,19 +19,40 @@ pub async fn models(state: web::Data<AppState>) -> Result<web::Json<ModelList>, 
         checkpoints: checkpoint_entries(&folders.checkpoints()),
         vae: list_model_names(&folders.vae()),
         clip: list_model_names(&folders.clip()),
-        loras: lora_entries(&folders.loras()),
+        loras: header_entries(&folders.loras(), imagelab_core::lora::family_of),
+        embeddings: header_entries(&folders.embeddings(), imagelab_core::embedding::family_of),
     })
     .await?;
     Ok(web::Json(list))
 }
 
 fn checkpoint_entries(folder: &Path) -> Vec<ModelEntry> {
+    entries(folder, |path| Ok(Some(inspect(path)?.label())))
+}
+
+/// Each file's family as its safetensors header's shapes name it (`family_of`).
+fn header_entries(
+    folder: &Path,
+    family_of: fn(&BTreeMap<String, Vec<i64>>) -> Option<&'static str>,
+) -> Vec<ModelEntry> {
+    entries(folder, |path| {
+        let header = imagelab_core::safetensors_header::read_header(path)?;
+        Ok(family_of(&header.shapes()).map(str::to_string))
+    })
+}
+
+/// The model names in `folder`, each with the family `detect` reads from it (`None`: the
+/// file does not tell) or why it could not be read.
+fn entries(
+    folder: &Path,
+    detect: impl Fn(&Path) -> Result<Option<String>, Box<dyn std::error::Error>>,
+) -> Vec<ModelEntry> {
     list_model_names(folder)
         .into_iter()
-        .map(|name| match inspect(&folder.join(&name)) {
-            Ok(detected) => ModelEntry {
+        .map(|name| match detect(&folder.join(&name)) {
+            Ok(family) => ModelEntry {
                 name,
-                family: Some(detected.label()),
+                family,
                 error: None,
             },
             Err(e) => ModelEntry {
@@ -39,27 +61,6 @@ fn checkpoint_entries(folder: &Path) -> Vec<ModelEntry> {
                 error: Some(e.to_string()),
             },
         })
-        .collect()
-}
-
-/// Each LoRA with the family its tensor shapes name, read from the header only.
-fn lora_entries(folder: &Path) -> Vec<ModelEntry> {
-    list_model_names(folder)
-        .into_iter()
-        .map(
-            |name| match imagelab_core::safetensors_header::read_header(&folder.join(&name)) {
-                Ok(header) => ModelEntry {
-                    family: imagelab_core::lora::family_of(&header.shapes()).map(str::to_string),
-                    name,
-                    error: None,
-                },
-                Err(e) => ModelEntry {
-                    name,
-                    family: None,
-                    error: Some(e.to_string()),
-                },
-            },
-        )
         .collect()
 }
 

@@ -5,7 +5,7 @@
 use crate::convert::{priority_to_queue, source_to_queue};
 use crate::error::ApiFailure;
 use imagelab_core::api::{SubmitBatch, SubmitRequest, MAX_JOBS_PER_SUBMIT};
-use imagelab_core::paths::{resolve_in_folder, resolve_model_file, PathError};
+use imagelab_core::paths::{list_model_names, resolve_in_folder, resolve_model_file, PathError};
 use imagelab_core::Folders;
 use imagelab_queue::{JobSpec, NewJob, Placement};
 use rand::Rng;
@@ -88,6 +88,26 @@ fn check_name(
     }
 }
 
+/// An `embedding:name` of a prompt must be a `.safetensors` file of `folder`, matched
+/// without regard to case, as the engine matches it.
+fn check_embedding(folder: &Path, name: &str, field: String) -> Result<(), ApiFailure> {
+    let available = list_model_names(folder);
+    let wanted = format!("{name}.safetensors").to_lowercase();
+    if available.iter().any(|file| file.to_lowercase() == wanted) {
+        return Ok(());
+    }
+    let hint = if available.is_empty() {
+        "the folder holds no .safetensors files".to_string()
+    } else {
+        format!("available: {}", available.join(", "))
+    };
+    Err(ApiFailure::unprocessable(format!(
+        "embedding {name:?} not found in {} ({hint})",
+        folder.display()
+    ))
+    .field(field))
+}
+
 /// Validates one request (fields named under `prefix`) and expands it into `count` jobs.
 fn expand_one(
     prefix: &str,
@@ -124,6 +144,14 @@ fn expand_one(
             field("spec.loras"),
             true,
         )?;
+    }
+    for (name, text) in [
+        ("spec.prompt", &spec.prompt),
+        ("spec.negative", &spec.negative),
+    ] {
+        for embedding in imagelab_core::embedding::explicit_names(text) {
+            check_embedding(&folders.embeddings(), &embedding, field(name))?;
+        }
     }
     if let Some(image) = &spec.init_image {
         // A job's init image is a previous output: the daemon reads no other user files.

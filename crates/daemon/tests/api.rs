@@ -244,6 +244,17 @@ fn models_are_listed_by_folder() {
     std::fs::create_dir_all(lab.path().join("models/loras")).unwrap();
     write_sdxl_lora_header(&lab.path().join("models/loras/xl_detail.safetensors"));
     std::fs::write(lab.path().join("models/loras/broken.safetensors"), b"x").unwrap();
+    let embeddings = lab.path().join("models/embeddings");
+    std::fs::create_dir_all(&embeddings).unwrap();
+    write_safetensors(
+        &embeddings.join("easyneg.safetensors"),
+        &[("emb_params", vec![8, 768])],
+    );
+    write_safetensors(
+        &embeddings.join("xl_hands.safetensors"),
+        &[("clip_g", vec![2, 1280]), ("clip_l", vec![2, 768])],
+    );
+    write_safetensors(&embeddings.join("odd.safetensors"), &[("x", vec![2, 64])]);
     let _daemon = lab.start();
     let models = lab.client().models().unwrap();
     let names: Vec<&str> = models.checkpoints.iter().map(|m| m.name.as_str()).collect();
@@ -266,6 +277,20 @@ fn models_are_listed_by_folder() {
         vec![
             ("broken.safetensors", None, true),
             ("xl_detail.safetensors", Some("sdxl"), false)
+        ]
+    );
+    // Embeddings: the family comes from the vectors' widths (or the clip_l/clip_g pair).
+    let embeddings: Vec<(&str, Option<&str>)> = models
+        .embeddings
+        .iter()
+        .map(|e| (e.name.as_str(), e.family.as_deref()))
+        .collect();
+    assert_eq!(
+        embeddings,
+        vec![
+            ("easyneg.safetensors", Some("sd1")),
+            ("odd.safetensors", None),
+            ("xl_hands.safetensors", Some("sdxl"))
         ]
     );
 }

@@ -118,6 +118,20 @@ fn bad_submissions_get_4xx_naming_the_field_and_create_nothing() {
         "{err:?}"
     );
     assert!(err.error.contains("no_such_lora"), "{err:?}");
+    // An embedding the negative prompt names must be in models/embeddings.
+    let (status, err) = post_jobs(
+        &daemon,
+        &with(
+            "/spec/negative",
+            "blurry, (embedding:no_such_neg:1.2)".into(),
+        ),
+    );
+    assert_eq!(
+        (status, err.field.as_deref()),
+        (422, Some("spec.negative")),
+        "{err:?}"
+    );
+    assert!(err.error.contains("\"no_such_neg\""), "{err:?}");
 
     // A seed of i64::MAX is fine alone; only count 2 overflows it.
     let mut overflow = good.clone();

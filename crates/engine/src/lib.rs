@@ -7,6 +7,7 @@ pub mod checkpoint;
 pub mod clip;
 pub mod device_memory;
 pub mod diffusers_folder;
+pub mod embedding;
 pub mod error;
 pub mod layers;
 pub mod lora;

@@ -72,6 +72,12 @@ pub fn lora_short_hash(path: &Path) -> Result<String> {
     })
 }
 
+/// A textual-inversion embedding's short hash as A1111 writes it in "TI hashes": the first
+/// 12 hex digits of the whole file's sha256.
+pub fn embedding_short_hash(path: &Path) -> Result<String> {
+    cached(path, "ti|", |p| Ok(sha256_file(p)?[..12].to_string()))
+}
+
 /// `compute(path)`, or its cached result while the file keeps its size and time.
 fn cached(
     path: &Path,

@@ -8,7 +8,7 @@ mod common;
 
 use imagelab_core::lora::LoraRef;
 use imagelab_core::memory::Offload;
-use imagelab_core::{DType, DeviceSpec, GenerationParams, SamplerName, SchedulerName};
+use imagelab_core::{DType, DeviceSpec, GenerationParams};
 use imagelab_engine::lora::LoraApplication;
 use imagelab_engine::pipeline::{ModelChoice, Pipeline};
 use imagelab_engine::EngineError;
@@ -43,16 +43,6 @@ fn lora(name: &str, weight: f64) -> LoraApplication {
 
 fn params(loras: &[LoraApplication]) -> GenerationParams {
     GenerationParams {
-        prompt: "a lighthouse at dusk, volumetric light".into(),
-        negative: "blurry, low quality".into(),
-        model: "tiny".into(),
-        width: 64,
-        height: 64,
-        steps: 4,
-        cfg: 5.0,
-        sampler: SamplerName::Euler,
-        scheduler: SchedulerName::Normal,
-        seed: 424242,
         loras: loras
             .iter()
             .map(|l| LoraRef {
@@ -61,7 +51,7 @@ fn params(loras: &[LoraApplication]) -> GenerationParams {
                 te_weight: Some(l.te_weight),
             })
             .collect(),
-        ..GenerationParams::default()
+        ..common::pipeline_ref_params()
     }
 }
 

@@ -28,19 +28,7 @@ fn reference_dir() -> &'static Path {
 }
 
 fn params() -> GenerationParams {
-    GenerationParams {
-        prompt: "a lighthouse at dusk, volumetric light".into(),
-        negative: "blurry, low quality".into(),
-        model: "tiny".into(),
-        width: 64,
-        height: 64,
-        steps: 4,
-        cfg: 5.0,
-        sampler: SamplerName::Euler,
-        scheduler: SchedulerName::Normal,
-        seed: SEED,
-        ..GenerationParams::default()
-    }
+    common::pipeline_ref_params()
 }
 
 fn load(path: &Path) -> Pipeline {

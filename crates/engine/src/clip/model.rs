@@ -165,6 +165,18 @@ impl ClipTextEncoder {
         layer: LayerChoice,
         final_norm_on_hidden: bool,
     ) -> Result<ClipOutput> {
+        self.encode_with_vectors(tokens, &[], layer, final_norm_on_hidden)
+    }
+
+    /// [`ClipTextEncoder::encode`] with some positions' token embeddings replaced by given
+    /// vectors (`(position, [hidden])`, batch 1): how textual-inversion embeddings enter.
+    pub fn encode_with_vectors(
+        &self,
+        tokens: &Tensor,
+        vectors: &[(i64, Tensor)],
+        layer: LayerChoice,
+        final_norm_on_hidden: bool,
+    ) -> Result<ClipOutput> {
         let from_end = match layer {
             LayerChoice::Last => 1,
             LayerChoice::FromEnd(n) => n,
@@ -178,7 +190,27 @@ impl ClipTextEncoder {
             });
         }
         let tokens = self.check_tokens(tokens)?;
-        tch::no_grad(|| self.forward(&tokens, layers - from_end, final_norm_on_hidden))
+        tch::no_grad(|| {
+            let mut x = Tensor::embedding(&self.token_embedding, &tokens, -1, false, false);
+            self.place_vectors(&mut x, vectors)?;
+            self.forward(&tokens, x, layers - from_end, final_norm_on_hidden)
+        })
+    }
+
+    fn place_vectors(&self, x: &mut Tensor, vectors: &[(i64, Tensor)]) -> Result<()> {
+        let (batch, n, width) = x.size3()?;
+        for (position, vector) in vectors {
+            if batch != 1 || !(0..n).contains(position) || vector.size() != [width] {
+                return Err(EngineError::Invalid {
+                    field: "embedding vector",
+                    value: format!("{:?} at {position}", vector.size()),
+                    expected: format!("[{width}] at a position in 0..{n}, batch 1"),
+                });
+            }
+            let row = vector.f_to_device(x.device())?.f_to_kind(x.kind())?;
+            x.narrow(1, *position, 1).copy_(&row.view([1, 1, width]));
+        }
+        Ok(())
     }
 
     fn check_tokens(&self, tokens: &Tensor) -> Result<Tensor> {
@@ -211,16 +243,18 @@ impl ClipTextEncoder {
         Ok(tokens)
     }
 
-    /// Runs all blocks, keeping the output of block `keep` (0-based).
+    /// Runs all blocks on the token embeddings `x`, keeping the output of block `keep`
+    /// (0-based); `tokens` picks the pooled position.
     fn forward(
         &self,
         tokens: &Tensor,
+        x: Tensor,
         keep: usize,
         final_norm_on_hidden: bool,
     ) -> Result<ClipOutput> {
         let n = tokens.size()[1];
         let positions = self.position_embedding.narrow(0, 0, n);
-        let mut x = Tensor::embedding(&self.token_embedding, tokens, -1, false, false) + positions;
+        let mut x = x + positions;
         // Causal: token i sees tokens 0..=i (true = may attend). CLIP uses no padding mask.
         let causal = Tensor::ones([n, n], (Kind::Bool, x.device())).tril(0);
         let mut kept = None;

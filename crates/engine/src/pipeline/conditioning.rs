@@ -1,9 +1,11 @@
 //! Turning prompts into the UNet's conditioning the way ComfyUI does for each family:
 //! weighted 77-token chunks, encoded separately and concatenated, with each token's weight
-//! applied as a push away from the empty prompt's encoding.
+//! applied as a push away from the empty prompt's encoding. Textual-inversion embeddings
+//! named in the prompt fill token positions with their vectors.
 
 use crate::checkpoint::Family;
 use crate::clip::{ClipOutput, ClipRole, ClipTextEncoder, LayerChoice};
+use crate::embedding::PromptEmbeddings;
 use crate::error::Result;
 use crate::tokenizer::{ClipTokenizer, TokenChunk};
 use tch::{Device, Tensor};
@@ -70,25 +72,46 @@ fn chunk_tensor(chunk: &TokenChunk, device: Device) -> Tensor {
         .to_device(device)
 }
 
+/// One chunk's embedding vectors for `encoder`, as `(position, vector)`.
+fn chunk_vectors(
+    chunk: &TokenChunk,
+    role: ClipRole,
+    encoder: &ClipTextEncoder,
+    embeddings: &PromptEmbeddings<'_>,
+) -> Result<Vec<(i64, Tensor)>> {
+    let width = encoder.config().hidden;
+    chunk
+        .vectors
+        .iter()
+        .map(|v| {
+            let vector = embeddings.vector(v.embedding, v.row, role, width)?;
+            Ok((v.position as i64, vector))
+        })
+        .collect()
+}
+
 /// Encodes one encoder's chunks and applies token weights: `z = (z − z_empty)·w + z_empty`.
 fn encode_weighted(
     encoder: &ClipTextEncoder,
+    role: ClipRole,
     readout: &EncoderReadout,
     chunks: &[TokenChunk],
     empty: &TokenChunk,
+    embeddings: &PromptEmbeddings<'_>,
     device: Device,
 ) -> Result<(Tensor, ClipOutput)> {
     let mut hidden = Vec::with_capacity(chunks.len());
     let mut first: Option<ClipOutput> = None;
     let mut empty_hidden: Option<Tensor> = None;
     for chunk in chunks {
-        let out = encoder.encode(
+        let out = encoder.encode_with_vectors(
             &chunk_tensor(chunk, device),
+            &chunk_vectors(chunk, role, encoder, embeddings)?,
             readout.layer,
             readout.final_norm,
         )?;
         let mut z = out.hidden.shallow_clone();
-        if chunk.weights.iter().any(|&w| w != 1.0) {
+        if chunk.is_weighted() {
             if empty_hidden.is_none() {
                 let e = encoder.encode(
                     &chunk_tensor(empty, device),
@@ -120,13 +143,14 @@ fn encode_weighted(
 
 /// Encodes `prompt` with the family's encoders. For SDXL the two encoders' chunk lists are
 /// padded to the same count (ComfyUI does the same) and their hidden states concatenated
-/// along the channel axis.
+/// along the channel axis. `embeddings` finds the embeddings the prompt names.
 pub fn encode_prompt(
     family: Family,
     encoders: &[ClipTextEncoder],
     tokenizer: &ClipTokenizer,
     prompt: &str,
     clip_skip: Option<u32>,
+    embeddings: &mut PromptEmbeddings<'_>,
     device: Device,
 ) -> Result<Conditioning> {
     let readouts: Vec<EncoderReadout> = roles(family)
@@ -138,15 +162,17 @@ pub fn encode_prompt(
     let mut pooled = None;
     let chunk_lists: Vec<Vec<TokenChunk>> = readouts
         .iter()
-        .map(|r| tokenizer.tokenize_weighted(prompt, r.pad_token))
-        .collect();
+        .map(|r| tokenizer.tokenize_with(prompt, r.pad_token, embeddings))
+        .collect::<Result<_>>()?;
     let most = chunk_lists.iter().map(Vec::len).max().unwrap_or(1);
-    for ((encoder, readout), mut chunks) in encoders.iter().zip(&readouts).zip(chunk_lists) {
+    let parts = encoders.iter().zip(roles(family)).zip(&readouts);
+    for (((encoder, role), readout), mut chunks) in parts.zip(chunk_lists) {
         let empty = tokenizer.tokenize_weighted("", readout.pad_token).remove(0);
         while chunks.len() < most {
             chunks.push(empty.clone());
         }
-        let (context, first) = encode_weighted(encoder, readout, &chunks, &empty, device)?;
+        let (context, first) =
+            encode_weighted(encoder, *role, readout, &chunks, &empty, embeddings, device)?;
         contexts.push(context);
         // SDXL's pooled vector comes from its last encoder, OpenCLIP-G, projected.
         if family == Family::Sdxl {

@@ -329,6 +329,7 @@ pub(super) fn load(choice: &ModelChoice) -> Result<Pipeline> {
         prediction: source.prediction,
         info,
         loras: std::cell::RefCell::new(LoraPatcher::new(unet_target, encoder_targets)),
+        embeddings: std::cell::RefCell::default(),
         unet,
         vae,
         encoders,
@@ -426,6 +427,22 @@ pub(super) fn describe(
             .collect();
         fields.push(("Lora hashes", hashes.join(", ")));
     }
+    let embeddings: Vec<(String, String)> = p
+        .embeddings_in(params)
+        .unwrap_or_default()
+        .iter()
+        .map(|e| {
+            let hash = crate::model_hash::embedding_short_hash(&e.path).unwrap_or_default();
+            (e.name.clone(), hash)
+        })
+        .collect();
+    if !embeddings.is_empty() {
+        let hashes: Vec<String> = embeddings
+            .iter()
+            .map(|(n, h)| format!("{n}: {h}"))
+            .collect();
+        fields.push(("TI hashes", hashes.join(", ")));
+    }
     fields.push(("Version", ENGINE_VERSION.to_string()));
     let parameters = crate::png_out::a1111_parameters(
         &prompt_with_lora_tags(&params.prompt, &params.loras),
@@ -440,7 +457,12 @@ pub(super) fn describe(
             })
         })
         .collect();
+    let embedding_spec: Vec<serde_json::Value> = embeddings
+        .iter()
+        .map(|(name, hash)| serde_json::json!({ "name": name, "hash": hash }))
+        .collect();
     let spec = serde_json::json!({
+        "embeddings": embedding_spec,
         "loras": lora_spec,
         "params": params,
         "seed": image.seed,

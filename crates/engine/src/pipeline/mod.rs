@@ -79,6 +79,8 @@ pub struct Pipeline {
     pub info: ModelInfo,
     /// The LoRAs merged into the weights now, and the originals to restore.
     loras: std::cell::RefCell<crate::lora::LoraPatcher>,
+    /// Where prompts' textual-inversion embeddings come from, and those read so far.
+    embeddings: std::cell::RefCell<crate::embedding::EmbeddingLibrary>,
     unet: UNet,
     vae: OnDemand<AutoencoderKl>,
     encoders: OnDemand<Vec<ClipTextEncoder>>,
@@ -141,6 +143,7 @@ impl Pipeline {
         clip_skip: Option<u32>,
     ) -> Result<conditioning::Conditioning> {
         let _guard = tch::no_grad_guard();
+        let mut library = self.embeddings.borrow_mut();
         self.encoders.with(|encoders| {
             encode_prompt(
                 self.family,
@@ -148,9 +151,31 @@ impl Pipeline {
                 self.tokenizer,
                 prompt,
                 clip_skip,
+                &mut library.for_prompt(),
                 self.text_device,
             )
         })
+    }
+
+    /// Sets the folder prompts' embeddings are read from (`models/embeddings/`); `None`
+    /// leaves every word plain text and makes `embedding:name` an error.
+    pub fn set_embeddings_folder(&self, folder: Option<PathBuf>) {
+        self.embeddings.borrow_mut().set_folder(folder);
+    }
+
+    /// The embeddings `params`' prompt and negative prompt name, in order of first use.
+    pub fn embeddings_in(
+        &self,
+        params: &GenerationParams,
+    ) -> Result<Vec<std::rc::Rc<crate::embedding::Embedding>>> {
+        let mut library = self.embeddings.borrow_mut();
+        let mut found = library.for_prompt();
+        for text in [&params.prompt, &params.negative] {
+            let (text, _) = imagelab_core::lora::split_prompt(text)?;
+            self.tokenizer
+                .tokenize_with(&text, crate::tokenizer::PAD_CLIP_L, &mut found)?;
+        }
+        Ok(found.used().to_vec())
     }
 
     /// Makes `loras` the LoRAs merged into the weights, replacing the set merged before
@@ -241,12 +266,14 @@ impl Pipeline {
     ) -> Result<GuidanceInput> {
         // The encoder sees the prompt without its <lora:…> tags (A1111 removes them too).
         let (prompt, _) = imagelab_core::lora::split_prompt(prompt)?;
+        let mut library = self.embeddings.borrow_mut();
         let cond = encode_prompt(
             self.family,
             encoders,
             self.tokenizer,
             &prompt,
             params.clip_skip,
+            &mut library.for_prompt(),
             self.text_device,
         )?;
         let context = cond.context.f_to_device(self.device)?;

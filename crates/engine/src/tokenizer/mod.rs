@@ -10,6 +10,7 @@ mod tests;
 
 pub use bpe::{ClipTokenizer, BOS, EOS, VOCAB_SIZE};
 pub use chunk::{
-    chunk_token_groups, TokenChunk, CHUNK_CONTENT, CHUNK_LEN, PAD_CLIP_L, PAD_OPEN_CLIP,
+    chunk_token_groups, EmbeddingLookup, NamedVectors, NoEmbeddings, Piece, PlacedVector,
+    TokenChunk, CHUNK_CONTENT, CHUNK_LEN, PAD_CLIP_L, PAD_OPEN_CLIP, VECTOR_PLACEHOLDER,
 };
 pub use weights::{parse_weights, WeightedText, EMPHASIS};

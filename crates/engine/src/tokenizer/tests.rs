@@ -125,14 +125,14 @@ fn content(chunk: &TokenChunk) -> Vec<i64> {
 
 #[test]
 fn empty_prompt_is_one_padded_chunk() {
-    let chunks = chunk_token_groups(&[], PAD_CLIP_L);
+    let chunks = chunk_token_groups::<u32>(&[], PAD_CLIP_L);
     assert_eq!(chunks.len(), 1);
     let mut expected = vec![i64::from(BOS)];
     expected.extend(std::iter::repeat_n(i64::from(EOS), 76));
     assert_eq!(chunks[0].tokens, expected);
     assert_eq!(chunks[0].weights, vec![1.0; 77]);
 
-    let chunks = chunk_token_groups(&[vec![]], PAD_OPEN_CLIP);
+    let chunks = chunk_token_groups::<u32>(&[vec![]], PAD_OPEN_CLIP);
     assert_eq!(chunks.len(), 1);
     assert_eq!(&chunks[0].tokens[..3], &[49406, 49407, 0]);
     assert!(chunks[0].tokens[2..].iter().all(|&t| t == 0));
@@ -240,4 +240,63 @@ fn weighted_prompt_end_to_end() {
         let chunks = tok.tokenize_weighted(prompt, PAD_OPEN_CLIP);
         assert_eq!(chunks.len(), 1, "{prompt}");
     }
+}
+
+#[test]
+fn words_are_the_groups_so_a_word_never_straddles_two_chunks() {
+    // 74 one-token words, then "lighthouse," (two tokens): ComfyUI moves the whole word
+    // to the next chunk rather than cutting it, even inside one weighted segment.
+    let tok = ClipTokenizer::shared().unwrap();
+    let prompt = format!("{}lighthouse, cat", "a ".repeat(74));
+    let chunks = tok.tokenize_weighted(&prompt, PAD_CLIP_L);
+    assert_eq!(chunks.len(), 2);
+    assert_eq!(content(&chunks[0]), vec![320; 74]);
+    let second = content(&chunks[1]);
+    assert_eq!(second.len(), 3);
+    assert_eq!(second[0], i64::from(tok.encode("lighthouse")[0]));
+}
+
+/// Knows one embedding, "star", of three vectors; "missing" is an error.
+struct OneEmbedding;
+
+impl EmbeddingLookup for OneEmbedding {
+    fn lookup(&mut self, word: &str) -> crate::error::Result<Option<NamedVectors>> {
+        match word.strip_prefix("embedding:").unwrap_or(word) {
+            "missing" => Err(crate::error::EngineError::Invalid {
+                field: "embedding",
+                value: "missing".into(),
+                expected: "a file".into(),
+            }),
+            name if name.starts_with("star") => Ok(Some(NamedVectors {
+                embedding: 0,
+                count: 3,
+                rest: name["star".len()..].to_string(),
+            })),
+            _ => Ok(None),
+        }
+    }
+}
+
+#[test]
+fn an_embedding_fills_token_positions_with_its_weight() {
+    let tok = ClipTokenizer::shared().unwrap();
+    let chunks = tok
+        .tokenize_with("a (embedding:star,:1.2) cat", PAD_CLIP_L, &mut OneEmbedding)
+        .unwrap();
+    assert_eq!(chunks.len(), 1);
+    let chunk = &chunks[0];
+    let positions: Vec<(usize, usize)> =
+        chunk.vectors.iter().map(|v| (v.position, v.row)).collect();
+    assert_eq!(positions, vec![(2, 0), (3, 1), (4, 2)]);
+    assert!(chunk.vectors.iter().all(|v| v.embedding == 0));
+    let comma = i64::from(tok.encode(",")[0]);
+    assert_eq!(
+        &chunk.tokens[..8],
+        &[49406, 320, 0, 0, 0, comma, 2368, 49407]
+    );
+    assert_eq!(&chunk.weights[..7], &[1.0, 1.0, 1.2, 1.2, 1.2, 1.2, 1.0]);
+    let err = tok
+        .tokenize_with("embedding:missing", PAD_CLIP_L, &mut OneEmbedding)
+        .unwrap_err();
+    assert!(err.to_string().contains("missing"), "{err}");
 }

@@ -122,6 +122,18 @@ pub fn tiny_params() -> imagelab_core::GenerationParams {
     }
 }
 
+/// What pipeline_ref.py (and the scripts built on it) run diffusers with: its prompts,
+/// 4 Euler steps on the `normal` schedule, CFG 5, seed 424242, 64×64.
+pub fn pipeline_ref_params() -> imagelab_core::GenerationParams {
+    imagelab_core::GenerationParams {
+        prompt: "a lighthouse at dusk, volumetric light".into(),
+        negative: "blurry, low quality".into(),
+        steps: 4,
+        seed: 424242,
+        ..tiny_params()
+    }
+}
+
 /// A pipeline's memory report as `component → bytes`.
 pub fn report_by_component(
     pipeline: &imagelab_engine::pipeline::Pipeline,
