@@ -16,7 +16,8 @@ pub enum Weighted<T> {
 }
 
 impl<T> Weighted<T> {
-    fn parts(&self) -> (&T, f64) {
+    /// The value and its weight (1 when none is written).
+    pub(crate) fn parts(&self) -> (&T, f64) {
         match self {
             Weighted::Plain(v) => (v, 1.0),
             Weighted::Weighted { value, weight } => (value, *weight),
@@ -149,11 +150,15 @@ impl SettingsSpec {
 /// Every value a numeric setting can take that validation must see: fixed values, every
 /// listed value, and both ends of a range.
 fn numbers(c: &Option<Choice<f64>>) -> Vec<f64> {
+    c.as_ref().map(values_of).unwrap_or_default()
+}
+
+/// The numbers a choice names (a range by its ends), for validation.
+pub(crate) fn values_of(c: &Choice<f64>) -> Vec<f64> {
     match c {
-        None => Vec::new(),
-        Some(Choice::Fixed(v)) => vec![*v],
-        Some(Choice::Range { min, max, .. }) => vec![*min, *max],
-        Some(Choice::List(l)) => l.iter().map(|w| *w.parts().0).collect(),
+        Choice::Fixed(v) => vec![*v],
+        Choice::Range { min, max, .. } => vec![*min, *max],
+        Choice::List(l) => l.iter().map(|w| *w.parts().0).collect(),
     }
 }
 
@@ -199,7 +204,10 @@ fn check_numbers(c: &Option<Choice<f64>>, field: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn pick_weighted<'c, T>(list: &'c [Weighted<T>], rng: &mut PromptRng) -> Result<&'c T, String> {
+pub(crate) fn pick_weighted<'c, T>(
+    list: &'c [Weighted<T>],
+    rng: &mut PromptRng,
+) -> Result<&'c T, String> {
     let weights: Vec<f64> = list.iter().map(|w| w.parts().1).collect();
     rng.weighted(&weights)
         .map(|i| list[i].parts().0)

@@ -3,7 +3,7 @@
 //! prompt after everything else (so themes without LoRAs draw exactly as before).
 
 use crate::rng::PromptRng;
-use crate::settings::Choice;
+use crate::settings::{pick_weighted, values_of, Choice};
 use imagelab_core::lora::{LoraRef, MAX_WEIGHT};
 use serde::{Deserialize, Serialize};
 
@@ -72,27 +72,22 @@ fn weight_one() -> Choice<f64> {
 /// Ranges without a step move in hundredths, as people write LoRA weights.
 const WEIGHT_STEP: f64 = 0.05;
 
-fn weights_of(c: &Choice<f64>) -> Vec<f64> {
-    match c {
-        Choice::Fixed(v) => vec![*v],
-        Choice::Range { min, max, .. } => vec![*min, *max],
-        Choice::List(l) => l
-            .iter()
-            .map(|w| match w {
-                crate::settings::Weighted::Plain(v)
-                | crate::settings::Weighted::Weighted { value: v, .. } => *v,
-            })
-            .collect(),
-    }
-}
-
 /// Checks every entry at load: a name (no path), weights in range, a chance in [0, 1].
 pub fn validate(loras: &[ThemeLora]) -> Result<(), String> {
     for (i, lora) in loras.iter().enumerate() {
         let at = format!("loras[{i}] ({})", lora.name);
         LoraRef::parse(&lora.name, "loras").map_err(|e| format!("{at}: {e}"))?;
-        let mut all = weights_of(&lora.weight);
-        all.extend(lora.te_weight.iter().flat_map(weights_of));
+        let mut all = values_of(&lora.weight);
+        all.extend(lora.te_weight.iter().flat_map(values_of));
+        for choice in std::iter::once(&lora.weight).chain(&lora.te_weight) {
+            if let Choice::List(list) = choice {
+                if !list.iter().any(|w| w.parts().1 > 0.0) {
+                    return Err(format!(
+                        "{at}: a list of weights needs one with a positive chance"
+                    ));
+                }
+            }
+        }
         if let Some(bad) = all.iter().find(|w| !w.is_finite() || w.abs() > MAX_WEIGHT) {
             return Err(format!(
                 "{at}: weight {bad} is outside -{MAX_WEIGHT}..{MAX_WEIGHT}"
@@ -122,17 +117,8 @@ fn draw_weight(c: &Choice<f64>, rng: &mut PromptRng) -> f64 {
             let slots = ((max - min) / step + 1e-9).floor() as usize + 1;
             min + step * rng.below(slots) as f64
         }
-        Choice::List(l) => {
-            let weights: Vec<f64> = l
-                .iter()
-                .map(|w| match w {
-                    crate::settings::Weighted::Plain(_) => 1.0,
-                    crate::settings::Weighted::Weighted { weight, .. } => *weight,
-                })
-                .collect();
-            let index = rng.weighted(&weights).unwrap_or(0);
-            weights_of(c)[index]
-        }
+        // validate() made sure one entry has a positive chance.
+        Choice::List(l) => pick_weighted(l, rng).copied().unwrap_or(1.0),
     };
     // 0.4 + 3 × 0.05 is 0.55000000000000004 in binary: record what a person would write.
     (value * 1e4).round() / 1e4
@@ -241,6 +227,7 @@ mod tests {
             ("- { name: ink, weight: 80 }", "loras[0] (ink)"),
             ("- { name: ../x }", "loras[0]"),
             ("- { name: ink, chance: 2 }", "chance 2"),
+            ("- { name: ink, weight: [] }", "positive chance"),
             (
                 "- { name: ink, weight: { min: 0.9, max: 0.1 } }",
                 "min <= max",

@@ -23,6 +23,8 @@ pub struct Embedding {
     pub name: String,
     pub path: PathBuf,
     vectors: Vectors,
+    /// A1111's "TI hashes" entry, computed on first use.
+    hash: std::cell::OnceCell<String>,
 }
 
 #[derive(Debug)]
@@ -103,7 +105,15 @@ impl Embedding {
             name: library::name_of(path),
             path: path.to_path_buf(),
             vectors,
+            hash: std::cell::OnceCell::new(),
         })
+    }
+
+    /// A1111's short hash of the file (empty when it cannot be read any more).
+    pub fn short_hash(&self) -> String {
+        self.hash
+            .get_or_init(|| crate::model_hash::embedding_short_hash(&self.path).unwrap_or_default())
+            .clone()
     }
 
     /// How many token positions the embedding fills.

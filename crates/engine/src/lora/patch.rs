@@ -190,12 +190,8 @@ impl LoraPatcher {
     /// Writes every original back: the weights are as loaded.
     pub fn restore(&mut self) {
         let _guard = tch::no_grad_guard();
-        for ((network, name), original) in self.originals.drain() {
-            let target = match network {
-                Network::Unet => self.unet.as_ref(),
-                Network::TextEncoder(i) => self.encoders.get(i),
-            };
-            if let Some(target) = target {
+        for ((network, name), original) in std::mem::take(&mut self.originals) {
+            if let Some(target) = self.target(network) {
                 target
                     .registry()
                     .with(&name, |slot| slot.view().copy_(&original));

@@ -329,6 +329,7 @@ pub(super) fn load(choice: &ModelChoice) -> Result<Pipeline> {
         prediction: source.prediction,
         info,
         loras: std::cell::RefCell::new(LoraPatcher::new(unet_target, encoder_targets)),
+        lora_hashes: std::cell::RefCell::default(),
         embeddings: std::cell::RefCell::default(),
         unet,
         vae,
@@ -412,14 +413,7 @@ pub(super) fn describe(
     if params.init_image.is_some() {
         fields.push(("Denoising strength", format!("{}", params.strength)));
     }
-    let loras: Vec<(crate::lora::LoraApplication, String)> = p
-        .applied_loras()
-        .into_iter()
-        .map(|lora| {
-            let hash = crate::model_hash::lora_short_hash(&lora.path).unwrap_or_default();
-            (lora, hash)
-        })
-        .collect();
+    let loras = p.applied_loras_with_hashes();
     if !loras.is_empty() {
         let hashes: Vec<String> = loras
             .iter()
@@ -431,10 +425,7 @@ pub(super) fn describe(
         .embeddings_in(params)
         .unwrap_or_default()
         .iter()
-        .map(|e| {
-            let hash = crate::model_hash::embedding_short_hash(&e.path).unwrap_or_default();
-            (e.name.clone(), hash)
-        })
+        .map(|e| (e.name.clone(), e.short_hash()))
         .collect();
     if !embeddings.is_empty() {
         let hashes: Vec<String> = embeddings

@@ -79,6 +79,8 @@ pub struct Pipeline {
     pub info: ModelInfo,
     /// The LoRAs merged into the weights now, and the originals to restore.
     loras: std::cell::RefCell<crate::lora::LoraPatcher>,
+    /// The merged LoRAs' A1111 short hashes, in their order (computed once per set).
+    lora_hashes: std::cell::RefCell<Vec<String>>,
     /// Where prompts' textual-inversion embeddings come from, and those read so far.
     embeddings: std::cell::RefCell<crate::embedding::EmbeddingLibrary>,
     unet: UNet,
@@ -191,6 +193,10 @@ impl Pipeline {
             .map(|lora| Ok((lora.clone(), crate::lora::LoraFile::open(&lora.path)?)))
             .collect::<Result<Vec<_>>>()?;
         self.loras.borrow_mut().apply(&files)?;
+        *self.lora_hashes.borrow_mut() = loras
+            .iter()
+            .map(|l| crate::model_hash::lora_short_hash(&l.path).unwrap_or_default())
+            .collect();
         tracing::info!(loras = ?loras.iter().map(|l| &l.name).collect::<Vec<_>>(), "merged");
         Ok(())
     }
@@ -198,6 +204,18 @@ impl Pipeline {
     /// The LoRAs merged now.
     pub fn applied_loras(&self) -> Vec<crate::lora::LoraApplication> {
         self.loras.borrow().applied().to_vec()
+    }
+
+    /// The merged LoRAs with their A1111 short hashes ("Lora hashes").
+    pub fn applied_loras_with_hashes(&self) -> Vec<(crate::lora::LoraApplication, String)> {
+        let hashes = self.lora_hashes.borrow();
+        let applied = self.applied_loras();
+        let hash = |i: usize| hashes.get(i).cloned().unwrap_or_default();
+        applied
+            .into_iter()
+            .enumerate()
+            .map(|(i, l)| (l, hash(i)))
+            .collect()
     }
 
     /// Fails unless the merged LoRAs are the ones `params` asks for (names and weights):

@@ -20,7 +20,6 @@ from safetensors.torch import save_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pipeline_ref as base  # noqa: E402
-import tokenizer_ref  # noqa: E402
 
 EOS = 49407
 PROMPTS = {
@@ -62,14 +61,7 @@ def main():
     out = ap.parse_args().out
     folder = os.path.join(out, "embeddings")
     os.makedirs(folder, exist_ok=True)
-    torch.manual_seed(0)
-    tokenizer = tokenizer_ref.build_tokenizer(out)
-    tokenizer.model_max_length = 77
-    tokenizer_g = copy.deepcopy(tokenizer)
-    tokenizer_g.pad_token = "!"
-    sigmas = base.comfy_normal_sigmas(base.STEPS)
-    torch.manual_seed(base.SEED)
-    noise = torch.randn(1, 4, base.SIZE // 8, base.SIZE // 8)
+    tokenizer, tokenizer_g, sigmas, noise = base.setup(out)
 
     pipe, ckpt = base.build_sd1(copy.deepcopy(tokenizer))
     save_file({k: v.contiguous() for k, v in ckpt.items()}, os.path.join(out, "sd1.safetensors"))

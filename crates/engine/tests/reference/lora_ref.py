@@ -12,7 +12,7 @@ Cases: sd1_kohya (diffusers module names, alpha 8 for rank 4), sd1_peft (the dif
 PEFT layout, as save_lora_weights writes it), sdxl_kohya (LDM module names, lora_te1_ and
 lora_te2_, as kohya's sd-scripts name SDXL LoRAs).
 """
-import argparse, copy, os, sys
+import argparse, os, sys
 
 import torch
 from peft import LoraConfig
@@ -22,7 +22,6 @@ from diffusers import StableDiffusionPipeline
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pipeline_ref as base  # noqa: E402
-import tokenizer_ref  # noqa: E402
 import unet_ref  # noqa: E402
 
 RANK = 4
@@ -84,14 +83,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
     out = ap.parse_args().out
-    torch.manual_seed(0)
-    tokenizer = tokenizer_ref.build_tokenizer(out)
-    tokenizer.model_max_length = 77
-    tokenizer_g = copy.deepcopy(tokenizer)
-    tokenizer_g.pad_token = "!"
-    sigmas = base.comfy_normal_sigmas(base.STEPS)
-    torch.manual_seed(base.SEED)
-    noise = torch.randn(1, 4, base.SIZE // 8, base.SIZE // 8)
+    tokenizer, tokenizer_g, sigmas, noise = base.setup(out)
     save = lambda tensors, name: save_file(tensors, os.path.join(out, name))  # noqa: E731
 
     # SD 1.x, kohya layout with alpha 8 (scale alpha / rank = 2).

@@ -112,6 +112,20 @@ def run(pipe, sigmas, noise, out, name, vae):
               os.path.join(out, f"{name}_io.safetensors"))
 
 
+def setup(out):
+    """What every script built on this one starts from: the CLIP tokenizer (written to
+    `out`), its OpenCLIP twin, ComfyUI's sigmas and the seeded initial noise."""
+    torch.manual_seed(0)
+    tokenizer = tokenizer_ref.build_tokenizer(out)
+    tokenizer.model_max_length = 77
+    tokenizer_g = copy.deepcopy(tokenizer)
+    tokenizer_g.pad_token = "!"  # OpenCLIP pads with token 0, as ComfyUI does
+    sigmas = comfy_normal_sigmas(STEPS)
+    torch.manual_seed(SEED)
+    noise = torch.randn(1, 4, SIZE // 8, SIZE // 8)
+    return tokenizer, tokenizer_g, sigmas, noise
+
+
 def build_sd1(tokenizer):
     """The tiny SD 1.x pipeline and its single-file checkpoint (a dict)."""
     with torch.no_grad():
@@ -165,14 +179,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
     out = ap.parse_args().out
-    torch.manual_seed(0)
-    tokenizer = tokenizer_ref.build_tokenizer(out)
-    tokenizer.model_max_length = 77
-    tokenizer_g = copy.deepcopy(tokenizer)
-    tokenizer_g.pad_token = "!"  # OpenCLIP pads with token 0, as ComfyUI does
-    sigmas = comfy_normal_sigmas(STEPS)
-    torch.manual_seed(SEED)
-    noise = torch.randn(1, 4, SIZE // 8, SIZE // 8)
+    tokenizer, tokenizer_g, sigmas, noise = setup(out)
 
     pipe, ckpt = build_sd1(tokenizer)
     vae, text = pipe.vae, pipe.text_encoder
