@@ -11,10 +11,11 @@ say() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
 # 1. System packages (compilers for torch-sys's C++ shim, Python venv support; systemd for
 #    the systemd-analyze that checks the units in systemd/; GTK 4 and libadwaita for the
 #    desktop app; Xvfb, a D-Bus session, the accessibility bus and pyatspi for its end-to-end
-#    test; ImageMagick for the README's screenshots).
+#    test; ImageMagick for the README's screenshots; Slurm and munge for the test cluster of
+#    scripts/slurm-test-cluster.sh).
 packages=(build-essential pkg-config python3 python3-venv python3-pip curl ca-certificates git procps systemd
   libgtk-4-dev libadwaita-1-dev xvfb xauth dbus dbus-x11 at-spi2-core python3-pyatspi python3-gi
-  gir1.2-atspi-2.0 imagemagick)
+  gir1.2-atspi-2.0 imagemagick slurmctld slurmd slurm-client munge)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

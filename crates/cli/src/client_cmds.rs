@@ -20,6 +20,10 @@ pub struct DaemonArgs {
     /// config.yaml, found through NVML (none without NVML).
     #[arg(long = "worker")]
     pub workers: Vec<String>,
+    /// Hand jobs to Slurm (config.yaml's `slurm:` section says how); with no `--worker`
+    /// and no `workers:` list, Slurm alone runs them (a login node has no GPU).
+    #[arg(long)]
+    pub slurm: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -141,7 +145,7 @@ pub fn run_daemon(args: DaemonArgs) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        None => crate::daemon_cmd::run(&args.workers),
+        None => crate::daemon_cmd::run(&args.workers, args.slurm),
     }
 }
 

@@ -109,18 +109,27 @@ fn default_workers(config: &Config, samples: Option<&[GpuSample]>) -> Vec<Worker
 }
 
 /// Runs the daemon in the foreground.
-pub fn run(worker_args: &[String]) -> Result<ExitCode> {
+pub fn run(worker_args: &[String], slurm: bool) -> Result<ExitCode> {
     // First, while this is the only thread: the worker children must not inherit
     // NOTIFY_SOCKET and pose as the service (NotifyAccess=main drops their messages).
     let notify = imagelab_daemon::NotifyConfig::take_from_env();
     let log = logging::init("daemon", logging::Kind::Service)?;
     let config = Config::load()?;
+    let slurm = slurm || config.slurm.enabled;
+    if slurm {
+        config
+            .slurm
+            .validate()
+            .map_err(|e| anyhow::anyhow!("config.yaml: {e}"))?;
+    }
     let samples = nvml_samples();
     let workers = if !worker_args.is_empty() {
         plan_workers(worker_args, samples.as_deref())?
     } else if !config.workers.is_empty() {
         plan_workers(&config.workers, samples.as_deref())
             .context("the workers: list in config.yaml is not valid")?
+    } else if slurm {
+        Vec::new()
     } else {
         default_workers(&config, samples.as_deref())
     };
@@ -143,13 +152,24 @@ pub fn run(worker_args: &[String]) -> Result<ExitCode> {
     daemon.instance_id = Some(log.instance_id.clone());
     daemon.workers = workers;
     daemon.worker_program = Some(std::env::current_exe()?);
+    if slurm {
+        daemon.slurm = Some(config.slurm.clone());
+    }
     daemon.notify = notify;
     daemon.night = imagelab_daemon::night::NightOptions::from_config(&config);
     eprintln!("imagelab daemon: logging to {}", log.path.display());
     if log.journal {
         eprintln!("imagelab daemon: and to the journal");
     }
-    if daemon.workers.is_empty() {
+    if slurm {
+        eprintln!(
+            "slurm: up to {} jobs at once with --gres={}",
+            config.slurm.max_submitted, config.slurm.gres
+        );
+    }
+    if daemon.workers.is_empty() && slurm {
+        eprintln!("workers: none local; Slurm runs the jobs");
+    } else if daemon.workers.is_empty() {
         eprintln!(
             "note: no GPU found through NVML and no --worker given: jobs will queue but not run"
         );

@@ -34,6 +34,11 @@ pub struct WorkerArgs {
     /// encoders and VAE on the second (the daemon's `--worker cuda:N+M`).
     #[arg(long)]
     pub split: bool,
+    /// Run the one job in this file (a `WorkRequest` as JSON), write its events to stdout
+    /// and exit: how a Slurm job runs the engine. Exits 0 when the job is done, 3 when it
+    /// failed (the `failed` line says why).
+    #[arg(long, value_name = "FILE")]
+    pub one_job: Option<std::path::PathBuf>,
 }
 
 /// Where the components go: one device, or the pair of a split worker.
@@ -347,6 +352,24 @@ fn panic_at_step() -> Result<Option<usize>> {
     }
 }
 
+/// `--one-job FILE`: the job in `file`, its events on stdout, and an exit code that says
+/// how it went (for Slurm's accounting; the daemon reads the events).
+fn run_file(file: &std::path::Path, worker: &mut Worker) -> Result<ExitCode> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| anyhow::anyhow!("cannot read the job file {}: {e}", file.display()))?;
+    let request: WorkRequest = serde_json::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{} is not a job request: {e}", file.display()))?;
+    emit(&WorkerEvent::Ready {
+        pid: std::process::id(),
+    })?;
+    let event = run_job(&request, worker)?;
+    emit(&event)?;
+    Ok(match event {
+        WorkerEvent::Done { .. } => ExitCode::SUCCESS,
+        _ => ExitCode::from(3),
+    })
+}
+
 pub fn run(args: WorkerArgs) -> Result<ExitCode> {
     crate::logging::init("worker", crate::logging::Kind::Engine)?;
     let device: DeviceSpec = args.device.parse()?;
@@ -361,9 +384,16 @@ pub fn run(args: WorkerArgs) -> Result<ExitCode> {
         cache: PipelineCache::new(Config::load()?.pipeline_cache_size),
         device,
         dtype,
-        inbox: Inbox::stdin(),
+        inbox: if args.one_job.is_some() {
+            Inbox::silent()
+        } else {
+            Inbox::stdin()
+        },
         panic_at_step: panic_at_step()?,
     };
+    if let Some(file) = &args.one_job {
+        return run_file(file, &mut worker);
+    }
     emit(&WorkerEvent::Ready {
         pid: std::process::id(),
     })?;

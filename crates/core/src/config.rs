@@ -90,6 +90,8 @@ pub struct Config {
     /// Overnight runs: what `imagelab night start` uses when given no themes or window, and
     /// the daemon's fallback models and content mode for them.
     pub night: NightDefaults,
+    /// Handing jobs to a Slurm cluster instead of (or beside) local workers.
+    pub slurm: crate::slurm::SlurmSettings,
 }
 
 /// The `night:` section of the settings file.
@@ -131,6 +133,7 @@ impl Default for Config {
             defaults: GenerationDefaults::default(),
             scheduler: crate::scheduler::SchedulerSettings::default(),
             night: NightDefaults::default(),
+            slurm: crate::slurm::SlurmSettings::default(),
         }
     }
 }

@@ -18,6 +18,7 @@ pub mod params;
 pub mod paths;
 pub mod safetensors_header;
 pub mod scheduler;
+pub mod slurm;
 pub mod worker;
 
 pub use config::{Config, ConfigError, Folders, NightDefaults};

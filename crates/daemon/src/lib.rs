@@ -84,6 +84,9 @@ pub struct DaemonConfig {
     pub notify: Option<NotifyConfig>,
     /// Overnight runs: generation defaults, fallback models, content mode, tick interval.
     pub night: night::NightOptions,
+    /// Hand jobs to a Slurm cluster (beside the workers, or alone); attempt folders go
+    /// under `<jobs_dir>/slurm`, which the nodes must see at the same path.
+    pub slurm: Option<imagelab_core::slurm::SlurmSettings>,
 }
 
 impl std::fmt::Debug for DaemonConfig {
@@ -122,6 +125,7 @@ impl DaemonConfig {
             restart_delay: Duration::from_secs(1),
             notify: None,
             night: night::NightOptions::default(),
+            slurm: None,
         }
     }
 
@@ -152,9 +156,13 @@ impl Daemon {
                 source,
             }
         })?;
-        // No worker survives its daemon, so every leased job was interrupted.
+        // No worker survives its daemon, so every leased job was interrupted; Slurm's
+        // jobs go on, and the Slurm backend follows them again.
+        let slurm_on = config.slurm.is_some();
+        let keep =
+            move |job: &imagelab_queue::Job| slurm_on && supervisor::slurm::is_slurm_job(job);
         let recovery = queue
-            .recover_after_restart(config.recovery)
+            .recover_after_restart_keeping(config.recovery, &keep)
             .map_err(DaemonError::Recovery)?;
         log_recovery(&recovery);
         let listener = TcpListener::bind(config.bind).map_err(|source| DaemonError::Bind {
@@ -292,11 +300,14 @@ fn start_supervisor(
     events: &EventBus,
 ) -> Option<SupervisorHandle> {
     let program = config.worker_program.clone()?;
-    if config.workers.is_empty() {
+    if config.workers.is_empty() && config.slurm.is_none() {
         return None;
     }
-    let mut options =
-        SupervisorOptions::new(config.workers.clone(), program, config.output_dir.clone());
+    let mut options = SupervisorOptions::new(
+        config.workers.clone(),
+        program.clone(),
+        config.output_dir.clone(),
+    );
     options.policy = config.policy.clone();
     options.preview_every = config.preview_every;
     options.probe = config.probe.take();
@@ -307,6 +318,19 @@ fn start_supervisor(
         options.instance_id = id.clone();
     }
     options.restart_delay = config.restart_delay;
+    options.slurm = config
+        .slurm
+        .clone()
+        .map(|settings| supervisor::slurm::SlurmOptions {
+            program: settings
+                .program
+                .clone()
+                .map_or_else(|| program.clone(), PathBuf::from),
+            settings,
+            output_dir: config.output_dir.clone(),
+            folders: config.jobs_dir.join("slurm"),
+            preview_every: config.preview_every,
+        });
     Some(SupervisorHandle::start(
         queue.clone(),
         events.clone(),

@@ -19,6 +19,8 @@ pub struct Inbox {
     lines: Receiver<String>,
     /// Commands that arrived while a job ran, in order.
     pending: VecDeque<Incoming>,
+    /// Keeps a silent inbox's channel open, so it never reads as a departed daemon.
+    _open: Option<mpsc::Sender<String>>,
 }
 
 impl Inbox {
@@ -39,6 +41,18 @@ impl Inbox {
         Inbox {
             lines: rx,
             pending: VecDeque::new(),
+            _open: None,
+        }
+    }
+
+    /// An inbox nobody writes to: a one-job worker under Slurm, whose cancel is a signal
+    /// from `scancel`, not a line.
+    pub fn silent() -> Inbox {
+        let (tx, rx) = mpsc::channel();
+        Inbox {
+            lines: rx,
+            pending: VecDeque::new(),
+            _open: Some(tx),
         }
     }
 
@@ -95,8 +109,15 @@ mod tests {
         let inbox = Inbox {
             lines: rx,
             pending: VecDeque::new(),
+            _open: None,
         };
         (inbox, tx)
+    }
+
+    #[test]
+    fn a_silent_inbox_never_cancels() {
+        let mut inbox = Inbox::silent();
+        assert!(!inbox.cancel_requested(1));
     }
 
     #[test]

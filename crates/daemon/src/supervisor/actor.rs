@@ -2,6 +2,7 @@
 //! and dispatches jobs to free workers whose GPUs nobody else is using. It also publishes
 //! every worker change on the event bus and keeps the status `GET /v1/gpus` serves.
 
+use super::slurm::{CancelSlurm, Poll, SlurmBackend, SlurmChanged, StopSlurm};
 use super::worker::{CancelRunning, GpuWorker, ModelOp, RunJob, StopWorker, WorkerSetup};
 use super::SupervisorOptions;
 use crate::events::EventBus;
@@ -77,6 +78,9 @@ pub struct Supervisor {
     verdicts: BTreeMap<String, GpuVerdict>,
     slots: Vec<Slot>,
     arbiters: Vec<Arbiter>,
+    /// The Slurm backend, when on, and the rows it last reported.
+    slurm: Option<Addr<SlurmBackend>>,
+    slurm_rows: Vec<WorkerStatus>,
 }
 
 impl Supervisor {
@@ -109,6 +113,8 @@ impl Supervisor {
             verdicts: BTreeMap::new(),
             slots: Vec::new(),
             arbiters: Vec::new(),
+            slurm: None,
+            slurm_rows: Vec::new(),
         }
     }
 
@@ -221,11 +227,13 @@ impl Supervisor {
                 }
             })
             .collect();
+        let mut workers = shown;
+        workers.extend(self.slurm_rows.iter().cloned());
         if let Ok(mut view) = self.shared.write() {
             *view = GpuStatusView {
                 nvml_error: self.nvml_error.clone(),
                 gpus,
-                workers: shown,
+                workers,
             };
         }
     }
@@ -355,6 +363,15 @@ impl Actor for Supervisor {
             });
             self.arbiters.push(arbiter);
         }
+        if let Some(slurm) = options.slurm.take() {
+            let arbiter = Arbiter::new();
+            let (queue, events, me) = (self.queue.clone(), self.events.clone(), ctx.address());
+            self.slurm = Some(SlurmBackend::start_in_arbiter(
+                &arbiter.handle(),
+                move |_| SlurmBackend::new(slurm, queue, events, me),
+            ));
+            self.arbiters.push(arbiter);
+        }
         self.sample();
         self.refresh();
         let interval = self
@@ -374,6 +391,22 @@ impl Handler<Kick> for Supervisor {
     type Result = ();
     fn handle(&mut self, _: Kick, _: &mut Context<Self>) {
         self.dispatch();
+        if let Some(slurm) = &self.slurm {
+            slurm.do_send(Poll);
+        }
+    }
+}
+
+impl Handler<SlurmChanged> for Supervisor {
+    type Result = ();
+    fn handle(&mut self, SlurmChanged(rows): SlurmChanged, _: &mut Context<Self>) {
+        for row in &rows {
+            if !self.slurm_rows.contains(row) {
+                self.events.publish(DaemonEvent::Worker(row.clone()));
+            }
+        }
+        self.slurm_rows = rows;
+        self.refresh();
     }
 }
 
@@ -410,6 +443,9 @@ impl Handler<WorkerChanged> for Supervisor {
 impl Handler<CancelJob> for Supervisor {
     type Result = ();
     fn handle(&mut self, CancelJob(job): CancelJob, _: &mut Context<Self>) {
+        if let Some(slurm) = &self.slurm {
+            slurm.do_send(CancelSlurm(job));
+        }
         for slot in &self.slots {
             if slot.reported.state == (WorkerState::Busy { job }) {
                 slot.addr.do_send(CancelRunning {
@@ -426,7 +462,9 @@ impl Handler<ModelCommand> for Supervisor {
 
     fn handle(&mut self, msg: ModelCommand, _: &mut Context<Self>) -> Self::Result {
         if self.slots.is_empty() {
-            return Err("the daemon runs no workers".into());
+            return Err(
+                "the daemon runs no local workers (Slurm jobs load their own models)".into(),
+            );
         }
         let targets: Vec<usize> = match &msg.worker {
             Some(name) => match self.slots.iter().position(|s| s.reported.name == *name) {
@@ -476,6 +514,11 @@ impl Handler<Stop> for Supervisor {
     type Result = ();
     fn handle(&mut self, Stop(done): Stop, _: &mut Context<Self>) {
         let mut waits = Vec::new();
+        if let Some(slurm) = self.slurm.take() {
+            let (tx, rx) = mpsc::channel();
+            slurm.do_send(StopSlurm(tx));
+            waits.push(rx);
+        }
         for slot in &self.slots {
             let (tx, rx) = mpsc::channel();
             slot.addr.do_send(StopWorker(tx));

@@ -13,6 +13,7 @@
 mod actor;
 mod child;
 pub mod history;
+pub mod slurm;
 mod worker;
 
 pub use actor::{CancelJob, Kick, ModelCommand};
@@ -108,6 +109,8 @@ pub struct SupervisorOptions {
     pub instance_id: String,
     /// How long a crashed child waits before it is started again.
     pub restart_delay: Duration,
+    /// Hand jobs to a Slurm cluster too (or only, with no workers).
+    pub slurm: Option<slurm::SlurmOptions>,
 }
 
 impl std::fmt::Debug for SupervisorOptions {
@@ -132,6 +135,7 @@ impl SupervisorOptions {
             preview_every: 5,
             instance_id: format!("{}", std::process::id()),
             restart_delay: Duration::from_secs(1),
+            slurm: None,
         }
     }
 }

@@ -62,6 +62,17 @@ impl Queue {
     /// cancelled if cancel was asked).
     /// With [`RecoveryPolicy::Pause`] dispatch is also paused, in the same atomic write.
     pub fn recover_after_restart(&self, policy: RecoveryPolicy) -> Result<Recovery> {
+        self.recover_after_restart_keeping(policy, &|_| false)
+    }
+
+    /// [`Queue::recover_after_restart`], leaving the leased jobs `keep` picks as they are:
+    /// jobs a Slurm cluster runs outlive the daemon that submitted them, and the next one
+    /// follows them to their end.
+    pub fn recover_after_restart_keeping(
+        &self,
+        policy: RecoveryPolicy,
+        keep: &dyn Fn(&Job) -> bool,
+    ) -> Result<Recovery> {
         let mut inner = self.lock();
         let now = now_ms();
         let mut batch = Batch::default();
@@ -69,7 +80,7 @@ impl Queue {
         let mut recovery = Recovery::default();
         let mut finished = Vec::new();
         for old in self.read_all()? {
-            if !matches!(old.state, JobState::Leased { .. }) {
+            if !matches!(old.state, JobState::Leased { .. }) || keep(&old) {
                 continue;
             }
             let event = Event::Recover {
