@@ -50,13 +50,15 @@ fake_gpus() {
   for f in "${files[@]}"; do printf 'Name=gpu File=%s\n' "$f" >>"$dir/gres.conf"; done
 }
 
+# Addresses are given as 127.0.0.1, so the cluster works where the host name does not
+# resolve (containers).
 write_conf() {
   local host cpus
   host="$(hostname -s)"
   cpus="$(nproc)"
   cat >"$conf" <<EOF
 ClusterName=imagelab-test
-SlurmctldHost=$host
+SlurmctldHost=$host(127.0.0.1)
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
@@ -85,7 +87,7 @@ KillWait=5
 SlurmctldTimeout=30
 SlurmdTimeout=30
 InactiveLimit=0
-NodeName=$host NodeHostname=$host CPUs=$cpus RealMemory=1000 Gres=gpu:2 State=UNKNOWN
+NodeName=$host NodeHostname=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=1000 Gres=gpu:2 State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
 EOF
 }

@@ -44,22 +44,60 @@ fn exit(code: i32) -> ExitCode {
 }
 
 pub fn run_gpus(args: GpusArgs) -> Result<ExitCode> {
-    let mut probe = match NvmlProbe::new() {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Ok(exit(e.exit_code()));
-        }
-    };
-    match gpus_report(&mut probe, &policy()?, &BTreeSet::new()) {
-        Ok(report) if args.json => println!("{}", report.to_json()?),
-        Ok(report) => print!("{}", report.to_table()),
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Ok(exit(e.exit_code()));
-        }
+    let local = local_gpus(&args);
+    // A daemon with the Slurm backend also knows the cluster's nodes (a login node has no
+    // GPU of its own, so that may be all there is to show).
+    let nodes = crate::client_cmds::client()
+        .and_then(|c| Ok(c.gpus()?))
+        .map(|status| status.slurm_nodes)
+        .unwrap_or_default();
+    if !nodes.is_empty() && !args.json {
+        print!("{}", slurm_table(&nodes));
     }
-    Ok(ExitCode::SUCCESS)
+    match local {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(_) if !nodes.is_empty() => Ok(ExitCode::SUCCESS),
+        Err(code) => Ok(exit(code)),
+    }
+}
+
+/// The local GPUs through NVML, printed; the exit code when they cannot be read.
+fn local_gpus(args: &GpusArgs) -> std::result::Result<(), i32> {
+    let fail = |e: imagelab_gpu::GpuError| {
+        eprintln!("error: {e}");
+        e.exit_code()
+    };
+    let mut probe = NvmlProbe::new().map_err(fail)?;
+    let policy = policy().map_err(|e| {
+        eprintln!("error: {e:#}");
+        1
+    })?;
+    let report = gpus_report(&mut probe, &policy, &BTreeSet::new()).map_err(fail)?;
+    if args.json {
+        match report.to_json() {
+            Ok(json) => println!("{json}"),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Err(1);
+            }
+        }
+    } else {
+        print!("{}", report.to_table());
+    }
+    Ok(())
+}
+
+/// The cluster's nodes as Slurm reports them.
+fn slurm_table(nodes: &[imagelab_core::events::SlurmNodeView]) -> String {
+    let width = nodes.iter().map(|n| n.name.len()).max().unwrap_or(0);
+    let mut out = String::from("slurm nodes (through the daemon):\n");
+    for n in nodes {
+        out.push_str(&format!(
+            "  {:<width$}  {:<6}  gres {}  used {}\n",
+            n.name, n.state, n.gres, n.gres_used
+        ));
+    }
+    out
 }
 
 pub fn run_pick(args: PickArgs) -> Result<ExitCode> {

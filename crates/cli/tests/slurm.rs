@@ -152,7 +152,33 @@ fn four_one_gpu_jobs_share_two_gpus_and_all_finish() {
     let (conf, _turn) = cluster();
     let sb = slurm_sandbox();
     let _daemon = start(&sb, conf, &[]);
-    let ids: Vec<u64> = (0..4).map(|i| submit(&sb, 6, i)).collect();
+    let ids: Vec<u64> = (0..4).map(|i| submit(&sb, 24, i)).collect();
+    // Two wait in Slurm for a GPU: to the user they are queued, with Slurm's id and reason.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let pending = loop {
+        let waiting = ids.iter().map(|id| job(&sb, *id)).find(|j| {
+            j["state"] == "queued"
+                && j["slurm"]["state"] == "PENDING"
+                && j["slurm"]["slurm_id"].is_u64()
+        });
+        if let Some(job) = waiting {
+            break job;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no job was seen pending in Slurm"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        !pending["slurm"]["reason"].as_str().unwrap().is_empty(),
+        "{pending}"
+    );
+    let gpus = stdout(&imagelab(&sb, &["gpus"]));
+    assert!(
+        gpus.contains("slurm nodes") && gpus.contains("gpu:2"),
+        "{gpus}"
+    );
     for id in &ids {
         assert_eq!(finished(&sb, *id), "done", "{}", job(&sb, *id));
     }

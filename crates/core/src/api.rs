@@ -160,6 +160,10 @@ pub struct JobView {
     /// Why it failed (or the last retryable error of a job that retried).
     pub error: Option<String>,
     pub cancel_requested: bool,
+    /// For a job handed to Slurm: its Slurm id, state and reason. While Slurm keeps it
+    /// pending, `state` says `queued`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slurm: Option<crate::events::SlurmJobView>,
     /// Where a generated prompt came from: the theme's name and content hash, the template
     /// and the prompt seed that remake it, and the overnight run that submitted the job.
     /// Absent for jobs submitted with a prompt of their own.

@@ -94,6 +94,32 @@ pub struct GpuStatusView {
     pub nvml_error: Option<String>,
     pub gpus: Vec<GpuView>,
     pub workers: Vec<WorkerStatus>,
+    /// The Slurm cluster's nodes as `sinfo` reports them (empty without the Slurm backend).
+    #[serde(default)]
+    pub slurm_nodes: Vec<SlurmNodeView>,
+    /// Our jobs in Slurm now, by queue job id.
+    #[serde(default)]
+    pub slurm_jobs: std::collections::BTreeMap<u64, SlurmJobView>,
+}
+
+/// One Slurm node and its GPUs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlurmNodeView {
+    pub name: String,
+    /// `idle`, `mix`, `alloc`, `down`, `drain` … as `sinfo` abbreviates them.
+    pub state: String,
+    /// Configured and used generic resources (`gpu:2`, `gpu:1(IDX:0)`).
+    pub gres: String,
+    pub gres_used: String,
+}
+
+/// A queue job handed to Slurm: its Slurm id (none until `sbatch` answered), its state
+/// there (`PENDING`, `RUNNING` …) and, while pending, Slurm's reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlurmJobView {
+    pub slurm_id: Option<u64>,
+    pub state: String,
+    pub reason: String,
 }
 
 /// One GPU sample in the history: the figures, the idle policy's verdict, and the jobs of

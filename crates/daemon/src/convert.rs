@@ -99,6 +99,7 @@ pub fn job_view(job: Job) -> JobView {
         outputs,
         error: error.or(job.last_error),
         cancel_requested: job.cancel_requested,
+        slurm: None,
     }
 }
 

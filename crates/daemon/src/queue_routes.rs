@@ -2,7 +2,7 @@
 //! running job) and `POST /v1/queue/clear` (drop finished jobs from the queue; `jobs.log`
 //! keeps them).
 
-use crate::convert::{job_view, priority_to_queue};
+use crate::convert::priority_to_queue;
 use crate::error::ApiFailure;
 use crate::routes::AppState;
 use actix_web::web;
@@ -20,7 +20,7 @@ pub async fn set_priority(
     imagelab_logging::job_span!(id.0).in_scope(|| tracing::info!(?priority, "priority changed"));
     // A job that moved up may now be the next one for a free worker.
     state.kick();
-    Ok(web::Json(job_view(job)))
+    Ok(web::Json(state.job_view(job)))
 }
 
 pub async fn clear(state: web::Data<AppState>) -> Result<web::Json<ClearResponse>, ApiFailure> {

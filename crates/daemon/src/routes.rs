@@ -18,6 +18,7 @@ use imagelab_core::api::{
 use imagelab_core::events::DaemonEvent;
 use imagelab_core::Folders;
 use imagelab_queue::{JobId, Queue};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Largest request body accepted: a batch of [`imagelab_core::api::MAX_JOBS_PER_SUBMIT`]
@@ -39,6 +40,20 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// The API's view of a job, with its Slurm state when Slurm runs it (a job Slurm keeps
+    /// pending is `queued` to the user, as it is still waiting for a GPU).
+    pub fn job_view(&self, job: imagelab_queue::Job) -> JobView {
+        with_slurm(job_view(job), &self.slurm_jobs())
+    }
+
+    /// Our jobs' Slurm states now (empty without the Slurm backend).
+    pub fn slurm_jobs(&self) -> BTreeMap<u64, imagelab_core::events::SlurmJobView> {
+        self.supervisor
+            .as_ref()
+            .map(|s| s.status().slurm_jobs)
+            .unwrap_or_default()
+    }
+
     /// New work may be waiting: let the supervisor dispatch now, not at its next poll.
     pub fn kick(&self) {
         if let Some(supervisor) = &self.supervisor {
@@ -278,12 +293,13 @@ async fn list(state: web::Data<AppState>, query: web::Query<ListQuery>) -> Reply
     }
     let queue = state.queue.clone();
     let jobs = web::block(move || queue.list()).await??;
+    let slurm = state.slurm_jobs();
     Ok(web::Json(
         jobs.into_iter()
             .rev()
             .filter(|job| wanted.as_deref().is_none_or(|s| job.state.name() == s))
             .take(limit)
-            .map(job_view)
+            .map(|job| with_slurm(job_view(job), &slurm))
             .collect(),
     ))
 }
@@ -291,9 +307,9 @@ async fn list(state: web::Data<AppState>, query: web::Query<ListQuery>) -> Reply
 async fn get(state: web::Data<AppState>, id: web::Path<String>) -> Reply<JobView> {
     let id = parse_id(&id)?;
     let queue = state.queue.clone();
-    Ok(web::Json(job_view(
-        web::block(move || queue.get(id)).await??,
-    )))
+    Ok(web::Json(
+        state.job_view(web::block(move || queue.get(id)).await??),
+    ))
 }
 
 async fn cancel(state: web::Data<AppState>, id: web::Path<String>) -> Reply<JobView> {
@@ -308,11 +324,25 @@ async fn cancel(state: web::Data<AppState>, id: web::Path<String>) -> Reply<JobV
     if let Some(supervisor) = &state.supervisor {
         supervisor.cancel(id.0);
     }
-    let view = job_view(job);
+    let view = state.job_view(job);
     if view.state == "cancelled" {
         state.events.publish(job_event(view.id, "cancelled"));
     }
     Ok(web::Json(view))
+}
+
+/// Adds a leased job's Slurm state; a job Slurm keeps pending shows as `queued`.
+fn with_slurm(
+    mut view: JobView,
+    slurm: &BTreeMap<u64, imagelab_core::events::SlurmJobView>,
+) -> JobView {
+    if view.state == "leased" {
+        view.slurm = slurm.get(&view.id).cloned();
+        if view.slurm.as_ref().is_some_and(|s| s.state == "PENDING") {
+            view.state = "queued".into();
+        }
+    }
+    view
 }
 
 pub(crate) fn log_submitted(job: &imagelab_queue::Job) {

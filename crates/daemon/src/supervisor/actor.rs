@@ -80,7 +80,7 @@ pub struct Supervisor {
     arbiters: Vec<Arbiter>,
     /// The Slurm backend, when on, and the rows it last reported.
     slurm: Option<Addr<SlurmBackend>>,
-    slurm_rows: Vec<WorkerStatus>,
+    slurm_report: SlurmChanged,
 }
 
 impl Supervisor {
@@ -114,7 +114,7 @@ impl Supervisor {
             slots: Vec::new(),
             arbiters: Vec::new(),
             slurm: None,
-            slurm_rows: Vec::new(),
+            slurm_report: SlurmChanged::default(),
         }
     }
 
@@ -228,12 +228,14 @@ impl Supervisor {
             })
             .collect();
         let mut workers = shown;
-        workers.extend(self.slurm_rows.iter().cloned());
+        workers.extend(self.slurm_report.rows.iter().cloned());
         if let Ok(mut view) = self.shared.write() {
             *view = GpuStatusView {
                 nvml_error: self.nvml_error.clone(),
                 gpus,
                 workers,
+                slurm_nodes: self.slurm_report.nodes.clone(),
+                slurm_jobs: self.slurm_report.jobs.clone(),
             };
         }
     }
@@ -399,13 +401,13 @@ impl Handler<Kick> for Supervisor {
 
 impl Handler<SlurmChanged> for Supervisor {
     type Result = ();
-    fn handle(&mut self, SlurmChanged(rows): SlurmChanged, _: &mut Context<Self>) {
-        for row in &rows {
-            if !self.slurm_rows.contains(row) {
+    fn handle(&mut self, report: SlurmChanged, _: &mut Context<Self>) {
+        for row in &report.rows {
+            if !self.slurm_report.rows.contains(row) {
                 self.events.publish(DaemonEvent::Worker(row.clone()));
             }
         }
-        self.slurm_rows = rows;
+        self.slurm_report = report;
         self.refresh();
     }
 }

@@ -164,19 +164,26 @@ pub struct SupervisorLink {
 
 impl SupervisorLink {
     /// Workers that are free or busy with our jobs (not blocked by another user of their
-    /// GPU, not down): what the overnight runner keeps the queue fed for.
+    /// GPU, not down): what the overnight runner keeps the queue fed for. Slurm counts
+    /// one more than the jobs it holds (its own row and one per Slurm job, pending ones
+    /// included), so a night run's supply grows up to `max_submitted` and no further; a
+    /// Slurm that cannot be reached counts nothing.
     pub fn available_workers(&self) -> usize {
-        self.status()
-            .workers
+        use imagelab_core::events::WorkerState;
+        let workers = self.status().workers;
+        let (slurm, local): (Vec<_>, Vec<_>) = workers
             .iter()
-            .filter(|w| {
-                !matches!(
-                    w.state,
-                    imagelab_core::events::WorkerState::Blocked { .. }
-                        | imagelab_core::events::WorkerState::Down { .. }
-                )
-            })
-            .count()
+            .partition(|w| w.device == slurm::SLURM_WORKER);
+        let usable = |w: &imagelab_core::events::WorkerStatus| {
+            !matches!(
+                w.state,
+                WorkerState::Blocked { .. } | WorkerState::Down { .. }
+            )
+        };
+        let slurm_up = slurm
+            .iter()
+            .any(|w| w.name == slurm::SLURM_WORKER && usable(w));
+        local.iter().filter(|w| usable(w)).count() + if slurm_up { slurm.len() } else { 0 }
     }
 
     pub fn kick(&self) {

@@ -219,6 +219,7 @@ mod tests {
                     part("xl.safetensors", "vae", "cuda:1", 160 << 20),
                 ],
             )],
+            ..Default::default()
         };
         let groups = device_groups(&status);
         assert_eq!(groups.len(), 2);
@@ -254,6 +255,7 @@ mod tests {
                     vec![part("a.safetensors", "unet", "cuda", 9)],
                 ),
             ],
+            ..Default::default()
         };
         let groups = device_groups(&status);
         assert_eq!(groups[0].parts[0].model, "a.safetensors");
@@ -271,6 +273,7 @@ mod tests {
                 &["cpu"],
                 vec![part("m", "unet", "cpu", 3 << 20)],
             )],
+            ..Default::default()
         };
         let groups = device_groups(&status);
         assert_eq!(groups.len(), 1);

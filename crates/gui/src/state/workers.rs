@@ -160,6 +160,7 @@ mod tests {
                     },
                 ),
             ],
+            ..Default::default()
         };
         let cards = worker_cards(&status);
         assert_eq!(cards[0].title, "gpu0 · GPU 0 NVIDIA H200");

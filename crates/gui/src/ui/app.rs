@@ -240,6 +240,7 @@ impl Component for App {
                 nvml_error: None,
                 gpus: Vec::new(),
                 workers: Vec::new(),
+                ..Default::default()
             },
             mine: HashSet::new(),
             awaiting_submit: 0,

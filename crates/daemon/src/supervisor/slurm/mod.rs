@@ -16,7 +16,7 @@ use crate::events::EventBus;
 use actix::prelude::*;
 use commands::{SlurmState, Submission};
 use folder::{job_name, queue_token, JobFolder, Record};
-use imagelab_core::events::{DaemonEvent, WorkerState, WorkerStatus};
+use imagelab_core::events::{DaemonEvent, SlurmJobView, SlurmNodeView, WorkerState, WorkerStatus};
 use imagelab_core::slurm::SlurmSettings;
 use imagelab_core::worker::{WorkRequest, WorkerEvent};
 use imagelab_queue::{output_stem, Completion, Job, JobId, JobState, Queue, WorkerView};
@@ -60,10 +60,18 @@ pub(super) struct CancelSlurm(pub u64);
 #[rtype(result = "()")]
 pub(super) struct StopSlurm(pub mpsc::Sender<()>);
 
-/// The backend's rows for `GET /v1/gpus`: itself, then one per Slurm job.
-#[derive(Message)]
+/// What the backend shows in `GET /v1/gpus`: its rows (itself, then one per Slurm job),
+/// the cluster's nodes, and our jobs' Slurm states (which job views show).
+#[derive(Message, Debug, Clone, Default, PartialEq)]
 #[rtype(result = "()")]
-pub(super) struct SlurmChanged(pub Vec<WorkerStatus>);
+pub(super) struct SlurmChanged {
+    pub rows: Vec<WorkerStatus>,
+    pub nodes: Vec<SlurmNodeView>,
+    pub jobs: BTreeMap<u64, SlurmJobView>,
+}
+
+/// `sinfo` is asked once every this many polls.
+const NODES_EVERY: u32 = 10;
 
 struct Tracked {
     job: Job,
@@ -88,7 +96,9 @@ pub(super) struct SlurmBackend {
     error: Option<String>,
     /// Names this queue's Slurm jobs (see [`queue_token`]).
     token: String,
-    shown: Vec<WorkerStatus>,
+    nodes: Vec<SlurmNodeView>,
+    polls: u32,
+    shown: SlurmChanged,
 }
 
 impl Actor for SlurmBackend {
@@ -127,7 +137,9 @@ impl SlurmBackend {
             tracked: BTreeMap::new(),
             error: None,
             token: String::new(),
-            shown: Vec::new(),
+            nodes: Vec::new(),
+            polls: 0,
+            shown: SlurmChanged::default(),
         }
     }
 
@@ -192,7 +204,28 @@ impl SlurmBackend {
                 self.error = Some(e);
             }
         }
+        if self.polls.is_multiple_of(NODES_EVERY) {
+            self.read_nodes();
+        }
+        self.polls = self.polls.wrapping_add(1);
         self.report();
+    }
+
+    fn read_nodes(&mut self) {
+        match commands::nodes() {
+            Ok(nodes) => {
+                self.nodes = nodes
+                    .into_iter()
+                    .map(|n| SlurmNodeView {
+                        name: n.name,
+                        state: n.state,
+                        gres: n.gres,
+                        gres_used: n.gres_used,
+                    })
+                    .collect()
+            }
+            Err(e) => tracing::debug!("slurm: cannot list the nodes: {e}"),
+        }
     }
 
     /// Reads the attempt's new events, learns its Slurm state, and settles it when over.
@@ -447,7 +480,20 @@ impl SlurmBackend {
                 None => WorkerState::Idle,
             },
         )];
+        let mut jobs = BTreeMap::new();
         for (id, t) in &self.tracked {
+            let (state, reason) = match &t.slurm {
+                Some(s) => (s.state.clone(), s.reason.clone()),
+                None => ("SUBMITTING".to_string(), String::new()),
+            };
+            jobs.insert(
+                *id,
+                SlurmJobView {
+                    slurm_id: t.slurm_id,
+                    state,
+                    reason,
+                },
+            );
             let name = match t.slurm_id {
                 Some(slurm_id) => format!("slurm:{slurm_id}"),
                 None => "slurm:?".into(),
@@ -460,9 +506,14 @@ impl SlurmBackend {
             };
             rows.push(row(name, state));
         }
-        if rows != self.shown {
-            self.shown = rows.clone();
-            self.supervisor.do_send(SlurmChanged(rows));
+        let report = SlurmChanged {
+            rows,
+            nodes: self.nodes.clone(),
+            jobs,
+        };
+        if report != self.shown {
+            self.shown = report.clone();
+            self.supervisor.do_send(report);
         }
     }
 }
