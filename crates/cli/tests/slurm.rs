@@ -129,6 +129,23 @@ fn completed(sb: &Sandbox, conf: &Path) -> Vec<(String, String, String, String)>
         .collect()
 }
 
+/// [`completed`] once it holds at least `n` jobs (Slurm logs a job's end a moment after
+/// the worker's result is in), or after 30 s.
+fn completed_at_least(
+    sb: &Sandbox,
+    conf: &Path,
+    n: usize,
+) -> Vec<(String, String, String, String)> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let runs = completed(sb, conf);
+        if runs.len() >= n || Instant::now() > deadline {
+            return runs;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// This sandbox's jobs Slurm lists now, as (name, state).
 fn in_slurm(sb: &Sandbox, conf: &Path) -> Vec<(String, String)> {
     let Ok(token) = std::fs::read_to_string(sb.path("jobs/slurm/queue-token")) else {
@@ -185,14 +202,15 @@ fn four_one_gpu_jobs_share_two_gpus_and_all_finish() {
     let outputs = sb.outputs();
     assert_eq!(outputs.len(), 4, "{outputs:?}");
     assert!(outputs.iter().all(|p| p.extension().unwrap() == "png"));
-    let runs = completed(&sb, conf);
+    let runs = completed_at_least(&sb, conf, 4);
     assert_eq!(runs.len(), 4, "{runs:?}");
     assert!(runs.iter().all(|r| r.1 == "COMPLETED"), "{runs:?}");
     // At no time more than two of them ran (the node has two GPUs), and two did run at once.
-    let overlaps = |a: &(String, String, String, String)| {
-        runs.iter().filter(|b| b.2 < a.3 && a.2 < b.3).count()
+    // Counted at each start: the jobs running at that instant (start ≤ t < end).
+    let running_at = |a: &(String, String, String, String)| {
+        runs.iter().filter(|b| b.2 <= a.2 && a.2 < b.3).count()
     };
-    let most = runs.iter().map(overlaps).max().unwrap();
+    let most = runs.iter().map(running_at).max().unwrap();
     assert!(most <= 2, "{most} at once: {runs:?}");
 }
 
@@ -213,7 +231,7 @@ fn a_cancel_reaches_slurm_and_ends_the_job() {
     stdout(&imagelab(&sb, &["cancel", &id.to_string()]));
     assert_eq!(finished(&sb, id), "cancelled");
     assert!(in_slurm(&sb, conf).is_empty(), "{:?}", in_slurm(&sb, conf));
-    let runs = completed(&sb, conf);
+    let runs = completed_at_least(&sb, conf, 1);
     assert_eq!(runs.len(), 1, "{runs:?}");
     assert_eq!(runs[0].1, "CANCELLED", "{runs:?}");
     assert!(
@@ -237,7 +255,7 @@ fn a_job_that_dies_inside_slurm_is_retried_then_dead() {
         error.contains("Slurm job") && error.contains("FAILED"),
         "{job}"
     );
-    let runs = completed(&sb, conf);
+    let runs = completed_at_least(&sb, conf, 2);
     let names: Vec<&str> = runs.iter().map(|r| r.0.as_str()).collect();
     assert_eq!(runs.len(), 2, "two attempts (max_attempts 2): {runs:?}");
     assert!(names[0].ends_with(&format!("-{id}-1")) && names[1].ends_with(&format!("-{id}-2")));
@@ -269,7 +287,7 @@ fn a_killed_daemon_loses_and_duplicates_nothing() {
     for id in &ids {
         assert_eq!(finished(&sb, *id), "done", "{}", job(&sb, *id));
     }
-    let runs = completed(&sb, conf);
+    let runs = completed_at_least(&sb, conf, 3);
     let mut names: Vec<&str> = runs.iter().map(|r| r.0.as_str()).collect();
     names.sort();
     names.dedup();
@@ -333,4 +351,47 @@ fn daemon_status(sb: &Sandbox) -> serde_json::Value {
         .output()
         .unwrap();
     serde_json::from_slice(&out.stdout).unwrap_or_default()
+}
+
+#[test]
+fn a_night_run_keeps_at_most_max_submitted_jobs_in_slurm() {
+    let (conf, _turn) = cluster();
+    let sb = tiny_sandbox();
+    std::fs::write(
+        sb.path("home/config.yaml"),
+        "slurm:\n  device: cpu\n  poll_ms: 200\n  max_submitted: 1\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(sb.path("themes")).unwrap();
+    std::fs::write(
+        sb.path("themes/lights.yaml"),
+        "templates: [\"a {red|white} lighthouse\"]\nmodels: [tiny]\nsettings: {size: 64x64, steps: 6}\n",
+    )
+    .unwrap();
+    let _daemon = start(&sb, conf, &[]);
+    stdout(&imagelab(
+        &sb,
+        &[
+            "night",
+            "--theme",
+            "lights",
+            "--for",
+            "1h",
+            "--max-jobs",
+            "4",
+        ],
+    ));
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let mut most = 0;
+    while sb.outputs().len() < 4 {
+        most = most.max(in_slurm(&sb, conf).len());
+        assert!(Instant::now() < deadline, "the run made {:?}", sb.outputs());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        most <= 1,
+        "{most} of our jobs were in Slurm at once (max_submitted 1)"
+    );
+    // Slurm logs a job's end a moment after its image is written.
+    assert_eq!(completed_at_least(&sb, conf, 4).len(), 4);
 }

@@ -1,6 +1,7 @@
 //! The GPU history page as data: for each GPU, its utilization, memory and temperature over
 //! the window as lines in a unit square, the stretches when our jobs ran and when the idle
-//! policy held our jobs back (with why), and a sentence that sums it up.
+//! policy held our jobs back (with why), and a sentence that sums it up; and the Slurm
+//! cluster's nodes, one line each, when the daemon hands jobs to Slurm.
 
 use imagelab_core::events::{GpuHistory, GpuHistoryView};
 
@@ -131,6 +132,20 @@ fn summary(gpu: &GpuHistory, ours: &[Band], blocked: &[Band]) -> String {
     text
 }
 
+/// One line per Slurm node: its name, state and GPUs, configured and in use.
+pub fn slurm_node_lines(nodes: &[imagelab_core::events::SlurmNodeView]) -> Vec<String> {
+    nodes
+        .iter()
+        .map(|n| {
+            let used = match n.gres_used.as_str() {
+                "" | "(null)" => "none".to_string(),
+                used => used.to_string(),
+            };
+            format!("{}: {} · GPUs {} · in use {used}", n.name, n.state, n.gres)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,6 +216,23 @@ mod tests {
         assert_eq!(
             gpu_graphs(&view(vec![]), 0)[0].summary,
             "GPU 1: no samples yet"
+        );
+    }
+
+    #[test]
+    fn slurm_nodes_are_one_line_each() {
+        let node = |name: &str, used: &str| imagelab_core::events::SlurmNodeView {
+            name: name.into(),
+            state: "mix".into(),
+            gres: "gpu:2".into(),
+            gres_used: used.into(),
+        };
+        assert_eq!(
+            slurm_node_lines(&[node("n1", "gpu:1(IDX:0)"), node("n2", "")]),
+            [
+                "n1: mix · GPUs gpu:2 · in use gpu:1(IDX:0)",
+                "n2: mix · GPUs gpu:2 · in use none"
+            ]
         );
     }
 }

@@ -122,7 +122,8 @@ impl App {
             AppMsg::GpuHistory => {
                 if let Some(client) = self.client.clone() {
                     App::run(sender, move || {
-                        Cmd::GpuHistory(client.gpu_history().map_err(|e| e.to_string()))
+                        let nodes = client.gpus().map(|s| s.slurm_nodes).unwrap_or_default();
+                        Cmd::GpuHistory(client.gpu_history().map_err(|e| e.to_string()), nodes)
                     });
                 }
             }
@@ -224,13 +225,14 @@ impl App {
                 self.night_shown(ui, sender, Some(&status));
             }
             Cmd::Themes(infos, seed) => ui.night.show_themes(&infos, seed),
-            Cmd::GpuHistory(Ok(view)) => {
+            Cmd::GpuHistory(Ok(view), nodes) => {
                 let now = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_millis() as u64);
                 ui.gpus.show(&view, now);
+                ui.gpus.show_slurm_nodes(&nodes);
             }
-            Cmd::GpuHistory(Err(e)) => eprintln!("imagelab-gui: the GPU history: {e}"),
+            Cmd::GpuHistory(Err(e), _) => eprintln!("imagelab-gui: the GPU history: {e}"),
             Cmd::JobFinished(job) => self.job_finished(ui, sender, *job),
             Cmd::Viewed {
                 path,

@@ -130,7 +130,11 @@ pub enum Cmd {
     /// A start or stop answered: the run as it is now, and what to tell.
     NightChanged(imagelab_core::night::NightStatus, String),
     Themes(Vec<crate::state::night::ThemeInfo>, u64),
-    GpuHistory(Result<imagelab_core::events::GpuHistoryView, String>),
+    /// The GPU history, and the Slurm nodes (empty without the Slurm backend).
+    GpuHistory(
+        Result<imagelab_core::events::GpuHistoryView, String>,
+        Vec<imagelab_core::events::SlurmNodeView>,
+    ),
     /// A result to tell wherever the user is (the status line is on the Create page only).
     Toast(String),
     JobFinished(Box<JobView>),

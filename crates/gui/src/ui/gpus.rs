@@ -1,8 +1,9 @@
 //! The GPU history page: for each GPU, utilization, memory and temperature over the last
 //! ten minutes as lines, with the stretches our jobs ran shaded and the stretches the idle
-//! policy held them back hatched red, and a sentence saying why. Polled while shown.
+//! policy held them back hatched red, and a sentence saying why; below, the Slurm
+//! cluster's nodes when the daemon hands jobs to Slurm. Polled while shown.
 
-use crate::state::gpu_history::{gpu_graphs, Band, GpuGraph};
+use crate::state::gpu_history::{gpu_graphs, slurm_node_lines, Band, GpuGraph};
 use gtk::cairo;
 use gtk::prelude::*;
 use imagelab_core::events::GpuHistoryView;
@@ -16,6 +17,8 @@ pub struct GpusPage {
     pub root: gtk::Box,
     body: gtk::Box,
     empty: adw::StatusPage,
+    /// The Slurm nodes' heading and lines (hidden without any).
+    cluster: gtk::Box,
 }
 
 impl GpusPage {
@@ -38,11 +41,41 @@ impl GpusPage {
         scroll.set_vexpand(true);
         scroll.set_hscrollbar_policy(gtk::PolicyType::Never);
         scroll.set_child(Some(&body));
+        let cluster = gtk::Box::new(gtk::Orientation::Vertical, 4);
+        cluster.set_margin_start(18);
+        cluster.set_margin_end(18);
+        cluster.set_margin_bottom(12);
+        cluster.set_visible(false);
         let root = gtk::Box::new(gtk::Orientation::Vertical, 6);
         root.append(&legend);
         root.append(&empty);
         root.append(&scroll);
-        GpusPage { root, body, empty }
+        root.append(&cluster);
+        GpusPage {
+            root,
+            body,
+            empty,
+            cluster,
+        }
+    }
+
+    /// The Slurm cluster's nodes, one line each, as `sinfo` reports them.
+    pub fn show_slurm_nodes(&self, nodes: &[imagelab_core::events::SlurmNodeView]) {
+        while let Some(child) = self.cluster.first_child() {
+            self.cluster.remove(&child);
+        }
+        self.cluster.set_visible(!nodes.is_empty());
+        if nodes.is_empty() {
+            return;
+        }
+        self.cluster
+            .append(&super::widgets::heading("Slurm cluster"));
+        for line in slurm_node_lines(nodes) {
+            let label = gtk::Label::new(Some(&line));
+            label.set_xalign(0.0);
+            super::widgets::name(&label, &line);
+            self.cluster.append(&label);
+        }
     }
 
     pub fn show(&self, view: &GpuHistoryView, now_ms: u64) {

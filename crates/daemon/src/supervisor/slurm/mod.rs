@@ -92,6 +92,9 @@ pub(super) struct SlurmBackend {
     events: EventBus,
     supervisor: Addr<Supervisor>,
     tracked: BTreeMap<u64, Tracked>,
+    /// Slurm ids of attempts whose result is in but that Slurm still lists as not
+    /// finished (the worker is exiting): they count toward `max_submitted` until gone.
+    draining: std::collections::BTreeSet<u64>,
     /// Why Slurm cannot be used now (down, refusing jobs); jobs wait in our queue.
     error: Option<String>,
     /// Names this queue's Slurm jobs (see [`queue_token`]).
@@ -135,6 +138,7 @@ impl SlurmBackend {
             events,
             supervisor,
             tracked: BTreeMap::new(),
+            draining: Default::default(),
             error: None,
             token: String::new(),
             nodes: Vec::new(),
@@ -187,6 +191,14 @@ impl SlurmBackend {
 
     fn poll(&mut self) {
         let listed = commands::our_jobs();
+        if let Ok(listed) = &listed {
+            let running: std::collections::BTreeSet<u64> = listed
+                .values()
+                .filter(|(_, state)| !state.is_finished())
+                .map(|(id, _)| *id)
+                .collect();
+            self.draining.retain(|id| running.contains(id));
+        }
         let ids: Vec<u64> = self.tracked.keys().copied().collect();
         for id in ids {
             self.follow(id, listed.as_ref().ok());
@@ -364,6 +376,9 @@ impl SlurmBackend {
         let Some(t) = self.tracked.remove(&id) else {
             return;
         };
+        if let Some(slurm_id) = t.slurm_id {
+            self.draining.insert(slurm_id);
+        }
         let _in_job = t.span.enter();
         match outcome(&self.queue, t.job.id, t.attempt) {
             Ok(job) => {
@@ -381,7 +396,7 @@ impl SlurmBackend {
             gpus: vec![SLURM_WORKER.into()],
             models_loaded: Vec::new(),
         };
-        while self.tracked.len() < self.options.settings.max_submitted {
+        while self.tracked.len() + self.draining.len() < self.options.settings.max_submitted {
             let job = match self.queue.next_for_worker(&view) {
                 Ok(Some(job)) => job,
                 Ok(None) => return,
