@@ -283,6 +283,11 @@ fn a_killed_daemon_loses_and_duplicates_nothing() {
     }
     daemon.0.kill().unwrap(); // SIGKILL
     daemon.0.wait().unwrap();
+    // As if it had died between sbatch answering and the id being written: the next
+    // daemon must find that job by its name, not submit it again.
+    let record = sb.path(&format!("jobs/slurm/{}-1/record.json", ids[0]));
+    let unknown = format!("{{\"job\":{},\"attempt\":1,\"slurm_id\":null}}", ids[0]);
+    std::fs::write(&record, unknown).unwrap();
     let _again = start(&sb, conf, &[]);
     for id in &ids {
         assert_eq!(finished(&sb, *id), "done", "{}", job(&sb, *id));
@@ -298,6 +303,32 @@ fn a_killed_daemon_loses_and_duplicates_nothing() {
         "no second attempt: {runs:?}"
     );
     assert_eq!(sb.outputs().len(), 3);
+}
+
+#[test]
+fn local_workers_and_slurm_share_the_queue() {
+    let (conf, _turn) = cluster();
+    let sb = slurm_sandbox();
+    let _ = std::fs::remove_file(sb.path("home/daemon.json"));
+    let mut command = sb.imagelab();
+    command
+        .args(["daemon", "--slurm", "--worker", "cpu"])
+        .env("SLURM_CONF", conf);
+    let _daemon = Running(command.stderr(Stdio::null()).spawn().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !sb.path("home/daemon.json").exists() {
+        assert!(Instant::now() < deadline, "daemon.json never appeared");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let ids: Vec<u64> = (0..4).map(|i| submit(&sb, 12, i)).collect();
+    let mut workers = Vec::new();
+    for id in &ids {
+        assert_eq!(finished(&sb, *id), "done");
+        workers.push(job(&sb, *id)["worker"].as_str().unwrap().to_string());
+    }
+    assert!(workers.iter().any(|w| w == "cpu"), "{workers:?}");
+    assert!(workers.iter().any(|w| w == "slurm"), "{workers:?}");
+    assert_eq!(sb.outputs().len(), 4);
 }
 
 #[test]
