@@ -9,25 +9,11 @@ mod common;
 use common::daemon::{imagelab, stdout, submit_tiny, Running};
 use common::{tiny_sandbox, Sandbox};
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 /// `imagelab daemon --worker cpu` with `env` set, once it has written `daemon.json`.
 fn start(sb: &Sandbox, env: &[(&str, &str)]) -> Running {
-    // A killed daemon leaves its daemon.json behind.
-    let _ = std::fs::remove_file(sb.path("home/daemon.json"));
-    let mut command = sb.imagelab();
-    command.args(["daemon", "--worker", "cpu"]);
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    let daemon = Running(command.stderr(Stdio::null()).spawn().unwrap());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !sb.path("home/daemon.json").exists() {
-        assert!(Instant::now() < deadline, "daemon.json never appeared");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    daemon
+    common::daemon::start_daemon_with(sb, &["--worker", "cpu"], env)
 }
 
 /// Waits until job `id` has finished, and returns its state.

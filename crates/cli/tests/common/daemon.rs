@@ -17,15 +17,20 @@ impl Drop for Running {
 
 /// `imagelab daemon EXTRA…` in `sb`, returned once it has written `daemon.json`.
 pub fn start_daemon(sb: &Sandbox, extra: &[&str]) -> Running {
+    start_daemon_with(sb, extra, &[])
+}
+
+/// [`start_daemon`] with more environment variables; a `daemon.json` left by a killed
+/// daemon is removed first, so the wait is for the new one's.
+pub fn start_daemon_with(sb: &Sandbox, extra: &[&str], env: &[(&str, &str)]) -> Running {
     std::fs::create_dir_all(sb.path("jobs")).unwrap();
-    let child = sb
-        .imagelab()
-        .arg("daemon")
-        .args(extra)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let daemon = Running(child);
+    let _ = std::fs::remove_file(sb.path("home/daemon.json"));
+    let mut command = sb.imagelab();
+    command.arg("daemon").args(extra);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let daemon = Running(command.stderr(Stdio::null()).spawn().unwrap());
     let deadline = Instant::now() + Duration::from_secs(20);
     while !sb.path("home/daemon.json").exists() {
         assert!(Instant::now() < deadline, "daemon.json never appeared");
