@@ -89,6 +89,21 @@ impl WorkerSpec {
     }
 }
 
+/// Publishes a job's new state with the worker (or backend) that holds it.
+pub(crate) fn publish_job(events: &EventBus, job: &imagelab_queue::Job, worker: &str) {
+    use imagelab_queue::JobState;
+    let error = match &job.state {
+        JobState::Failed { error, .. } | JobState::Dead { error, .. } => Some(error.clone()),
+        _ => None,
+    };
+    events.publish(imagelab_core::events::DaemonEvent::Job {
+        id: job.id.0,
+        state: job.state.name().to_string(),
+        worker: Some(worker.to_string()),
+        error,
+    });
+}
+
 /// Makes the GPU probe on the supervisor's thread (NVML handles stay on one thread).
 pub type ProbeFactory = Box<dyn FnOnce() -> Result<Box<dyn GpuProbe + Send>, GpuError> + Send>;
 

@@ -185,16 +185,7 @@ impl GpuWorker {
     }
 
     fn publish_job(&self, job: &Job) {
-        let error = match &job.state {
-            JobState::Failed { error, .. } | JobState::Dead { error, .. } => Some(error.clone()),
-            _ => None,
-        };
-        self.setup.events.publish(DaemonEvent::Job {
-            id: job.id.0,
-            state: job.state.name().to_string(),
-            worker: Some(self.setup.spec.name.clone()),
-            error,
-        });
+        super::publish_job(&self.setup.events, job, &self.setup.spec.name);
     }
 
     /// Applies a queue transition for the running job and publishes the result.

@@ -25,8 +25,11 @@ use std::path::PathBuf;
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
-/// The lease holder's name for every job Slurm runs.
+/// The lease holder's name for every job Slurm runs, and its row's name.
 pub const SLURM_WORKER: &str = "slurm";
+/// The `device` the backend's rows show: the cluster, and one job on it.
+pub const SLURM_DEVICE: &str = "Slurm cluster";
+pub const SLURM_JOB_DEVICE: &str = "Slurm job";
 
 /// What the backend needs from the daemon.
 #[derive(Debug, Clone)]
@@ -477,9 +480,9 @@ impl SlurmBackend {
     /// Tells the supervisor what to show: the backend, then each Slurm job.
     fn report(&mut self) {
         // `slurm` stands for the cluster's GPUs: any job not pinned to a local GPU fits.
-        let row = |name: String, state: WorkerState| WorkerStatus {
+        let row = |name: String, device: &str, state: WorkerState| WorkerStatus {
             name,
-            device: SLURM_WORKER.into(),
+            device: device.into(),
             gpus: vec![SLURM_WORKER.into()],
             state,
             models_loaded: Vec::new(),
@@ -488,6 +491,7 @@ impl SlurmBackend {
         };
         let mut rows = vec![row(
             SLURM_WORKER.into(),
+            SLURM_DEVICE,
             match &self.error {
                 Some(e) => WorkerState::Blocked {
                     reason: format!("Slurm: {e}"),
@@ -519,7 +523,7 @@ impl SlurmBackend {
                 },
                 _ => WorkerState::Busy { job: *id },
             };
-            rows.push(row(name, state));
+            rows.push(row(name, SLURM_JOB_DEVICE, state));
         }
         let report = SlurmChanged {
             rows,
@@ -534,16 +538,7 @@ impl SlurmBackend {
 }
 
 fn publish_job(events: &EventBus, job: &Job) {
-    let error = match &job.state {
-        JobState::Failed { error, .. } | JobState::Dead { error, .. } => Some(error.clone()),
-        _ => None,
-    };
-    events.publish(DaemonEvent::Job {
-        id: job.id.0,
-        state: job.state.name().to_string(),
-        worker: Some(SLURM_WORKER.into()),
-        error,
-    });
+    super::publish_job(events, job, SLURM_WORKER);
 }
 
 impl Handler<Poll> for SlurmBackend {
