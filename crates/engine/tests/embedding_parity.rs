@@ -13,15 +13,10 @@ use imagelab_engine::pipeline::{ModelChoice, Pipeline};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+/// Runs the reference once for all tests in this file.
 fn reference_dir() -> &'static Path {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        std::env::set_var("AIIMAGEGEN_HOME", dir.path().join("home"));
-        common::run_reference("embedding_ref.py", dir.path(), &[]);
-        dir
-    })
-    .path()
+    common::reference_once(&DIR, "embedding_ref.py")
 }
 
 fn embeddings() -> PathBuf {

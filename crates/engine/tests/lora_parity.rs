@@ -16,15 +16,10 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use tch::Tensor;
 
+/// Runs the reference once for all tests in this file.
 fn reference_dir() -> &'static Path {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        std::env::set_var("AIIMAGEGEN_HOME", dir.path().join("home"));
-        common::run_reference("lora_ref.py", dir.path(), &[]);
-        dir
-    })
-    .path()
+    common::reference_once(&DIR, "lora_ref.py")
 }
 
 fn load(name: &str) -> Pipeline {

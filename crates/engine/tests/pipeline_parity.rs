@@ -17,14 +17,7 @@ const SEED: i64 = 424242;
 /// Runs the reference once for all tests in this file.
 fn reference_dir() -> &'static Path {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        // Model hashes are cached in the settings folder; keep tests out of $HOME.
-        std::env::set_var("AIIMAGEGEN_HOME", dir.path().join("home"));
-        common::run_reference("pipeline_ref.py", dir.path(), &[]);
-        dir
-    })
-    .path()
+    common::reference_once(&DIR, "pipeline_ref.py")
 }
 
 fn params() -> GenerationParams {

@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 use tch::Tensor;
 
 /// The Python with torch/diffusers/transformers: `$IMAGELAB_PYTHON`, else the setup venv.
@@ -120,6 +121,19 @@ pub fn tiny_params() -> imagelab_core::GenerationParams {
         seed: 7,
         ..imagelab_core::GenerationParams::default()
     }
+}
+
+/// Runs the reference `script` once for a test binary, into a temporary folder kept in
+/// `dir`; model hashes are cached in the settings folder, so `AIIMAGEGEN_HOME` points
+/// inside it and tests never touch `$HOME`.
+pub fn reference_once(dir: &'static OnceLock<tempfile::TempDir>, script: &str) -> &'static Path {
+    dir.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        std::env::set_var("AIIMAGEGEN_HOME", dir.path().join("home"));
+        run_reference(script, dir.path(), &[]);
+        dir
+    })
+    .path()
 }
 
 /// What pipeline_ref.py (and the scripts built on it) run diffusers with: its prompts,
