@@ -132,8 +132,8 @@ fn summary(gpu: &GpuHistory, ours: &[Band], blocked: &[Band]) -> String {
     text
 }
 
-/// One line per Slurm node: its name, state and GPUs, configured and in use.
-pub fn slurm_node_lines(nodes: &[imagelab_core::events::SlurmNodeView]) -> Vec<String> {
+/// One row per Slurm node: its name, and its state with its GPUs, configured and in use.
+pub fn slurm_node_rows(nodes: &[imagelab_core::events::SlurmNodeView]) -> Vec<(String, String)> {
     nodes
         .iter()
         .map(|n| {
@@ -141,7 +141,8 @@ pub fn slurm_node_lines(nodes: &[imagelab_core::events::SlurmNodeView]) -> Vec<S
                 "" | "(null)" => "none".to_string(),
                 used => used.to_string(),
             };
-            format!("{}: {} · GPUs {} · in use {used}", n.name, n.state, n.gres)
+            let detail = format!("{} · GPUs {} · in use {used}", n.state, n.gres);
+            (n.name.clone(), detail)
         })
         .collect()
 }
@@ -220,7 +221,7 @@ mod tests {
     }
 
     #[test]
-    fn slurm_nodes_are_one_line_each() {
+    fn slurm_nodes_are_one_row_each() {
         let node = |name: &str, used: &str| imagelab_core::events::SlurmNodeView {
             name: name.into(),
             state: "mix".into(),
@@ -228,10 +229,16 @@ mod tests {
             gres_used: used.into(),
         };
         assert_eq!(
-            slurm_node_lines(&[node("n1", "gpu:1(IDX:0)"), node("n2", "")]),
+            slurm_node_rows(&[node("n1", "gpu:1(IDX:0)"), node("n2", "")]),
             [
-                "n1: mix · GPUs gpu:2 · in use gpu:1(IDX:0)",
-                "n2: mix · GPUs gpu:2 · in use none"
+                (
+                    "n1".to_string(),
+                    "mix · GPUs gpu:2 · in use gpu:1(IDX:0)".to_string()
+                ),
+                (
+                    "n2".to_string(),
+                    "mix · GPUs gpu:2 · in use none".to_string()
+                )
             ]
         );
     }

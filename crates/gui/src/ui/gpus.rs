@@ -3,9 +3,9 @@
 //! policy held them back hatched red, and a sentence saying why; below, the Slurm
 //! cluster's nodes when the daemon hands jobs to Slurm. Polled while shown.
 
-use crate::state::gpu_history::{gpu_graphs, slurm_node_lines, Band, GpuGraph};
+use crate::state::gpu_history::{gpu_graphs, slurm_node_rows, Band, GpuGraph};
+use adw::prelude::*;
 use gtk::cairo;
-use gtk::prelude::*;
 use imagelab_core::events::GpuHistoryView;
 
 const UTIL: (f64, f64, f64) = (0.21, 0.52, 0.89);
@@ -17,8 +17,9 @@ pub struct GpusPage {
     pub root: gtk::Box,
     body: gtk::Box,
     empty: adw::StatusPage,
-    /// The Slurm nodes' heading and lines (hidden without any).
+    /// The Slurm nodes' heading and list (hidden without any).
     cluster: gtk::Box,
+    nodes: gtk::ListBox,
 }
 
 impl GpusPage {
@@ -41,40 +42,47 @@ impl GpusPage {
         scroll.set_vexpand(true);
         scroll.set_hscrollbar_policy(gtk::PolicyType::Never);
         scroll.set_child(Some(&body));
-        let cluster = gtk::Box::new(gtk::Orientation::Vertical, 4);
+        let nodes = gtk::ListBox::new();
+        nodes.add_css_class("boxed-list");
+        nodes.set_selection_mode(gtk::SelectionMode::None);
+        let cluster = gtk::Box::new(gtk::Orientation::Vertical, 6);
         cluster.set_margin_start(18);
         cluster.set_margin_end(18);
-        cluster.set_margin_bottom(12);
+        cluster.set_margin_top(6);
+        cluster.append(&super::widgets::heading("Slurm cluster"));
+        cluster.append(&nodes);
         cluster.set_visible(false);
         let root = gtk::Box::new(gtk::Orientation::Vertical, 6);
         root.append(&legend);
+        root.append(&cluster);
         root.append(&empty);
         root.append(&scroll);
-        root.append(&cluster);
         GpusPage {
             root,
             body,
             empty,
             cluster,
+            nodes,
         }
     }
 
-    /// The Slurm cluster's nodes, one line each, as `sinfo` reports them.
+    /// The Slurm cluster's nodes, one row each, as `sinfo` reports them. The "no GPU
+    /// history" page gives way to them when there is nothing to graph (a login node has
+    /// no GPU of its own).
     pub fn show_slurm_nodes(&self, nodes: &[imagelab_core::events::SlurmNodeView]) {
-        while let Some(child) = self.cluster.first_child() {
-            self.cluster.remove(&child);
+        while let Some(child) = self.nodes.first_child() {
+            self.nodes.remove(&child);
         }
         self.cluster.set_visible(!nodes.is_empty());
-        if nodes.is_empty() {
-            return;
+        if !nodes.is_empty() {
+            self.empty.set_visible(false);
         }
-        self.cluster
-            .append(&super::widgets::heading("Slurm cluster"));
-        for line in slurm_node_lines(nodes) {
-            let label = gtk::Label::new(Some(&line));
-            label.set_xalign(0.0);
-            super::widgets::name(&label, &line);
-            self.cluster.append(&label);
+        for (name, detail) in slurm_node_rows(nodes) {
+            let row = adw::ActionRow::new();
+            row.set_title(&name);
+            row.set_subtitle(&detail);
+            super::widgets::name(&row, &format!("Slurm node {name}: {detail}"));
+            self.nodes.append(&row);
         }
     }
 
