@@ -16,6 +16,7 @@ pub mod pipeline;
 pub mod png_out;
 pub mod preview;
 pub mod sampling;
+pub mod t5;
 pub mod tokenizer;
 pub mod unet;
 pub mod vae;
