@@ -13,6 +13,7 @@ pub mod layers;
 pub mod lora;
 pub mod model_hash;
 pub mod pipeline;
+pub mod pixart;
 pub mod png_out;
 pub mod preview;
 pub mod sampling;
