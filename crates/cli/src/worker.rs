@@ -136,6 +136,7 @@ fn retryable(err: &EngineError) -> bool {
             | EngineError::PickleRefused { .. }
             | EngineError::UnknownArchitecture { .. }
             | EngineError::CorruptSafetensors { .. }
+            | EngineError::BadTokenizer { .. }
             | EngineError::Incompatible { .. }
             | EngineError::MissingTensor { .. }
             | EngineError::ShapeMismatch { .. }

@@ -16,6 +16,8 @@ pub enum EngineError {
     PickleRefused { path: PathBuf, ext: String },
     #[error("{path}: unknown model architecture: {reason}")]
     UnknownArchitecture { path: PathBuf, reason: String },
+    #[error("{path}: not a usable tokenizer: {reason}")]
+    BadTokenizer { path: PathBuf, reason: String },
     #[error("{source_name}: tensor {name} is missing")]
     MissingTensor { source_name: String, name: String },
     #[error("{source_name}: tensor {name} has shape {actual:?}, expected {expected:?}")]

@@ -2,8 +2,10 @@
 //! where in a file its tensors sit.
 
 mod model;
+mod tokenizer;
 
 pub use model::{T5Encoder, T5Output};
+pub use tokenizer::{T5Tokenizer, PIXART_TOKENS};
 
 use crate::error::{EngineError, Result};
 use crate::weights::Weights;
