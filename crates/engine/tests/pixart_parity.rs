@@ -184,3 +184,43 @@ fn sliced_attention_gives_the_same_output() {
         TOL,
     );
 }
+
+#[test]
+fn a_guided_step_follows_comfyuis_conventions_for_pixart() {
+    use imagelab_core::memory::CfgBatching;
+    use imagelab_engine::checkpoint::Prediction;
+    use imagelab_engine::pipeline::denoiser::{Denoiser, GuidanceInput, Network};
+    use imagelab_engine::sampling::ModelSchedule;
+    let exp = expected();
+    let model = load(&open("original.safetensors"), None);
+    let schedule = ModelSchedule::pixart();
+    let sigma = exp["step_sigma"].double_value(&[0]);
+    // The nearest step (419), not the interpolated one (≈ 418.96).
+    assert_eq!(schedule.nearest_t(sigma), exp["step_t"].double_value(&[0]));
+    assert!((schedule.sigma_to_t(sigma) - schedule.nearest_t(sigma)).abs() > 1e-3);
+    let side = |row: i64| GuidanceInput {
+        context: exp["caption"].narrow(0, row, 1),
+        vector: None,
+        mask: Some(exp["mask"].narrow(0, row, 1)),
+    };
+    let (cond, uncond) = (side(0), side(1));
+    for batching in [CfgBatching::Batched, CfgBatching::Sequential] {
+        let denoiser = Denoiser {
+            net: Network::PixArt(&model),
+            schedule: &schedule,
+            prediction: Prediction::Eps,
+            cond: &cond,
+            uncond: &uncond,
+            cfg: 4.5,
+            kind: tch::Kind::Float,
+            batching,
+        };
+        let out = tch::no_grad(|| denoiser.denoise(&exp["x"], sigma)).unwrap();
+        assert_close(
+            &format!("guided step, {batching:?}"),
+            &out,
+            &exp["step"],
+            TOL,
+        );
+    }
+}

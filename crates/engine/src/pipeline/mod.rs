@@ -18,7 +18,7 @@ use crate::tokenizer::ClipTokenizer;
 use crate::unet::UNet;
 use crate::vae::AutoencoderKl;
 use conditioning::encode_prompt;
-use denoiser::{Denoiser, GuidanceInput};
+use denoiser::{Denoiser, GuidanceInput, Network};
 use imagelab_core::{DType, DeviceSpec, GenerationParams};
 use std::path::PathBuf;
 use tch::{Device, Kind, Tensor};
@@ -311,7 +311,11 @@ impl Pipeline {
             }
             _ => None,
         };
-        Ok(GuidanceInput { context, vector })
+        Ok(GuidanceInput {
+            context,
+            vector,
+            mask: None,
+        })
     }
 
     /// The starting latents: pure noise for text-to-image, the encoded init image plus
@@ -400,7 +404,7 @@ impl Pipeline {
         drop(encode);
         let x = self.initial_latents(params, &sigmas, init.as_ref())?;
         let model = Denoiser {
-            unet: &self.unet,
+            net: Network::UNet(&self.unet),
             schedule: &self.schedule,
             prediction: self.prediction,
             cond: &cond,

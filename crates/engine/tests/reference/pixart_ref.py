@@ -17,6 +17,7 @@ parameter, so the scale-shift tables and the final layer are non-zero) and write
 """
 
 import argparse
+import math
 import os
 
 import torch
@@ -112,14 +113,14 @@ def main():
     out = parser.parse_args().out
     generator = torch.Generator().manual_seed(1717)
 
-    sigma = build(2, 72, 2, 128, 2, generator)
+    model = build(2, 72, 2, 128, 2, generator)
     odd = build(4, 36, 1, 32, None, generator)
-    sigma.save_pretrained(os.path.join(out, "sigma"))
+    model.save_pretrained(os.path.join(out, "sigma"))
     odd.save_pretrained(os.path.join(out, "odd"))
-    sd = {k: v.contiguous() for k, v in sigma.state_dict().items()}
+    sd = {k: v.contiguous() for k, v in model.state_dict().items()}
     original = to_original(sd)
     # Per block, q/k/v (6 tensors) become qkv (2) and k/v (4) become kv_linear (2).
-    assert len(original) == len(sd) + 2 - 6 * len(sigma.transformer_blocks), "lost a key"
+    assert len(original) == len(sd) + 2 - 6 * len(model.transformer_blocks), "lost a key"
     save_file(original, os.path.join(out, "original.safetensors"))
     save_file(
         {f"model.diffusion_model.{k}": v for k, v in sd.items()},
@@ -139,10 +140,30 @@ def main():
         "t": t,
         "caption": caption,
         "mask": mask,
-        "sigma": run(sigma, x, t, caption, mask),
-        "sigma_unmasked": run(sigma, x, t, caption, torch.ones(2, TOKENS)),
+        "sigma": run(model, x, t, caption, mask),
+        "sigma_unmasked": run(model, x, t, caption, torch.ones(2, TOKENS)),
         "odd": run(odd, x, t, caption, mask),
     }
+    # One guided denoising step as ComfyUI runs PixArt: linear betas, x / sqrt(sigma^2 + 1)
+    # in, the nearest integer timestep, eps from the first 4 channels, x - sigma * eps out,
+    # uncond + (cond - uncond) * cfg; prompt = caption row 0, negative = row 1.
+    betas = torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64)
+    alphas = torch.cumprod(1 - betas, 0)
+    sigmas = ((1 - alphas) / alphas).sqrt()
+    sigma = float(sigmas[417]) * 1.01
+    t_near = int((sigmas.log() - math.log(sigma)).abs().argmin())
+    x_in = x / (sigma**2 + 1) ** 0.5
+    steps = torch.full((2,), float(t_near))
+
+    def denoised(row):
+        c = caption[row : row + 1].expand(2, -1, -1)
+        m = mask[row : row + 1].expand(2, -1)
+        return x - sigma * run(model, x_in, steps, c, m)[:, :4]
+
+    cond, uncond = denoised(0), denoised(1)
+    expected["step"] = uncond + (cond - uncond) * 4.5
+    expected["step_sigma"] = torch.tensor([sigma], dtype=torch.float64)
+    expected["step_t"] = torch.tensor([t_near])
     save_file({k: v.contiguous() for k, v in expected.items()}, os.path.join(out, "expected.safetensors"))
 
 
