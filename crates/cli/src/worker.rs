@@ -137,6 +137,7 @@ fn retryable(err: &EngineError) -> bool {
             | EngineError::UnknownArchitecture { .. }
             | EngineError::CorruptSafetensors { .. }
             | EngineError::BadTokenizer { .. }
+            | EngineError::NotYetSupported { .. }
             | EngineError::Incompatible { .. }
             | EngineError::MissingTensor { .. }
             | EngineError::ShapeMismatch { .. }

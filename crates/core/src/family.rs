@@ -32,6 +32,9 @@ pub enum Family {
     Sd2,
     /// SDXL base and its fine-tunes (Turbo, RealVis, Juggernaut, …): CLIP-L + OpenCLIP-G.
     Sdxl,
+    /// PixArt-Σ: a diffusion transformer conditioned on T5-XXL, with the SDXL VAE.
+    #[serde(rename = "pixart_sigma")]
+    PixArtSigma,
 }
 
 impl Family {
@@ -40,6 +43,7 @@ impl Family {
             Family::Sd1 => "sd1",
             Family::Sd2 => "sd2",
             Family::Sdxl => "sdxl",
+            Family::PixArtSigma => "pixart-sigma",
         }
     }
 
@@ -47,7 +51,7 @@ impl Family {
     pub fn latent_scale(self) -> f64 {
         match self {
             Family::Sd1 | Family::Sd2 => 0.18215,
-            Family::Sdxl => 0.13025,
+            Family::Sdxl | Family::PixArtSigma => 0.13025,
         }
     }
 }
@@ -74,6 +78,52 @@ pub enum ClassifyError {
     NotTextToImage { family: Family, in_channels: i64 },
     #[error("an SDXL refiner; imagelab does not run refiner checkpoints yet")]
     Refiner,
+    #[error("a PixArt-α transformer ({key}: its size and aspect-ratio conditioning); imagelab runs PixArt-Σ only")]
+    PixArtAlpha { key: String },
+}
+
+/// What a PixArt transformer's tensors end with, in diffusers' and the original layout
+/// (a single file may put any prefix before them).
+const PIXART_MARKERS: [&str; 2] = ["adaln_single.linear.weight", "t_block.1.weight"];
+/// PixArt-α's size / aspect-ratio conditioning, in both layouts.
+const PIXART_ALPHA_PARTS: [&str; 4] = [
+    "resolution_embedder",
+    "aspect_ratio_embedder",
+    "csize_embedder",
+    "ar_embedder",
+];
+
+/// A PixArt transformer's facts, when `shapes` holds one.
+fn classify_pixart(
+    shapes: &BTreeMap<String, Vec<i64>>,
+) -> Option<Result<Classified, ClassifyError>> {
+    let (marker, prefix) = shapes.keys().find_map(|name| {
+        PIXART_MARKERS
+            .iter()
+            .find_map(|m| Some((*m, name.strip_suffix(m)?)))
+            .filter(|(_, p)| p.is_empty() || p.ends_with('.'))
+    })?;
+    if let Some(key) = shapes
+        .keys()
+        .find(|n| n.starts_with(prefix) && PIXART_ALPHA_PARTS.iter().any(|part| n.contains(part)))
+    {
+        return Some(Err(ClassifyError::PixArtAlpha { key: key.clone() }));
+    }
+    let original = marker == PIXART_MARKERS[1];
+    let (patch, caption) = if original {
+        ("x_embedder.proj.weight", "y_embedder.y_proj.fc1.weight")
+    } else {
+        (
+            "pos_embed.proj.weight",
+            "caption_projection.linear_1.weight",
+        )
+    };
+    let dim = |name: &str, i: usize| shapes.get(&format!("{prefix}{name}"))?.get(i).copied();
+    Some(Ok(Classified {
+        family: Family::PixArtSigma,
+        in_channels: dim(patch, 1).unwrap_or(0),
+        context_width: dim(caption, 1).unwrap_or(0),
+    }))
 }
 
 /// A checkpoint's family and the UNet facts it was read from.
@@ -86,8 +136,12 @@ pub struct Classified {
 }
 
 /// Decides the family of a checkpoint from its tensors' names and shapes under the
-/// single-file names (a diffusers folder is presented under those names by the engine).
+/// single-file names (a diffusers folder is presented under those names by the engine);
+/// a PixArt transformer is recognised in either of its layouts, under any prefix.
 pub fn classify(shapes: &BTreeMap<String, Vec<i64>>) -> Result<Classified, ClassifyError> {
+    if let Some(pixart) = classify_pixart(shapes) {
+        return pixart;
+    }
     let unet = |name: &str| shapes.get(&format!("{UNET_PREFIX}.{name}"));
     let first_conv = unet("input_blocks.0.0.weight").ok_or(ClassifyError::NoUnet)?;
     let in_channels = first_conv.get(1).copied().unwrap_or(0);
@@ -165,6 +219,8 @@ pub struct DiffusersLayout {
     pub text_encoder_act: Option<String>,
     /// `scheduler/scheduler_config.json` says `v_prediction`.
     pub v_prediction: bool,
+    /// `model_index.json`'s `_class_name` (`StableDiffusionXLPipeline`, `PixArtSigmaPipeline` …).
+    pub pipeline_class: Option<String>,
 }
 
 fn read_json(path: &Path) -> Option<serde_json::Value> {
@@ -178,10 +234,21 @@ impl DiffusersLayout {
         let v_prediction = read_json(&folder.join("scheduler/scheduler_config.json"))
             .and_then(|v| Some(v.get("prediction_type")?.as_str()? == "v_prediction"))
             .unwrap_or(false);
+        let pipeline_class = read_json(&folder.join("model_index.json"))
+            .and_then(|v| v.get("_class_name")?.as_str().map(str::to_string));
         DiffusersLayout {
             two_text_encoders: folder.join("text_encoder_2").is_dir(),
             text_encoder_act: act,
             v_prediction,
+            pipeline_class,
+        }
+    }
+
+    /// A PixArt folder (`PixArt…Pipeline`, or a `transformer/` where SD has `unet/`).
+    pub fn is_pixart(&self, folder: &Path) -> bool {
+        match &self.pipeline_class {
+            Some(class) => class.starts_with("PixArt"),
+            None => folder.join("transformer").is_dir() && !folder.join("unet").is_dir(),
         }
     }
 
@@ -232,6 +299,20 @@ pub enum InspectError {
 pub fn inspect(path: &Path) -> Result<Detected, InspectError> {
     if path.is_dir() {
         let layout = DiffusersLayout::read(path);
+        if layout.is_pixart(path) {
+            if layout.pipeline_class.as_deref() == Some("PixArtAlphaPipeline") {
+                return Err(InspectError::Unknown {
+                    path: path.to_path_buf(),
+                    source: ClassifyError::PixArtAlpha {
+                        key: "model_index.json: PixArtAlphaPipeline".into(),
+                    },
+                });
+            }
+            return Ok(Detected {
+                family: Family::PixArtSigma,
+                prediction: Prediction::Eps,
+            });
+        }
         let prediction = if layout.v_prediction {
             Prediction::V
         } else {

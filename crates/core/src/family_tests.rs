@@ -175,3 +175,80 @@ fn diffusers_folders_are_told_apart_by_layout() {
     std::fs::create_dir_all(folder.join("text_encoder_2")).unwrap();
     assert_eq!(DiffusersLayout::read(folder).family(), Family::Sdxl);
 }
+
+/// The tensors that mark a PixArt transformer in `layout` ("diffusers" or "original").
+fn pixart_table(prefix: &str, layout: &str) -> BTreeMap<String, Vec<i64>> {
+    let names: [(&str, Vec<i64>); 3] = match layout {
+        "original" => [
+            ("t_block.1.weight", vec![6912, 1152]),
+            ("x_embedder.proj.weight", vec![1152, 4, 2, 2]),
+            ("y_embedder.y_proj.fc1.weight", vec![1152, 4096]),
+        ],
+        _ => [
+            ("adaln_single.linear.weight", vec![6912, 1152]),
+            ("pos_embed.proj.weight", vec![1152, 4, 2, 2]),
+            ("caption_projection.linear_1.weight", vec![1152, 4096]),
+        ],
+    };
+    names
+        .into_iter()
+        .map(|(n, s)| (format!("{prefix}{n}"), s))
+        .collect()
+}
+
+#[test]
+fn pixart_sigma_is_recognised_in_both_layouts_under_any_prefix() {
+    for layout in ["diffusers", "original"] {
+        for prefix in ["", "model.diffusion_model.", "model."] {
+            let got = classify(&pixart_table(prefix, layout)).unwrap();
+            assert_eq!(got.family, Family::PixArtSigma, "{layout} {prefix:?}");
+            assert_eq!((got.in_channels, got.context_width), (4, 4096));
+        }
+    }
+    assert_eq!(Family::PixArtSigma.as_str(), "pixart-sigma");
+    // `imagelab models` reads the same off a file's header.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("PixArt-Sigma-XL-2-1024-MS.safetensors");
+    write_model(&file, &pixart_table("", "original"), None);
+    assert_eq!(inspect(&file).unwrap().label(), "pixart-sigma");
+    assert_eq!(Family::PixArtSigma.latent_scale(), 0.13025);
+    // A key that merely ends like a marker (no dot before it) is not taken for one.
+    let mut odd = BTreeMap::new();
+    odd.insert("xt_block.1.weight".to_string(), vec![2, 2]);
+    assert_eq!(classify(&odd), Err(ClassifyError::NoUnet));
+}
+
+#[test]
+fn pixart_alpha_is_refused_by_name() {
+    let mut alpha = pixart_table("", "original");
+    alpha.insert("csize_embedder.mlp.0.weight".into(), vec![1152, 256]);
+    let err = classify(&alpha).unwrap_err();
+    assert_eq!(
+        err,
+        ClassifyError::PixArtAlpha {
+            key: "csize_embedder.mlp.0.weight".into()
+        }
+    );
+    assert!(err.to_string().contains("PixArt-Σ only"), "{err}");
+}
+
+#[test]
+fn pixart_folders_are_told_apart_by_their_pipeline_class() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path();
+    std::fs::create_dir_all(folder.join("transformer")).unwrap();
+    assert_eq!(inspect(folder).unwrap().label(), "pixart-sigma");
+    std::fs::write(
+        folder.join("model_index.json"),
+        r#"{"_class_name":"PixArtAlphaPipeline"}"#,
+    )
+    .unwrap();
+    let err = inspect(folder).unwrap_err().to_string();
+    assert!(err.contains("PixArtAlphaPipeline"), "{err}");
+    std::fs::write(
+        folder.join("model_index.json"),
+        r#"{"_class_name":"PixArtSigmaPipeline"}"#,
+    )
+    .unwrap();
+    assert_eq!(inspect(folder).unwrap().label(), "pixart-sigma");
+}

@@ -40,6 +40,14 @@ fn unknown(path: &Path, reason: impl Into<String>) -> EngineError {
     }
 }
 
+/// PixArt-Σ's parts load and match diffusers, but the pipeline does not run them yet.
+pub(crate) fn pixart_not_yet(path: &Path) -> EngineError {
+    EngineError::NotYetSupported {
+        path: path.to_path_buf(),
+        what: "a PixArt-Σ model",
+    }
+}
+
 /// Opens `path` (a `.safetensors` file or a diffusers folder) and classifies it.
 pub fn open_model(path: &Path) -> Result<ModelSource> {
     refuse_pickle(path)?;
@@ -61,6 +69,9 @@ pub fn classify(path: &Path, all: Weights) -> Result<ModelSource> {
     let classified =
         imagelab_core::family::classify(&shapes).map_err(|e| unknown(path, e.to_string()))?;
     let family = classified.family;
+    if family == Family::PixArtSigma {
+        return Err(pixart_not_yet(path));
+    }
     let in_channels = classified.in_channels;
     let unet = all.at(UNET_PREFIX);
     let section = |prefix: &str| {
@@ -76,6 +87,7 @@ pub fn classify(path: &Path, all: Weights) -> Result<ModelSource> {
             let g = section(SDXL_CLIP_G_PREFIX);
             l.into_iter().chain(g).collect()
         }
+        Family::PixArtSigma => Vec::new(),
     };
     let prediction = detect_prediction(&all, family)?;
     Ok(ModelSource {

@@ -47,6 +47,10 @@ fn add_mapped(
 
 /// Opens a diffusers folder as a [`ModelSource`].
 pub fn open_diffusers_folder(folder: &Path) -> Result<ModelSource> {
+    let layout = DiffusersLayout::read(folder);
+    if layout.is_pixart(folder) {
+        return Err(crate::checkpoint::pixart_not_yet(folder));
+    }
     let mut index = HashMap::new();
     let unet = WeightFile::open(&unet_file(folder)?)?;
     index.extend(crate::unet::diffusers_unet_index(
@@ -62,7 +66,6 @@ pub fn open_diffusers_folder(folder: &Path) -> Result<ModelSource> {
     }
     // Text encoders stay in the Hugging Face layout; they go under the prefixes the
     // single-file layout uses for the family the folder's layout names (the shared rule).
-    let layout = DiffusersLayout::read(folder);
     let encoder_prefixes: &[(&str, &str)] = match layout.family() {
         Family::Sdxl => &[
             ("text_encoder", "conditioner.embedders.0.transformer"),
@@ -70,6 +73,7 @@ pub fn open_diffusers_folder(folder: &Path) -> Result<ModelSource> {
         ],
         Family::Sd2 => &[("text_encoder", "cond_stage_model.model")],
         Family::Sd1 => &[("text_encoder", "cond_stage_model.transformer")],
+        Family::PixArtSigma => &[],
     };
     for (component, prefix) in encoder_prefixes {
         if let Some(path) = component_file(folder, component) {

@@ -29,7 +29,8 @@ pub fn latent_rgb_factors(family: Family) -> ([[f32; 3]; 4], [f32; 3]) {
             ],
             [0.0, 0.0, 0.0],
         ),
-        Family::Sdxl => (
+        // PixArt-Σ decodes with the SDXL VAE.
+        Family::Sdxl | Family::PixArtSigma => (
             [
                 [0.3651, 0.4232, 0.4341],
                 [-0.2533, -0.0042, 0.1068],

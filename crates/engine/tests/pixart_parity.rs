@@ -224,3 +224,31 @@ fn a_guided_step_follows_comfyuis_conventions_for_pixart() {
         );
     }
 }
+
+#[test]
+fn generating_with_pixart_is_refused_clearly_until_the_pipeline_runs_it() {
+    use imagelab_engine::checkpoint::open_model;
+    use imagelab_engine::EngineError;
+    let file = reference().join("original.safetensors");
+    match open_model(&file) {
+        Err(err @ EngineError::NotYetSupported { .. }) => {
+            let text = err.to_string();
+            assert!(
+                text.contains("PixArt-Σ") && text.contains("original.safetensors"),
+                "{text}"
+            );
+        }
+        other => panic!("expected NotYetSupported, got {other:?}"),
+    }
+    let folder = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(folder.path().join("transformer")).unwrap();
+    std::fs::write(
+        folder.path().join("model_index.json"),
+        r#"{"_class_name": "PixArtSigmaPipeline"}"#,
+    )
+    .unwrap();
+    assert!(matches!(
+        open_model(folder.path()),
+        Err(EngineError::NotYetSupported { .. })
+    ));
+}

@@ -30,6 +30,8 @@ pub fn roles(family: Family) -> &'static [ClipRole] {
         Family::Sd1 => &[ClipRole::Sd1ClipL],
         Family::Sd2 => &[ClipRole::Sd2OpenClipH],
         Family::Sdxl => &[ClipRole::SdxlClipL, ClipRole::SdxlOpenClipG],
+        // Conditioned on T5, not CLIP.
+        Family::PixArtSigma => &[],
     }
 }
 

@@ -93,6 +93,7 @@ fn family_encoder_widths(family: Family) -> Vec<i64> {
         Family::Sd1 => vec![768],
         Family::Sd2 => vec![1024],
         Family::Sdxl => vec![768, 1280],
+        Family::PixArtSigma => Vec::new(),
     }
 }
 
