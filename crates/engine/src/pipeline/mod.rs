@@ -9,6 +9,7 @@ mod modes;
 pub mod noise;
 mod observe;
 mod placement;
+pub mod t5_text;
 
 use crate::checkpoint::{Family, Prediction};
 use crate::clip::ClipTextEncoder;

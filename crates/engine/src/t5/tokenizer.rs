@@ -183,6 +183,11 @@ impl T5Tokenizer {
         })
     }
 
+    /// The file the tokenizer was read from.
+    pub fn source(&self) -> &Path {
+        &self.source
+    }
+
     pub fn length(&self) -> usize {
         self.length
     }

@@ -1,0 +1,110 @@
+//! PixArt-Σ's text conditioning: a prompt through T5's tokenizer and encoder to a context
+//! with its token mask, with a small cache of recent prompts, so a night run's repeated
+//! negative prompt or a re-run prompt skips T5 (4.76 B parameters) entirely.
+
+use super::denoiser::GuidanceInput;
+use crate::error::{EngineError, Result};
+use crate::t5::{T5Encoder, T5Tokenizer};
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use tch::{Device, Tensor};
+
+/// Prompts kept by default: a night run's negative, a handful of recent prompts.
+pub const DEFAULT_CACHED_PROMPTS: usize = 8;
+
+/// How often the cache answered, for tests and the log.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PromptCacheStats {
+    pub hits: u64,
+    pub misses: u64,
+}
+
+struct Entry {
+    prompt: String,
+    context: Tensor,
+    mask: Tensor,
+}
+
+/// The tokenizer and the cache of encoded prompts (most recent last).
+pub struct T5Text {
+    tokenizer: T5Tokenizer,
+    capacity: usize,
+    recent: RefCell<VecDeque<Entry>>,
+    stats: RefCell<PromptCacheStats>,
+}
+
+impl T5Text {
+    pub fn new(tokenizer: T5Tokenizer, capacity: usize) -> T5Text {
+        T5Text {
+            tokenizer,
+            capacity,
+            recent: RefCell::new(VecDeque::new()),
+            stats: RefCell::default(),
+        }
+    }
+
+    pub fn stats(&self) -> PromptCacheStats {
+        *self.stats.borrow()
+    }
+
+    /// The guidance for `prompt` (`[1, tokens, d_model]` context, `[1, tokens]` mask) on
+    /// `device`, from the cache or by running `encoder`. The prompt is encoded as given:
+    /// T5 is cased, and nothing is lower-cased or stripped.
+    pub fn guidance(
+        &self,
+        encoder: &T5Encoder,
+        prompt: &str,
+        device: Device,
+    ) -> Result<GuidanceInput> {
+        let (context, mask) = match self.cached(prompt) {
+            Some(found) => found,
+            None => self.encode_and_keep(encoder, prompt)?,
+        };
+        Ok(GuidanceInput {
+            context: context.f_to_device(device)?,
+            vector: None,
+            mask: Some(mask.f_to_device(device)?),
+        })
+    }
+
+    fn cached(&self, prompt: &str) -> Option<(Tensor, Tensor)> {
+        let mut recent = self.recent.borrow_mut();
+        let Some(at) = recent.iter().position(|e| e.prompt == prompt) else {
+            self.stats.borrow_mut().misses += 1;
+            return None;
+        };
+        let entry = recent.remove(at)?;
+        let found = (entry.context.shallow_clone(), entry.mask.shallow_clone());
+        recent.push_back(entry);
+        self.stats.borrow_mut().hits += 1;
+        Some(found)
+    }
+
+    fn encode_and_keep(&self, encoder: &T5Encoder, prompt: &str) -> Result<(Tensor, Tensor)> {
+        let (ids, mask) = self.tokenizer.encode(&[prompt])?;
+        let vocab = encoder.config().vocab;
+        let largest = ids.max().int64_value(&[]);
+        if largest >= vocab {
+            return Err(EngineError::Incompatible {
+                what: "tokenizer",
+                path: self.tokenizer.source().to_path_buf(),
+                reason: format!(
+                    "it gives token id {largest}; the T5 encoder has {vocab} embeddings"
+                ),
+            });
+        }
+        let context = tch::no_grad(|| encoder.encode(&ids, &mask))?.hidden;
+        if self.capacity > 0 {
+            let mut recent = self.recent.borrow_mut();
+            if recent.len() == self.capacity {
+                recent.pop_front();
+            }
+            recent.push_back(Entry {
+                prompt: prompt.to_string(),
+                context: context.shallow_clone(),
+                mask: mask.shallow_clone(),
+            });
+        }
+        Ok((context, mask))
+    }
+}
