@@ -115,3 +115,28 @@ fn a_file_without_t5_is_not_taken_for_one() {
     let w = open("expected.safetensors");
     assert!(encoder_view(&w).is_none());
 }
+
+#[test]
+fn a_sharded_text_encoder_folder_loads_the_same() {
+    let exp = expected();
+    let view = imagelab_engine::t5::open_encoder_dir(&reference().join("gated_sharded")).unwrap();
+    let enc = T5Encoder::load(&view, &T5Config::detect(&view).unwrap()).unwrap();
+    let out = enc.encode(&exp["tokens"], &exp["mask"]).unwrap();
+    assert_close("gated, from 10 shards", &out.hidden, &exp["gated"], TOL);
+    // A folder holding something else is said to hold no T5; an empty one names the index.
+    let other = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        reference().join("expected.safetensors"),
+        other.path().join("model.safetensors"),
+    )
+    .unwrap();
+    let err = imagelab_engine::t5::open_encoder_dir(other.path())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no T5 encoder tensors"), "{err}");
+    let empty = tempfile::tempdir().unwrap();
+    let err = imagelab_engine::t5::open_encoder_dir(empty.path())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("model.safetensors.index.json"), "{err}");
+}

@@ -3,8 +3,7 @@
 
 use super::{detect_layout, ClipLayout};
 use crate::error::{EngineError, Result};
-use crate::weights::{WeightFile, Weights};
-use std::collections::HashMap;
+use crate::weights::Weights;
 use std::path::{Path, PathBuf};
 
 /// The MLP non-linearity.
@@ -297,7 +296,7 @@ pub fn open_hf_text_encoder_dir(dir: &Path) -> Result<(Weights, ClipConfig)> {
         path: config_path.clone(),
         source,
     })?;
-    let weights = open_model_files(dir)?;
+    let weights = crate::weights::open_model_dir(dir)?;
     let layout = detect_layout(&weights).ok_or_else(|| EngineError::UnknownArchitecture {
         path: dir.to_path_buf(),
         reason: "no CLIP text encoder tensors (text_model.embeddings.token_embedding.weight)"
@@ -306,48 +305,4 @@ pub fn open_hf_text_encoder_dir(dir: &Path) -> Result<(Weights, ClipConfig)> {
     let mut cfg = ClipConfig::detect(&weights, layout)?;
     cfg.apply_hf_config(&json, &config_path)?;
     Ok((weights, cfg))
-}
-
-fn open_model_files(dir: &Path) -> Result<Weights> {
-    for name in ["model.safetensors", "model.fp16.safetensors"] {
-        let path = dir.join(name);
-        if path.is_file() {
-            return Ok(Weights::from_file(WeightFile::open(&path)?));
-        }
-    }
-    let index_path = dir.join("model.safetensors.index.json");
-    let text = std::fs::read_to_string(&index_path).map_err(|source| EngineError::Io {
-        path: index_path.clone(),
-        source,
-    })?;
-    let bad = |reason: String| EngineError::Incompatible {
-        what: "shard index",
-        path: index_path.clone(),
-        reason,
-    };
-    let index: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
-    let map = index
-        .get("weight_map")
-        .and_then(|m| m.as_object())
-        .ok_or_else(|| bad("no weight_map".into()))?;
-    let mut files: HashMap<String, std::sync::Arc<WeightFile>> = HashMap::new();
-    let mut entries = HashMap::new();
-    for (tensor, shard) in map {
-        let shard = shard
-            .as_str()
-            .ok_or_else(|| bad(format!("shard of {tensor} is not a file name")))?;
-        if shard.contains('/') || shard.contains('\\') {
-            return Err(bad(format!("shard {shard:?} is not a plain file name")));
-        }
-        let file = match files.get(shard) {
-            Some(f) => f.clone(),
-            None => {
-                let f = WeightFile::open(&dir.join(shard))?;
-                files.insert(shard.to_string(), f.clone());
-                f
-            }
-        };
-        entries.insert(tensor.clone(), (file, tensor.clone()));
-    }
-    Ok(Weights::from_mapping(dir.display().to_string(), entries))
 }

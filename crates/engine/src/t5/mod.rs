@@ -50,6 +50,16 @@ pub fn encoder_view(w: &Weights) -> Option<Weights> {
     })
 }
 
+/// The T5 encoder of a diffusers `text_encoder/` folder (or any transformers save, sharded
+/// or not), as a view whose names start at `shared.` / `encoder.`.
+pub fn open_encoder_dir(dir: &std::path::Path) -> Result<Weights> {
+    let weights = crate::weights::open_model_dir(dir)?;
+    encoder_view(&weights).ok_or_else(|| EngineError::UnknownArchitecture {
+        path: dir.to_path_buf(),
+        reason: format!("no T5 encoder tensors (…{MARKER})"),
+    })
+}
+
 /// The shape of `name`, which must have `rank` dimensions.
 fn dims(w: &Weights, name: &str, rank: usize) -> Result<Vec<i64>> {
     let shape = w.shape(name).ok_or_else(|| EngineError::MissingTensor {

@@ -6,11 +6,13 @@
 //! (a diffusers folder is indexed under the original single-file names).
 
 mod copy;
+mod folder;
 mod registry;
 
 use crate::error::{EngineError, Result};
 use copy::copy_out_of_map;
 pub use copy::tensor_bytes;
+pub use folder::open_model_dir;
 use memmap2::Mmap;
 pub use registry::{ParamRegistry, ParamSlot};
 use safetensors::tensor::{Dtype, Metadata};

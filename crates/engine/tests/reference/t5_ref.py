@@ -7,6 +7,8 @@ Builds two tiny transformers T5EncoderModels with seeded random weights:
   * "relu": T5 v1.0's ReLU feed-forward,
 and writes, under --out:
   * gated_hf/              gated.save_pretrained (config.json + model.safetensors)
+  * gated_sharded/          the same, in shards with model.safetensors.index.json (as
+                           PixArt-Σ's diffusers text_encoder/ has it)
   * gated_prefixed.safetensors  the same tensors under `text_encoders.t5xxl.transformer.`
   * relu.safetensors       the relu model's state dict
   * expected.safetensors   tokens, masks and last hidden states (float32, and the gated
@@ -79,6 +81,7 @@ def main():
     tokens, mask = token_batch(generator)
 
     gated.save_pretrained(os.path.join(out, "gated_hf"), safe_serialization=True)
+    gated.save_pretrained(os.path.join(out, "gated_sharded"), max_shard_size="60KB")
     # The embedding is tied: the prefixed copy keeps only `shared.weight`, the relu file
     # only `encoder.embed_tokens.weight`, so both names are read.
     state = {k: v.clone() for k, v in gated.state_dict().items()}
