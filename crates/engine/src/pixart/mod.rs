@@ -2,9 +2,11 @@
 //! weights, and its tensor names in both layouts users have (diffusers' and the original
 //! PixArt repository's, which ComfyUI loads as a single file).
 
+mod files;
 mod model;
 mod names;
 
+pub use files::PixArtFiles;
 pub use model::PixArtTransformer;
 pub use names::PixArtLayout;
 
