@@ -137,7 +137,6 @@ fn retryable(err: &EngineError) -> bool {
             | EngineError::UnknownArchitecture { .. }
             | EngineError::CorruptSafetensors { .. }
             | EngineError::BadTokenizer { .. }
-            | EngineError::NotYetSupported { .. }
             | EngineError::Incompatible { .. }
             | EngineError::MissingTensor { .. }
             | EngineError::ShapeMismatch { .. }

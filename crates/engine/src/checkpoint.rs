@@ -40,12 +40,27 @@ fn unknown(path: &Path, reason: impl Into<String>) -> EngineError {
     }
 }
 
-/// PixArt-Σ's parts load and match diffusers, but the pipeline does not run them yet.
-pub(crate) fn pixart_not_yet(path: &Path) -> EngineError {
-    EngineError::NotYetSupported {
+/// A PixArt-Σ model has no UNet, VAE or CLIP to split out: [`crate::pixart::PixArtFiles`]
+/// finds its parts ([`is_pixart`] tells the two kinds apart first).
+pub(crate) fn pixart_is_not_a_checkpoint(path: &Path) -> EngineError {
+    EngineError::Incompatible {
+        what: "checkpoint",
         path: path.to_path_buf(),
-        what: "a PixArt-Σ model",
+        reason: "it is a PixArt-Σ model, whose parts PixArtFiles::locate finds".into(),
     }
+}
+
+/// Whether `path` (a single file or a diffusers folder) is a PixArt-Σ model, told from
+/// `model_index.json` or the tensors' names and shapes. A file that classifies as nothing
+/// is left for [`open_model`] to refuse with its reason.
+pub fn is_pixart(path: &Path) -> Result<bool> {
+    refuse_pickle(path)?;
+    if path.is_dir() {
+        return Ok(imagelab_core::family::DiffusersLayout::read(path).is_pixart(path));
+    }
+    let file = WeightFile::open(path)?;
+    Ok(imagelab_core::family::classify(&file.shapes())
+        .is_ok_and(|c| c.family == Family::PixArtSigma))
 }
 
 /// Opens `path` (a `.safetensors` file or a diffusers folder) and classifies it.
@@ -70,7 +85,7 @@ pub fn classify(path: &Path, all: Weights) -> Result<ModelSource> {
         imagelab_core::family::classify(&shapes).map_err(|e| unknown(path, e.to_string()))?;
     let family = classified.family;
     if family == Family::PixArtSigma {
-        return Err(pixart_not_yet(path));
+        return Err(pixart_is_not_a_checkpoint(path));
     }
     let in_channels = classified.in_channels;
     let unet = all.at(UNET_PREFIX);

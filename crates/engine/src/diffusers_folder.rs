@@ -49,7 +49,7 @@ fn add_mapped(
 pub fn open_diffusers_folder(folder: &Path) -> Result<ModelSource> {
     let layout = DiffusersLayout::read(folder);
     if layout.is_pixart(folder) {
-        return Err(crate::checkpoint::pixart_not_yet(folder));
+        return Err(crate::checkpoint::pixart_is_not_a_checkpoint(folder));
     }
     let mut index = HashMap::new();
     let unet = WeightFile::open(&unet_file(folder)?)?;

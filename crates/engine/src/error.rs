@@ -16,8 +16,6 @@ pub enum EngineError {
     PickleRefused { path: PathBuf, ext: String },
     #[error("{path}: unknown model architecture: {reason}")]
     UnknownArchitecture { path: PathBuf, reason: String },
-    #[error("{path} is {what}: recognised, but imagelab cannot generate with it yet")]
-    NotYetSupported { path: PathBuf, what: &'static str },
     #[error("{path}: not a usable tokenizer: {reason}")]
     BadTokenizer { path: PathBuf, reason: String },
     #[error("{source_name}: tensor {name} is missing")]

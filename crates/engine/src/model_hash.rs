@@ -44,8 +44,10 @@ pub fn sha256_file(path: &Path) -> Result<String> {
 
 /// First 10 hex digits of the sha256, from the cache when the file is unchanged.
 pub fn short_sha256(path: &Path) -> Result<String> {
+    // A folder's hash is its denoiser's (the UNet, or PixArt's transformer).
     let target = if path.is_dir() {
-        crate::diffusers_folder::unet_file(path)?
+        crate::diffusers_folder::unet_file(path)
+            .or_else(|e| crate::pixart::transformer_file(path).ok_or(e))?
     } else {
         path.to_path_buf()
     };

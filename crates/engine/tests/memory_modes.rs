@@ -336,14 +336,14 @@ fn settings_reach_the_loaded_pipeline() {
         },
     ))
     .unwrap();
-    let options = pipeline.unet_options();
+    let options = pipeline.unet_options().expect("an SD model has a UNet");
     assert_eq!(options.blocks.attention, memory.attention);
     assert!(options.stream_blocks);
     assert!(!options.blocks.fused_qkv);
     assert!(!options.blocks.channels_last);
     let default =
         Pipeline::load(&choice("sd1", MemorySettings::default(), Tuning::default())).unwrap();
-    let options = default.unet_options();
+    let options = default.unet_options().expect("an SD model has a UNet");
     assert!(options.blocks.fused_qkv && !options.stream_blocks);
     assert_eq!(options.blocks.attention, AttentionMode::Sdpa);
 }

@@ -226,20 +226,16 @@ fn a_guided_step_follows_comfyuis_conventions_for_pixart() {
 }
 
 #[test]
-fn generating_with_pixart_is_refused_clearly_until_the_pipeline_runs_it() {
-    use imagelab_engine::checkpoint::open_model;
-    use imagelab_engine::EngineError;
+fn pixart_models_are_told_apart_from_checkpoints_before_loading() {
+    use imagelab_engine::checkpoint::{is_pixart, open_model};
     let file = reference().join("original.safetensors");
-    match open_model(&file) {
-        Err(err @ EngineError::NotYetSupported { .. }) => {
-            let text = err.to_string();
-            assert!(
-                text.contains("PixArt-Σ") && text.contains("original.safetensors"),
-                "{text}"
-            );
-        }
-        other => panic!("expected NotYetSupported, got {other:?}"),
-    }
+    assert!(is_pixart(&file).unwrap());
+    // open_model splits SD checkpoints; a PixArt file is sent to PixArtFiles by name.
+    let err = open_model(&file).unwrap_err().to_string();
+    assert!(
+        err.contains("PixArt-Σ") && err.contains("original.safetensors"),
+        "{err}"
+    );
     let folder = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(folder.path().join("transformer")).unwrap();
     std::fs::write(
@@ -247,8 +243,11 @@ fn generating_with_pixart_is_refused_clearly_until_the_pipeline_runs_it() {
         r#"{"_class_name": "PixArtSigmaPipeline"}"#,
     )
     .unwrap();
-    assert!(matches!(
-        open_model(folder.path()),
-        Err(EngineError::NotYetSupported { .. })
-    ));
+    assert!(is_pixart(folder.path()).unwrap());
+    std::fs::write(
+        folder.path().join("model_index.json"),
+        r#"{"_class_name": "StableDiffusionXLPipeline"}"#,
+    )
+    .unwrap();
+    assert!(!is_pixart(folder.path()).unwrap());
 }

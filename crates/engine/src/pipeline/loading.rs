@@ -2,6 +2,7 @@
 //! overrides (checking they fit), load every part to the device, and describe results.
 
 use super::modes::OnDemand;
+use super::parts::{DenoiserNet, TextConditioning};
 use super::{torch_device, torch_kind, ComponentMemory, ModelChoice, Pipeline, RgbImage};
 use crate::checkpoint::{self, Family};
 use crate::clip::{self, ClipConfig, ClipTextEncoder};
@@ -30,7 +31,7 @@ pub struct ModelInfo {
     pub family: Family,
 }
 
-fn file_label(path: &Path) -> String {
+pub(super) fn file_label(path: &Path) -> String {
     path.file_stem()
         .or(path.file_name())
         .map(|s| s.to_string_lossy().into_owned())
@@ -110,7 +111,7 @@ fn encoder_width(w: &Weights) -> Option<i64> {
 
 /// A component's entry: what its weights counted when kept on the device, 0 when it is
 /// offloaded (it holds nothing there between uses).
-fn resident_memory<T>(
+pub(super) fn resident_memory<T>(
     component: &str,
     device: imagelab_core::DeviceSpec,
     ledger: &Arc<AtomicU64>,
@@ -124,7 +125,7 @@ fn resident_memory<T>(
 }
 
 /// One component's entry in the memory report, read from the counter its weights fed.
-fn component_memory(
+pub(super) fn component_memory(
     component: String,
     device: imagelab_core::DeviceSpec,
     ledger: &Arc<AtomicU64>,
@@ -134,6 +135,63 @@ fn component_memory(
         device,
         bytes: ledger.load(Ordering::Relaxed),
     }
+}
+
+/// cuDNN's per-shape algorithm search, set before each run (it is process-wide); `None`
+/// off CUDA. Off in the load-time memory modes, whose trial runs could take large
+/// workspaces on the small cards those modes are for.
+pub(super) fn cudnn_benchmark(choice: &ModelChoice) -> Option<bool> {
+    let p = choice.placement;
+    let settings = choice.memory;
+    [p.unet, p.text_encoders, p.vae]
+        .iter()
+        .any(|d| torch_device(*d).is_cuda())
+        .then_some(
+            choice.tuning.cudnn_benchmark
+                && settings.attention == AttentionMode::Sdpa
+                && settings.offload == Offload::None,
+        )
+}
+
+/// The VAE's precision: the SDXL VAE (PixArt-Σ's too) overflows in fp16 (NaNs); bf16 has
+/// fp32's range, so it runs there.
+pub(super) fn vae_kind(family: Family, kind: Kind) -> Kind {
+    let sdxl_vae = matches!(family, Family::Sdxl | Family::PixArtSigma);
+    if kind == Kind::Half && sdxl_vae {
+        Kind::BFloat16
+    } else {
+        kind
+    }
+}
+
+/// The VAE on its device in `vae_kind` (built on demand under offload), and its memory
+/// entry. A bad `--vae` file is an error naming it.
+pub(super) fn load_vae(
+    choice: &ModelChoice,
+    weights: Weights,
+    vae_kind: Kind,
+) -> Result<(OnDemand<AutoencoderKl>, ComponentMemory)> {
+    let device = choice.placement.vae;
+    let (weights, bytes) = weights.to(torch_device(device), vae_kind).counted();
+    let cfg = VaeConfig::detect(&weights).map_err(|e| match &choice.vae {
+        Some(path) => EngineError::Incompatible {
+            what: "VAE",
+            path: path.clone(),
+            reason: e.to_string(),
+        },
+        None => e,
+    })?;
+    let attention = choice.memory.attention;
+    let vae = if choice.memory.offload != Offload::None {
+        let weights = weights.uncounted();
+        OnDemand::offloaded(Box::new(move || {
+            AutoencoderKl::load_with(&weights, &cfg, attention)
+        }))?
+    } else {
+        OnDemand::Resident(AutoencoderKl::load_with(&weights, &cfg, attention)?)
+    };
+    let entry = resident_memory("vae", device, &bytes, &vae);
+    Ok((vae, entry))
 }
 
 pub(super) fn load(choice: &ModelChoice) -> Result<Pipeline> {
@@ -148,17 +206,7 @@ pub(super) fn load(choice: &ModelChoice) -> Result<Pipeline> {
     let settings = choice.memory;
     // With offload, the text encoders and the VAE visit their device only while used.
     let offload_others = settings.offload != Offload::None;
-    // cuDNN's per-shape algorithm search, set before each run (it is process-wide): off in
-    // the load-time memory modes, whose trial runs could take large workspaces on the
-    // small cards those modes are for.
-    let cudnn_benchmark = [device, text_device, vae_device]
-        .iter()
-        .any(|d| d.is_cuda())
-        .then_some(
-            choice.tuning.cudnn_benchmark
-                && settings.attention == AttentionMode::Sdpa
-                && settings.offload == Offload::None,
-        );
+    let cudnn_benchmark = cudnn_benchmark(choice);
 
     let (unet_weights, unet_bytes) = source.unet.to(device, kind).counted();
     let unet_options = UNetOptions {
@@ -186,12 +234,7 @@ pub(super) fn load(choice: &ModelChoice) -> Result<Pipeline> {
     });
     memory.push(component_memory("unet".into(), placement.unet, &unet_bytes));
 
-    // The SDXL VAE overflows in fp16 (NaNs); bf16 has fp32's range, so use it there.
-    let vae_kind = if kind == Kind::Half && family == Family::Sdxl {
-        Kind::BFloat16
-    } else {
-        kind
-    };
+    let vae_kind = vae_kind(family, kind);
     let vae_weights = match &choice.vae {
         Some(path) => {
             vae::vae_weights_from_file(checkpoint::open_component(path)?).map_err(|e| {
@@ -210,27 +253,9 @@ pub(super) fn load(choice: &ModelChoice) -> Result<Pipeline> {
                 path: choice.checkpoint.clone(),
                 reason: "it has no VAE (first_stage_model.*); pick one with --vae".into(),
             })?,
-    }
-    .to(vae_device, vae_kind);
-    let (vae_weights, vae_bytes) = vae_weights.counted();
-    let vae_cfg = VaeConfig::detect(&vae_weights).map_err(|e| match &choice.vae {
-        Some(path) => EngineError::Incompatible {
-            what: "VAE",
-            path: path.clone(),
-            reason: e.to_string(),
-        },
-        None => e,
-    })?;
-    let attention = settings.attention;
-    let vae = if offload_others {
-        let (weights, cfg) = (vae_weights.uncounted(), vae_cfg.clone());
-        OnDemand::offloaded(Box::new(move || {
-            AutoencoderKl::load_with(&weights, &cfg, attention)
-        }))?
-    } else {
-        OnDemand::Resident(AutoencoderKl::load_with(&vae_weights, &vae_cfg, attention)?)
     };
-    memory.push(resident_memory("vae", placement.vae, &vae_bytes, &vae));
+    let (vae, vae_memory) = load_vae(choice, vae_weights, vae_kind)?;
+    memory.push(vae_memory);
 
     let mut encoder_weights = source.text_encoders.clone();
     if let Some(path) = &choice.clip {
@@ -332,10 +357,12 @@ pub(super) fn load(choice: &ModelChoice) -> Result<Pipeline> {
         loras: std::cell::RefCell::new(LoraPatcher::new(unet_target, encoder_targets)),
         lora_hashes: std::cell::RefCell::default(),
         embeddings: std::cell::RefCell::default(),
-        unet,
+        net: DenoiserNet::UNet(Box::new(unet)),
         vae,
-        encoders,
-        tokenizer: ClipTokenizer::shared()?,
+        text: TextConditioning::Clip {
+            encoders,
+            tokenizer: ClipTokenizer::shared()?,
+        },
         settings: std::cell::Cell::new(settings),
         tuning: choice.tuning,
         cudnn_benchmark,

@@ -8,19 +8,18 @@ mod loading;
 mod modes;
 pub mod noise;
 mod observe;
+mod parts;
+mod pixart_loading;
 mod placement;
 pub mod t5_text;
 
 use crate::checkpoint::{Family, Prediction};
-use crate::clip::ClipTextEncoder;
 use crate::error::{EngineError, Result};
 use crate::sampling::{self, ModelSchedule, SeededNoise};
-use crate::tokenizer::ClipTokenizer;
-use crate::unet::UNet;
 use crate::vae::AutoencoderKl;
-use conditioning::encode_prompt;
-use denoiser::{Denoiser, GuidanceInput, Network};
+use denoiser::{Denoiser, GuidanceInput};
 use imagelab_core::{DType, DeviceSpec, GenerationParams};
+use parts::{DenoiserNet, Encoders, PromptInput, TextConditioning};
 use std::path::PathBuf;
 use tch::{Device, Kind, Tensor};
 
@@ -84,10 +83,11 @@ pub struct Pipeline {
     lora_hashes: std::cell::RefCell<Vec<String>>,
     /// Where prompts' textual-inversion embeddings come from, and those read so far.
     embeddings: std::cell::RefCell<crate::embedding::EmbeddingLibrary>,
-    unet: UNet,
+    /// The UNet or PixArt's transformer.
+    net: DenoiserNet,
     vae: OnDemand<AutoencoderKl>,
-    encoders: OnDemand<Vec<ClipTextEncoder>>,
-    tokenizer: &'static ClipTokenizer,
+    /// The CLIP encoders or T5, with their tokenizer.
+    text: TextConditioning,
     /// Attention and offload are fixed at load; CFG batching and VAE tiling may change
     /// between jobs ([`Pipeline::apply_run_settings`]).
     settings: std::cell::Cell<MemorySettings>,
@@ -134,7 +134,11 @@ impl Pipeline {
     /// Loads the checkpoint (and the VAE / text encoder overrides) onto the chosen device.
     pub fn load(choice: &ModelChoice) -> Result<Pipeline> {
         let _load = tracing::info_span!("load", model = %choice.checkpoint.display()).entered();
-        let pipeline = loading::load(choice)?;
+        let pipeline = if crate::checkpoint::is_pixart(&choice.checkpoint)? {
+            pixart_loading::load(choice)?
+        } else {
+            loading::load(choice)?
+        };
         tracing::info!(family = ?pipeline.family, device = %choice.placement.unet, "loaded");
         Ok(pipeline)
     }
@@ -147,15 +151,15 @@ impl Pipeline {
     ) -> Result<conditioning::Conditioning> {
         let _guard = tch::no_grad_guard();
         let mut library = self.embeddings.borrow_mut();
-        self.encoders.with(|encoders| {
-            encode_prompt(
-                self.family,
-                encoders,
-                self.tokenizer,
+        self.text.visit(|encoders| {
+            encoders.conditioning(
                 prompt,
-                clip_skip,
-                &mut library.for_prompt(),
-                self.text_device,
+                PromptInput {
+                    family: self.family,
+                    clip_skip,
+                    embeddings: &mut library.for_prompt(),
+                    text_device: self.text_device,
+                },
             )
         })
     }
@@ -171,12 +175,15 @@ impl Pipeline {
         &self,
         params: &GenerationParams,
     ) -> Result<Vec<std::rc::Rc<crate::embedding::Embedding>>> {
+        // Textual inversion is CLIP's: T5 prompts name no embeddings.
+        let Some(tokenizer) = self.text.clip_tokenizer() else {
+            return Ok(Vec::new());
+        };
         let mut library = self.embeddings.borrow_mut();
         let mut found = library.for_prompt();
         for text in [&params.prompt, &params.negative] {
             let (text, _) = imagelab_core::lora::split_prompt(text)?;
-            self.tokenizer
-                .tokenize_with(&text, crate::tokenizer::PAD_CLIP_L, &mut found)?;
+            tokenizer.tokenize_with(&text, crate::tokenizer::PAD_CLIP_L, &mut found)?;
         }
         Ok(found.used().to_vec())
     }
@@ -187,6 +194,13 @@ impl Pipeline {
     pub fn set_loras(&self, loras: &[crate::lora::LoraApplication]) -> Result<()> {
         if self.loras.borrow().applied() == loras {
             return Ok(());
+        }
+        if self.family == Family::PixArtSigma {
+            return Err(EngineError::Invalid {
+                field: "loras",
+                value: format!("{:?}", loras.iter().map(|l| &l.name).collect::<Vec<_>>()),
+                expected: "none: LoRAs for PixArt-Σ are not supported yet".into(),
+            });
         }
         let _span = tracing::info_span!("loras", count = loras.len()).entered();
         let files = loras
@@ -239,6 +253,22 @@ impl Pipeline {
         })
     }
 
+    /// Fails unless the latent sides are multiples of the network's patch (PixArt's 2
+    /// latents: images in steps of 16 pixels).
+    fn check_size(&self, params: &GenerationParams) -> Result<()> {
+        let step = 8 * self.net.latent_multiple();
+        for (field, side) in [("width", params.width), ("height", params.height)] {
+            if side % step != 0 {
+                return Err(EngineError::Invalid {
+                    field,
+                    value: side.to_string(),
+                    expected: format!("a multiple of {step} for a {} model", self.family.as_str()),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// The memory modes in force: attention and offload as loaded, CFG batching and VAE
     /// tiling as the last [`Pipeline::apply_run_settings`] (or the load) set them.
     pub fn memory_settings(&self) -> MemorySettings {
@@ -259,9 +289,12 @@ impl Pipeline {
     }
 
     /// How the UNet was loaded (attention, fused projections, layout, streaming): what
-    /// the settings became, for tests and diagnostics.
-    pub fn unet_options(&self) -> crate::unet::UNetOptions {
-        self.unet.options()
+    /// the settings became, for tests and diagnostics; `None` for PixArt's transformer.
+    pub fn unet_options(&self) -> Option<crate::unet::UNetOptions> {
+        match &self.net {
+            DenoiserNet::UNet(unet) => Some(unet.options()),
+            DenoiserNet::PixArt(_) => None,
+        }
     }
 
     /// Where each component lives.
@@ -279,21 +312,24 @@ impl Pipeline {
     /// (the conditioning seam of the split layout).
     fn guidance(
         &self,
-        encoders: &[ClipTextEncoder],
+        encoders: &Encoders<'_>,
         prompt: &str,
         params: &GenerationParams,
     ) -> Result<GuidanceInput> {
         // The encoder sees the prompt without its <lora:…> tags (A1111 removes them too).
         let (prompt, _) = imagelab_core::lora::split_prompt(prompt)?;
+        if let Some(t5) = encoders.t5_guidance(&prompt, self.device)? {
+            return Ok(t5);
+        }
         let mut library = self.embeddings.borrow_mut();
-        let cond = encode_prompt(
-            self.family,
-            encoders,
-            self.tokenizer,
+        let cond = encoders.conditioning(
             &prompt,
-            params.clip_skip,
-            &mut library.for_prompt(),
-            self.text_device,
+            PromptInput {
+                family: self.family,
+                clip_skip: params.clip_skip,
+                embeddings: &mut library.for_prompt(),
+                text_device: self.text_device,
+            },
         )?;
         let context = cond.context.f_to_device(self.device)?;
         let pooled = cond
@@ -374,6 +410,7 @@ impl Pipeline {
             });
         }
         self.check_loras(params)?;
+        self.check_size(params)?;
         let _guard = tch::no_grad_guard();
         if let Some(benchmark) = self.cudnn_benchmark {
             // Process-wide: another cached pipeline may have set it otherwise.
@@ -396,16 +433,16 @@ impl Pipeline {
         );
         // Both prompts in one visit of the (possibly offloaded) text encoders.
         let encode = tracing::info_span!("encode").entered();
-        let (cond, uncond) = self.encoders.with(|encoders| {
+        let (cond, uncond) = self.text.visit(|encoders| {
             Ok((
-                self.guidance(encoders, &params.prompt, params)?,
-                self.guidance(encoders, &params.negative, params)?,
+                self.guidance(&encoders, &params.prompt, params)?,
+                self.guidance(&encoders, &params.negative, params)?,
             ))
         })?;
         drop(encode);
         let x = self.initial_latents(params, &sigmas, init.as_ref())?;
         let model = Denoiser {
-            net: Network::UNet(&self.unet),
+            net: self.net.network(),
             schedule: &self.schedule,
             prediction: self.prediction,
             cond: &cond,

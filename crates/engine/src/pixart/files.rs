@@ -53,6 +53,11 @@ fn component_file(dir: &Path) -> Option<PathBuf> {
     .find(|p| p.is_file())
 }
 
+/// The transformer's file in a diffusers folder.
+pub fn transformer_file(folder: &Path) -> Option<PathBuf> {
+    component_file(&folder.join("transformer"))
+}
+
 fn open_transformer(path: &Path) -> Result<Weights> {
     let file = Weights::from_file(WeightFile::open(path)?);
     super::transformer_view(&file).ok_or_else(|| EngineError::UnknownArchitecture {

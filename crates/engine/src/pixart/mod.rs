@@ -6,7 +6,7 @@ mod files;
 mod model;
 mod names;
 
-pub use files::PixArtFiles;
+pub use files::{transformer_file, PixArtFiles};
 pub use model::PixArtTransformer;
 pub use names::PixArtLayout;
 

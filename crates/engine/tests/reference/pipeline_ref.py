@@ -74,8 +74,11 @@ def tiny_unet(cfg, seed):
     return unet.eval()
 
 
-def comfy_normal_sigmas(steps):
-    betas = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=torch.float64) ** 2
+def comfy_normal_sigmas(steps, betas=None):
+    """ComfyUI's `normal` sigmas for a discrete model (SD's scaled-linear betas unless
+    others are given)."""
+    if betas is None:
+        betas = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=torch.float64) ** 2
     ac = torch.cumprod(1 - betas, 0)
     table = ((1 - ac) / ac) ** 0.5
     log_t = table.log()

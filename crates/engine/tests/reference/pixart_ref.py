@@ -28,7 +28,7 @@ CAPTION = 32
 TOKENS = 12
 
 
-def build(heads, head_dim, layers, sample_size, interpolation, generator):
+def build(heads, head_dim, layers, sample_size, interpolation, generator, caption=CAPTION):
     model = PixArtTransformer2DModel(
         num_attention_heads=heads,
         attention_head_dim=head_dim,
@@ -38,7 +38,7 @@ def build(heads, head_dim, layers, sample_size, interpolation, generator):
         cross_attention_dim=heads * head_dim,
         sample_size=sample_size,
         patch_size=2,
-        caption_channels=CAPTION,
+        caption_channels=caption,
         use_additional_conditions=False,
         interpolation_scale=interpolation,
     ).eval()
@@ -53,7 +53,7 @@ def build(heads, head_dim, layers, sample_size, interpolation, generator):
     return model
 
 
-def to_original(sd):
+def to_original(sd, caption=CAPTION):
     """diffusers' PixArtTransformer2DModel keys -> the original repository's."""
     out = {}
     simple = {
@@ -95,7 +95,7 @@ def to_original(sd):
         block += 1
     hidden = sd["proj_out.weight"].shape[1]
     # Tensors the original checkpoints carry and the engine must ignore.
-    out["y_embedder.y_embedding"] = torch.randn(300, CAPTION)
+    out["y_embedder.y_embedding"] = torch.randn(300, caption)
     out["pos_embed"] = torch.zeros(1, 64 * 64, hidden)
     return out
 

@@ -37,20 +37,18 @@ PROMPTS = [
 ]
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--out", required=True)
-    out = parser.parse_args().out
+def train(folder):
+    """Trains the unigram model into folder/spiece.model (T5's special ids, nmt_nfkc)."""
     rng = random.Random(5)
     syllables = "ka lo mi ra ten sha vor ple in ex der qu ist ung ber ach".split()
     words = WORDS + [w.capitalize() for w in WORDS[:20]] + [
         "".join(rng.choice(syllables) for _ in range(rng.randint(1, 4))) for _ in range(400)
     ]
     corpus = [" ".join(rng.choice(words) for _ in range(rng.randint(3, 14))) for _ in range(4000)]
-    os.makedirs(os.path.join(out, "spm"), exist_ok=True)
+    os.makedirs(folder, exist_ok=True)
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(corpus),
-        model_prefix=os.path.join(out, "spm", "spiece"),
+        model_prefix=os.path.join(folder, "spiece"),
         vocab_size=400,
         hard_vocab_limit=False,
         model_type="unigram",
@@ -62,7 +60,15 @@ def main():
         character_coverage=1.0,
         minloglevel=2,
     )
-    os.remove(os.path.join(out, "spm", "spiece.vocab"))
+    os.remove(os.path.join(folder, "spiece.vocab"))
+    return os.path.join(folder, "spiece.model")
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", required=True)
+    out = parser.parse_args().out
+    train(os.path.join(out, "spm"))
     tokenizer = T5Tokenizer.from_pretrained(os.path.join(out, "spm"))
     tokenizer.save_pretrained(os.path.join(out, "json"))
     expected = {}

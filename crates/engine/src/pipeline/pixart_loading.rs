@@ -1,0 +1,126 @@
+//! Assembling a PixArt-Σ [`Pipeline`]: its parts found by [`PixArtFiles`] (a diffusers
+//! folder or ComfyUI's transformer + `--clip` T5 + `--vae`), the transformer on the
+//! denoiser's device, T5 on the text device in bf16 (it overflows in fp16), the SDXL VAE.
+
+use super::loading::{component_memory, cudnn_benchmark, file_label, load_vae, vae_kind};
+use super::loading::{resident_memory, ModelInfo};
+use super::modes::OnDemand;
+use super::parts::{DenoiserNet, TextConditioning};
+use super::t5_text::{T5Text, DEFAULT_CACHED_PROMPTS};
+use super::{torch_device, torch_kind, ModelChoice, Pipeline};
+use crate::checkpoint::{Family, Prediction};
+use crate::error::Result;
+use crate::lora::LoraPatcher;
+use crate::pixart::{PixArtConfig, PixArtFiles, PixArtTransformer};
+use crate::sampling::ModelSchedule;
+use crate::t5::{T5Config, T5Encoder};
+use crate::weights::Weights;
+use imagelab_core::memory::Offload;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use tch::Kind;
+
+/// T5's precision for the pipeline's `kind`: fp16 overflows in T5's feed-forward, bf16
+/// has fp32's range (the output projections stay fp32 in every precision).
+fn t5_kind(kind: Kind) -> Kind {
+    if kind == Kind::Half {
+        Kind::BFloat16
+    } else {
+        kind
+    }
+}
+
+fn load_transformer(
+    files: &PixArtFiles,
+    choice: &ModelChoice,
+) -> Result<(PixArtTransformer, Arc<AtomicU64>)> {
+    let device = torch_device(choice.placement.unet);
+    let (weights, bytes) = files
+        .transformer
+        .to(device, torch_kind(choice.dtype))
+        .counted();
+    let mut cfg = PixArtConfig::detect(&weights)?;
+    if let Some(json) = &files.transformer_config {
+        cfg = cfg.with_diffusers_config(json)?;
+    }
+    let dit = PixArtTransformer::load(&weights, &cfg)?.with_attention(choice.memory.attention);
+    Ok((dit, bytes))
+}
+
+/// T5 on the text device: kept there, or (any offload) built there for each encoding and
+/// freed after, so its 9.5 GB share the card with the transformer only while encoding.
+fn load_t5(
+    weights: &Weights,
+    choice: &ModelChoice,
+) -> Result<(OnDemand<T5Encoder>, super::ComponentMemory)> {
+    let device = choice.placement.text_encoders;
+    let (weights, bytes) = weights
+        .to(torch_device(device), t5_kind(torch_kind(choice.dtype)))
+        .counted();
+    let cfg = T5Config::detect(&weights)?;
+    let encoder = if choice.memory.offload != Offload::None {
+        let weights = weights.uncounted();
+        OnDemand::offloaded(Box::new(move || T5Encoder::load(&weights, &cfg)))?
+    } else {
+        OnDemand::Resident(T5Encoder::load(&weights, &cfg)?)
+    };
+    let entry = resident_memory("t5", device, &bytes, &encoder);
+    Ok((encoder, entry))
+}
+
+pub(super) fn load(choice: &ModelChoice) -> Result<Pipeline> {
+    let family = Family::PixArtSigma;
+    let files = PixArtFiles::locate(
+        &choice.checkpoint,
+        choice.clip.as_deref(),
+        choice.vae.as_deref(),
+    )?;
+    let kind = torch_kind(choice.dtype);
+    let (dit, dit_bytes) = load_transformer(&files, choice)?;
+    let mut memory = vec![component_memory(
+        "transformer".into(),
+        choice.placement.unet,
+        &dit_bytes,
+    )];
+    let (encoder, t5_memory) = load_t5(&files.text_encoder, choice)?;
+    memory.push(t5_memory);
+    let vae_kind = vae_kind(family, kind);
+    let (vae, vae_memory) = load_vae(choice, files.vae.clone(), vae_kind)?;
+    memory.push(vae_memory);
+    let tokenizer = files.tokenizer;
+    let info = ModelInfo {
+        model_name: file_label(&choice.checkpoint),
+        model_path: choice.checkpoint.clone(),
+        model_hash: crate::model_hash::short_sha256(&choice.checkpoint)?,
+        vae_name: choice.vae.as_deref().map(file_label),
+        clip_name: choice.clip.as_deref().map(file_label),
+        family,
+    };
+    let placement = choice.placement;
+    Ok(Pipeline {
+        family,
+        prediction: Prediction::Eps,
+        info,
+        // No LoRA targets: Pipeline::set_loras refuses LoRAs for this family by name.
+        loras: std::cell::RefCell::new(LoraPatcher::new(None, Vec::new())),
+        lora_hashes: std::cell::RefCell::default(),
+        embeddings: std::cell::RefCell::default(),
+        net: DenoiserNet::PixArt(Box::new(dit)),
+        vae,
+        text: TextConditioning::T5 {
+            encoder,
+            text: Box::new(T5Text::new(tokenizer, DEFAULT_CACHED_PROMPTS)),
+        },
+        settings: std::cell::Cell::new(choice.memory),
+        tuning: choice.tuning,
+        cudnn_benchmark: cudnn_benchmark(choice),
+        schedule: ModelSchedule::pixart(),
+        placement,
+        device: torch_device(placement.unet),
+        text_device: torch_device(placement.text_encoders),
+        vae_device: torch_device(placement.vae),
+        kind,
+        vae_kind,
+        memory,
+    })
+}
