@@ -131,6 +131,30 @@ pub(crate) fn build_params(args: &GenerateArgs, config: &Config) -> Result<Gener
     Ok(p)
 }
 
+/// A family's recommended steps and CFG (PixArt-Σ: 20 and 4.5) where neither the flags nor
+/// the saved defaults chose them; returns what it applied, for the log.
+pub(crate) fn apply_recommended(
+    params: &mut GenerationParams,
+    family: imagelab_core::family::Family,
+    args: &GenerateArgs,
+    config: &Config,
+) -> Vec<String> {
+    let Some(recommended) = family.recommended() else {
+        return Vec::new();
+    };
+    let stock = imagelab_core::config::GenerationDefaults::default();
+    let mut applied = Vec::new();
+    if args.steps.is_none() && config.defaults.steps == stock.steps {
+        params.steps = recommended.steps;
+        applied.push(format!("{} steps", params.steps));
+    }
+    if args.cfg.is_none() && config.defaults.cfg == stock.cfg {
+        params.cfg = recommended.cfg;
+        applied.push(format!("CFG {}", params.cfg));
+    }
+    applied
+}
+
 /// Explains where checkpoints go when there is none; not an error, there is nothing to do.
 fn explain_missing_checkpoint(checkpoints: &Path) {
     eprintln!(
@@ -284,6 +308,17 @@ pub fn run(args: GenerateArgs) -> Result<ExitCode> {
         params.seed = random_seed();
     }
     let checkpoint = paths::resolve_model_file(&checkpoints, &model_name, "model", true)?;
+    if imagelab_engine::checkpoint::is_pixart(&checkpoint)? {
+        let family = imagelab_core::family::Family::PixArtSigma;
+        let applied = apply_recommended(&mut params, family, &args, &config);
+        if !applied.is_empty() {
+            eprintln!(
+                "{}: its recommended {}",
+                family.as_str(),
+                applied.join(", ")
+            );
+        }
+    }
     let vae = args
         .vae
         .as_deref()

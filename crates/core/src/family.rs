@@ -54,6 +54,25 @@ impl Family {
             Family::Sdxl | Family::PixArtSigma => 0.13025,
         }
     }
+
+    /// The steps and CFG scale a family is made for, where they differ from the general
+    /// defaults (PixArt-Σ's authors use 20 steps at CFG 4.5; at SD's CFG 7 it burns).
+    pub fn recommended(self) -> Option<Recommended> {
+        match self {
+            Family::PixArtSigma => Some(Recommended {
+                steps: 20,
+                cfg: 4.5,
+            }),
+            Family::Sd1 | Family::Sd2 | Family::Sdxl => None,
+        }
+    }
+}
+
+/// A family's recommended settings, used when the user chose none.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Recommended {
+    pub steps: u32,
+    pub cfg: f64,
 }
 
 /// What the model's UNet was trained to predict.

@@ -81,28 +81,38 @@ pub fn tiny_sandbox() -> Sandbox {
 /// Tiny checkpoints, built once per test binary by the engine's pipeline reference.
 pub fn fixtures() -> &'static Path {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let script =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../engine/tests/reference/pipeline_ref.py");
-        let python = std::env::var_os("IMAGELAB_PYTHON")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                PathBuf::from(std::env::var("HOME").unwrap())
-                    .join(".cache/imagelab/venv/bin/python")
-            });
-        let out = Command::new(python)
-            .arg(&script)
-            .arg("--out")
-            .arg(dir.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        dir
-    })
-    .path()
+    DIR.get_or_init(|| run_reference("pipeline_ref.py")).path()
+}
+
+/// A tiny PixArt-Σ (a diffusers folder, and ComfyUI's files under `comfy/`), built once
+/// per test binary by the engine's PixArt pipeline reference.
+pub fn pixart_fixtures() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| run_reference("pixart_pipeline_ref.py"))
+        .path()
+}
+
+/// Runs one of the engine's reference scripts into a new temporary folder.
+fn run_reference(script: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../engine/tests/reference")
+        .join(script);
+    let python = std::env::var_os("IMAGELAB_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/imagelab/venv/bin/python")
+        });
+    let out = Command::new(python)
+        .arg(&script)
+        .arg("--out")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dir
 }
