@@ -47,6 +47,28 @@ impl Family {
         }
     }
 
+    /// The family a label names: [`Family::as_str`]'s, and `sd2-v` (SD 2.x with
+    /// v-prediction, as model lists show it).
+    pub fn from_label(label: &str) -> Option<Family> {
+        Some(match label {
+            "sd1" => Family::Sd1,
+            "sd2" | "sd2-v" => Family::Sd2,
+            "sdxl" => Family::Sdxl,
+            "pixart-sigma" => Family::PixArtSigma,
+            _ => return None,
+        })
+    }
+
+    /// The name people know the family by.
+    pub fn display_name(self) -> &'static str {
+        match self {
+            Family::Sd1 => "SD 1.x",
+            Family::Sd2 => "SD 2.x",
+            Family::Sdxl => "SDXL",
+            Family::PixArtSigma => "PixArt-Σ",
+        }
+    }
+
     /// The factor between VAE latents and the UNet's latent space.
     pub fn latent_scale(self) -> f64 {
         match self {

@@ -140,6 +140,45 @@ impl Default for FormState {
 }
 
 impl FormState {
+    /// Follows a change of checkpoint from family `before` to `after` (the daemon's
+    /// labels, `sdxl`, `pixart-sigma`, …): a family with recommended settings (PixArt-Σ:
+    /// 20 steps, CFG 4.5) gets them where steps and CFG still hold the saved defaults, and
+    /// leaving it puts the defaults back where its recommendation still stands. Values the
+    /// user typed are never changed. Returns the note to show, if anything changed.
+    pub fn follow_family(
+        &mut self,
+        before: Option<&str>,
+        after: Option<&str>,
+        defaults: &GenerationDefaults,
+    ) -> Option<String> {
+        let recommended = |label: Option<&str>| {
+            label
+                .and_then(imagelab_core::family::Family::from_label)
+                .and_then(|f| f.recommended().map(|r| (f, r)))
+        };
+        let stock = (defaults.steps, defaults.cfg);
+        if let Some((family, r)) = recommended(after) {
+            if (self.steps, self.cfg) == stock && stock != (r.steps, r.cfg) {
+                (self.steps, self.cfg) = (r.steps, r.cfg);
+                return Some(format!(
+                    "{}: its recommended {} steps and CFG {}",
+                    family.display_name(),
+                    r.steps,
+                    r.cfg
+                ));
+            }
+        } else if let Some((_, r)) = recommended(before) {
+            if (self.steps, self.cfg) == (r.steps, r.cfg) {
+                (self.steps, self.cfg) = stock;
+                return Some(format!(
+                    "Steps and CFG back to your defaults ({} and {})",
+                    stock.0, stock.1
+                ));
+            }
+        }
+        None
+    }
+
     /// A fresh form from the saved defaults.
     pub fn from_defaults(d: &GenerationDefaults) -> FormState {
         FormState {
@@ -335,6 +374,42 @@ pub fn random_seed() -> i64 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn picking_pixart_takes_its_recommended_settings_and_leaving_it_restores_the_defaults() {
+        let defaults = GenerationDefaults::default();
+        let mut form = FormState {
+            steps: defaults.steps,
+            cfg: defaults.cfg,
+            ..FormState::default()
+        };
+        let note = form.follow_family(Some("sdxl"), Some("pixart-sigma"), &defaults);
+        assert_eq!((form.steps, form.cfg), (20, 4.5));
+        assert_eq!(
+            note.as_deref(),
+            Some("PixArt-Σ: its recommended 20 steps and CFG 4.5")
+        );
+        // Between two PixArt models nothing changes; back to SDXL the defaults return.
+        assert_eq!(
+            form.follow_family(Some("pixart-sigma"), Some("pixart-sigma"), &defaults),
+            None
+        );
+        assert!(form
+            .follow_family(Some("pixart-sigma"), Some("sdxl"), &defaults)
+            .is_some());
+        assert_eq!((form.steps, form.cfg), (defaults.steps, defaults.cfg));
+        // Values the user typed stay, in both directions.
+        form.steps = 33;
+        assert_eq!(
+            form.follow_family(Some("sdxl"), Some("pixart-sigma"), &defaults),
+            None
+        );
+        assert_eq!((form.steps, form.cfg), (33, defaults.cfg));
+        form.steps = 20;
+        form.cfg = 4.5;
+        form.follow_family(Some("pixart-sigma"), None, &defaults);
+        assert_eq!((form.steps, form.cfg), (defaults.steps, defaults.cfg));
+    }
+
     use super::*;
 
     fn ready() -> FormState {

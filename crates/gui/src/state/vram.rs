@@ -49,6 +49,9 @@ pub fn component_label(component: &str) -> String {
     match component {
         "unet" => "UNet (checkpoint)".into(),
         "vae" => "VAE".into(),
+        // PixArt-Σ's parts: its DiT, and T5-XXL (9.5 GB in bf16, the largest part).
+        "transformer" => "Transformer (checkpoint)".into(),
+        "t5" => "T5 (text encoder)".into(),
         other => match other
             .strip_prefix("text_encoder_")
             .and_then(|i| i.parse::<u32>().ok())
@@ -283,5 +286,23 @@ mod tests {
         assert_eq!(human_bytes(3 << 20), "3 MiB");
         assert_eq!(human_bytes(5 << 30), "5.00 GiB");
         assert_eq!(human_bytes(12), "12 B");
+    }
+
+    #[test]
+    fn pixart_parts_are_labelled_as_people_say_them() {
+        let labels: Vec<String> = ["transformer", "t5", "vae", "text_encoder_1", "odd_part"]
+            .iter()
+            .map(|c| component_label(c))
+            .collect();
+        assert_eq!(
+            labels,
+            [
+                "Transformer (checkpoint)",
+                "T5 (text encoder)",
+                "VAE",
+                "CLIP 2 (text encoder)",
+                "odd part"
+            ]
+        );
     }
 }

@@ -51,6 +51,7 @@ impl App {
                 form.swap_size();
                 ui.left.show_form(&form);
             }
+            AppMsg::ModelPicked => self.model_picked(ui),
             AppMsg::Preset(w, h) => {
                 let mut form = ui.left.form();
                 (form.width, form.height) = (w, h);
@@ -130,6 +131,22 @@ impl App {
         }
     }
 
+    /// A family's recommended steps and CFG when its checkpoint is picked (and the
+    /// defaults back when it is left), unless the user typed their own.
+    fn model_picked(&mut self, ui: &Ui) {
+        let mut form = ui.left.form();
+        let after = form
+            .model
+            .as_ref()
+            .and_then(|m| self.families.get(m).cloned().flatten());
+        let before = std::mem::replace(&mut self.picked_family, after.clone());
+        let defaults = &self.config.defaults;
+        if let Some(note) = form.follow_family(before.as_deref(), after.as_deref(), defaults) {
+            ui.left.show_form(&form);
+            ui.toast(&note);
+        }
+    }
+
     pub fn handle_cmd(&mut self, ui: &Ui, message: Cmd, sender: &ComponentSender<App>) {
         match message {
             Cmd::GpusProbed(samples) => self.gpus_probed(ui, sender, samples),
@@ -137,6 +154,11 @@ impl App {
             Cmd::Up(result) => self.up(ui, sender, result),
             Cmd::Models(Ok(list)) => {
                 self.checkpoints = list.checkpoints.iter().map(|c| c.name.clone()).collect();
+                self.families = list
+                    .checkpoints
+                    .iter()
+                    .map(|c| (c.name.clone(), c.family.clone()))
+                    .collect();
                 ui.night.show_models(&self.checkpoints);
                 ui.left
                     .show_models(&self.checkpoints, &list.vae, &list.clip);

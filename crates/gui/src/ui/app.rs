@@ -37,6 +37,8 @@ pub enum AppMsg {
     /// The GPU and worker status again (while a new daemon has no worker yet).
     RefreshGpus,
     SwapSize,
+    /// Another checkpoint is selected (its family may bring recommended settings).
+    ModelPicked,
     Preset(u32, u32),
     DiceSeed,
     ReuseSeed,
@@ -179,6 +181,10 @@ pub struct App {
     pub gpu_problem: Option<String>,
     pub gpu_samples: Vec<imagelab_gpu::GpuSample>,
     pub checkpoints: Vec<String>,
+    /// Each checkpoint's family as the daemon labels it (`sdxl`, `pixart-sigma`, …).
+    pub families: std::collections::HashMap<String, Option<String>>,
+    /// The family of the checkpoint selected last (for [`AppMsg::ModelPicked`]).
+    pub picked_family: Option<String>,
     pub library: PromptLibrary,
     pub status: GpuStatusView,
     pub mine: HashSet<u64>,
@@ -239,6 +245,8 @@ impl Component for App {
             gpu_problem: None,
             gpu_samples: Vec::new(),
             checkpoints: Vec::new(),
+            families: Default::default(),
+            picked_family: None,
             library: PromptLibrary::default(),
             status: GpuStatusView {
                 nvml_error: None,

@@ -172,6 +172,8 @@ impl LeftPanel {
         init_open.connect_clicked(send(|| AppMsg::OpenInitImage));
         init_clear.connect_clicked(send(|| AppMsg::ClearInitImage));
         let s = sender.clone();
+        checkpoint.connect_selected_notify(move |_| s.input(AppMsg::ModelPicked));
+        let s = sender.clone();
         preset.connect_selected_notify(move |d| {
             if let Some(&(w, h, _)) = (d.selected() as usize)
                 .checked_sub(1)
