@@ -308,17 +308,6 @@ pub fn run(args: GenerateArgs) -> Result<ExitCode> {
         params.seed = random_seed();
     }
     let checkpoint = paths::resolve_model_file(&checkpoints, &model_name, "model", true)?;
-    if imagelab_engine::checkpoint::is_pixart(&checkpoint)? {
-        let family = imagelab_core::family::Family::PixArtSigma;
-        let applied = apply_recommended(&mut params, family, &args, &config);
-        if !applied.is_empty() {
-            eprintln!(
-                "{}: its recommended {}",
-                family.as_str(),
-                applied.join(", ")
-            );
-        }
-    }
     let vae = args
         .vae
         .as_deref()
@@ -330,6 +319,18 @@ pub fn run(args: GenerateArgs) -> Result<ExitCode> {
         .map(|n| paths::resolve_model_file(&folders.clip(), n, "clip", false))
         .transpose()?;
     let loras = imagelab_engine::lora::resolve(&folders.loras(), &params.requested_loras()?)?;
+    // An unreadable file is not PixArt here: the load below names what is wrong with it.
+    if imagelab_engine::checkpoint::is_pixart(&checkpoint).unwrap_or(false) {
+        let family = imagelab_core::family::Family::PixArtSigma;
+        let applied = apply_recommended(&mut params, family, &args, &config);
+        if !applied.is_empty() {
+            eprintln!(
+                "{}: its recommended {}",
+                family.as_str(),
+                applied.join(", ")
+            );
+        }
+    }
     if let Some(out) = &args.out {
         if out.exists() {
             bail!(
