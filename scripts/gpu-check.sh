@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The checks that need an NVIDIA GPU (run on a GPU machine, not in CI): full-size SDXL parity
 # against diffusers in fp16, a 1024x1024 `imagelab generate` on CUDA, `imagelab bench`, and
-# the diffusers reference benchmark beside it (same call, same machine). Expects the binaries built by
+# the diffusers reference benchmarks beside it (SDXL, and PixArt-Σ from
+# scripts/pixart_diffusers_bench.py; same call, same machine). Expects the binaries built by
 #   cargo build --release -p imagelab -p imagelab-engine --example full_size_parity
 # in $BIN (default: $CARGO_TARGET_DIR/release) and a Python with torch, diffusers and
 # transformers (default: python3). Results go to $OUT (default: ./gpu-check).
@@ -22,7 +23,7 @@ echo "== imagelab generate, 1024x1024, 20 steps, CUDA"
 ln -sf "$out/work/sdxl_full.safetensors" "$out/work/models/checkpoints/sdxl_full.safetensors"
 ( cd "$out/work" && IMAGELAB_APP_DIR="$out/work" /usr/bin/time -v "$bin/imagelab" generate --model sdxl_full \
     --prompt "a lighthouse at dusk" --device cuda --dtype fp16 --seed 1 --json ) 2>&1 | tee "$out/generate.txt"
-echo "== imagelab bench (SDXL 1024², SD 1.5 512², fp16)"
+echo "== imagelab bench (SDXL 1024², SD 1.5 512², PixArt-Σ 1024², fp16)"
 bench_dir="$out/bench-work"   # kept: the SDXL checkpoint is written once for every variant
 ( cd "$out/work" && "$bin/imagelab" bench --work-dir "$bench_dir" --json "$out/imagelab_bench.json" ) 2>&1 | tee "$out/imagelab_bench.txt" || true
 echo "== what each switch saves or costs (SDXL): one variant per run"
@@ -34,3 +35,5 @@ for variant in "--no-fused-qkv" "--no-cudnn-benchmark" "--channels-last" "--low-
 done
 echo "== diffusers reference benchmark"
 OUT="$out" "$py" "$repo/../shared/perf/sdxl_diffusers_bench.py" 2>&1 | tail -3 | tee "$out/diffusers_bench.txt" || true
+echo "== diffusers reference benchmark, PixArt-Σ (transformer fp16, T5 and VAE bf16)"
+OUT="$out" "$py" "$repo/scripts/pixart_diffusers_bench.py" 2>&1 | tail -3 | tee "$out/pixart_diffusers_bench.txt" || true

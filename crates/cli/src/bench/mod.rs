@@ -1,6 +1,7 @@
 //! `imagelab bench`: speed and memory on random-weight models of the real architectures,
-//! with nothing downloaded. For each model it writes a single-file checkpoint, then times
-//! the load (and its GiB/s), text encoding, the UNet step with CFG (batch 2), a whole
+//! with nothing downloaded. For each model it writes its files (a single-file checkpoint;
+//! for PixArt-Σ the transformer, T5 and the VAE), then times the load (and its GiB/s),
+//! text encoding, the denoiser's step with CFG (batch 2), a whole
 //! denoise, the VAE decode, one image end to end (prompt to PNG on disk) and a batch, and
 //! reads GPU memory two ways: what the process holds (NVML) and the peaks of libtorch's
 //! caching allocator during the load, one image and the batch (through the engine's
@@ -29,7 +30,7 @@ pub struct BenchArgs {
     /// full (the real architectures at their native sizes) or small (tiny models, 64², for CI).
     #[arg(long, default_value = "full")]
     pub size: String,
-    /// sdxl, sd15 or all.
+    /// sdxl, sd15, pixart or all.
     #[arg(long, default_value = "all")]
     pub model: String,
     /// fp32, fp16 or bf16 (default: fp16 on CUDA, fp32 on the CPU).
@@ -116,7 +117,7 @@ fn params(model: BenchModel, steps: u32, batch: u32) -> GenerationParams {
         width: model.image_size,
         height: model.image_size,
         steps,
-        cfg: 5.0,
+        cfg: model.cfg(),
         sampler: SamplerName::Euler,
         scheduler: SchedulerName::Normal,
         seed: 1,
@@ -142,11 +143,12 @@ fn median(mut xs: Vec<f64>) -> f64 {
 /// written by the same generator (raise this when `models::random_tensor` changes).
 const CHECKPOINT_GENERATION: u32 = 1;
 
-fn checkpoint_name(model: BenchModel) -> String {
-    format!("bench_{}_g{CHECKPOINT_GENERATION}.safetensors", model.name)
+/// The stem of the model's file names in the work folder.
+fn file_stem(model: BenchModel) -> String {
+    format!("bench_{}_g{CHECKPOINT_GENERATION}", model.name)
 }
 
-/// Every measurement for one model.
+/// Every measurement for one model, and the files it was written to.
 fn bench_model(
     model: BenchModel,
     device: DeviceSpec,
@@ -154,21 +156,25 @@ fn bench_model(
     args: &BenchArgs,
     batch: u32,
     dir: &Path,
-) -> Result<Value> {
-    let path = dir.join(checkpoint_name(model));
+) -> Result<(Value, models::BenchFiles)> {
     let file_kind = if args.size == "small" {
         tch::Kind::Float
     } else {
         tch::Kind::Half
     };
-    eprintln!("{}: writing a random checkpoint…", model.name);
-    let file_bytes = models::write_checkpoint(model, &path, file_kind)?;
-    models::warm_page_cache(&path)?;
+    eprintln!("{}: writing random weights…", model.name);
+    let files = models::write_files(model, dir, &file_stem(model), file_kind)?;
+    let (path, file_bytes) = (files.checkpoint.clone(), files.bytes);
+    for file in files.weight_files() {
+        models::warm_page_cache(file)?;
+    }
     // The model hash is cached per file; compute it first so the load measures weights only.
     imagelab_engine::model_hash::short_sha256(&path)?;
 
     eprintln!("{}: loading…", model.name);
     let choice = ModelChoice {
+        clip: files.clip.clone(),
+        vae: files.vae.clone(),
         memory: args.memory.settings(MemorySettings::default())?,
         tuning: args.tuning.tuning(),
         ..ModelChoice::new(&path, device, dtype)
@@ -225,6 +231,7 @@ fn bench_model(
     // LoRAs are merged into kept-loaded weights; an offloaded pipeline refuses them.
     let offloaded = pipeline.memory_settings().offload != imagelab_core::memory::Offload::None;
     let lora = match args.lora_rank {
+        _ if model.is_pixart() => json!({ "skipped": "no LoRAs for PixArt-Σ yet" }),
         _ if offloaded => json!({ "skipped": "LoRAs need --offload none" }),
         0 => Value::Null,
         rank => {
@@ -233,8 +240,9 @@ fn bench_model(
         }
     };
 
-    Ok(json!({
+    let result = json!({
         "model": model.name,
+        "network": if model.is_pixart() { "transformer" } else { "unet" },
         "image_size": model.image_size,
         "device": device.to_string(),
         "dtype": dtype,
@@ -262,7 +270,8 @@ fn bench_model(
         },
         "memory_report": pipeline.memory_report(),
         "lora": lora,
-    }))
+    });
+    Ok((result, files))
 }
 
 /// The table: a label, where the figure sits in a model's JSON (a JSON pointer) and the
@@ -336,14 +345,16 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         None => DType::Fp16,
     };
     let models: Vec<BenchModel> = match (args.size.as_str(), args.model.as_str()) {
-        ("full", "all") => vec![models::SDXL, models::SD15],
+        ("full", "all") => vec![models::SDXL, models::SD15, models::PIXART],
         ("full", "sdxl") => vec![models::SDXL],
         ("full", "sd15") => vec![models::SD15],
-        ("small", "all") => vec![models::SDXL_SMALL, models::SD15_SMALL],
+        ("full", "pixart") => vec![models::PIXART],
+        ("small", "all") => vec![models::SDXL_SMALL, models::SD15_SMALL, models::PIXART_SMALL],
         ("small", "sdxl") => vec![models::SDXL_SMALL],
         ("small", "sd15") => vec![models::SD15_SMALL],
+        ("small", "pixart") => vec![models::PIXART_SMALL],
         (size, model) => {
-            bail!("unknown --size {size:?} / --model {model:?} (full|small, sdxl|sd15|all)")
+            bail!("unknown --size {size:?} / --model {model:?} (full|small, sdxl|sd15|pixart|all)")
         }
     };
     if args.steps < 2 {
@@ -358,12 +369,13 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     std::env::set_var("AIIMAGEGEN_HOME", dir.join("home"));
     let mut results = Vec::new();
     for model in models {
-        results.push(bench_model(model, device, dtype, &args, batch, dir)?);
+        let (result, files) = bench_model(model, device, dtype, &args, batch, dir)?;
+        results.push(result);
         // The model's pipeline is gone: give its cached blocks back to the driver so the
         // next model's NVML figure and reserved peaks do not include them.
         imagelab_engine::empty_cache();
         if matches!(temp, WorkDir::Temp(_)) {
-            let _ = std::fs::remove_file(dir.join(checkpoint_name(model)));
+            files.remove();
         }
     }
     print_table(&results);
