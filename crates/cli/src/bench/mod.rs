@@ -184,14 +184,22 @@ fn bench_model(
     let load_memory = allocator_figures(device);
     let weight_bytes: u64 = pipeline.memory_report().iter().map(|c| c.bytes).sum();
 
+    // Each phase has its own prompt: PixArt-Σ keeps recent prompts' T5 encodings, and a
+    // figure taken on a cached prompt would leave T5 out. (The shared negative stays
+    // cached after the warm-up, as in a night run.)
+    let phase = |mut p: GenerationParams, name: &str| {
+        p.prompt = format!("{PROMPT}, {name}");
+        p
+    };
     // Warm-up: kernels chosen, allocator filled.
-    let warm = params(model, 2, 1);
+    let warm = phase(params(model, 2, 1), "warm-up");
     pipeline.generate(&warm, &mut |_| {})?;
 
-    let (_, text_s) = timed(device, || Ok(pipeline.encode_prompt(PROMPT, None)?))?;
+    let text_prompt = format!("{PROMPT}, text encoder");
+    let (_, text_s) = timed(device, || Ok(pipeline.encode_prompt(&text_prompt, None)?))?;
 
     eprintln!("{}: {} steps…", model.name, args.steps);
-    let p = params(model, args.steps, 1);
+    let p = phase(params(model, args.steps, 1), "denoise");
     let mut stamps = Vec::new();
     let (latents, denoise_s) = timed(device, || {
         Ok(pipeline.sample_latents(&p, &mut |event| {
@@ -215,16 +223,17 @@ fn bench_model(
     let png = dir.join(format!("bench_{}.png", model.name));
     let _ = std::fs::remove_file(&png);
     reset_peak(device);
+    let pe = phase(params(model, args.steps, 1), "one image");
     let (_, e2e_s) = timed(device, || {
-        let images = pipeline.generate(&p, &mut |_| {})?;
+        let images = pipeline.generate(&pe, &mut |_| {})?;
         let first = images.first().context("no image generated")?;
-        let bytes = pipeline.encode_png(&p, first)?;
+        let bytes = pipeline.encode_png(&pe, first)?;
         imagelab_engine::png_out::write_new_file(&png, &bytes)?;
         Ok(())
     })?;
     let image_memory = allocator_figures(device);
 
-    let pb = params(model, args.steps, batch);
+    let pb = phase(params(model, args.steps, batch), "batch");
     reset_peak(device);
     let (_, batch_s) = timed(device, || Ok(pipeline.generate(&pb, &mut |_| {})?))?;
     let batch_memory = allocator_figures(device);
