@@ -149,6 +149,33 @@ pub fn run_daemon(args: DaemonArgs) -> Result<ExitCode> {
     }
 }
 
+/// PixArt-Σ's recommended steps and CFG for a job on a PixArt checkpoint in the local
+/// models folder, where neither flags nor saved defaults chose them (as `generate` does).
+/// A model that does not resolve here is left for the daemon to judge.
+fn apply_family_recommendation(
+    spec: &mut imagelab_core::GenerationParams,
+    args: &GenerateArgs,
+    config: &Config,
+) {
+    let checkpoints = config.folders().checkpoints();
+    let Ok(path) =
+        imagelab_core::paths::resolve_model_file(&checkpoints, &spec.model, "model", true)
+    else {
+        return;
+    };
+    if imagelab_engine::checkpoint::is_pixart(&path).unwrap_or(false) {
+        let family = imagelab_core::family::Family::PixArtSigma;
+        let applied = crate::generate::apply_recommended(spec, family, args, config);
+        if !applied.is_empty() {
+            eprintln!(
+                "{}: its recommended {}",
+                family.as_str(),
+                applied.join(", ")
+            );
+        }
+    }
+}
+
 fn request_from_args(args: &SubmitArgs) -> Result<SubmitRequest> {
     if let Some(path) = &args.file {
         let text = std::fs::read_to_string(path)
@@ -161,6 +188,7 @@ fn request_from_args(args: &SubmitArgs) -> Result<SubmitRequest> {
     let config = Config::load()?;
     let mut spec = build_params(&args.params, &config)?;
     spec.model = args.params.model.clone().unwrap_or_default();
+    apply_family_recommendation(&mut spec, &args.params, &config);
     spec.validate()?;
     Ok(SubmitRequest {
         spec,

@@ -1,11 +1,12 @@
 //! `imagelab generate` with a tiny PixArt-Σ in ComfyUI's layout (the transformer in
 //! models/checkpoints, T5 and its spiece.model in models/clip, the VAE in models/vae):
 //! the family's recommended steps and CFG when none are chosen, the metadata, and the
-//! missing T5 named.
+//! missing T5 named; `imagelab submit` applying the same recommendation.
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
+use common::daemon::{imagelab, start_daemon, stdout};
 use common::{pixart_fixtures, Sandbox};
 use std::process::Output;
 
@@ -116,4 +117,42 @@ fn a_transformer_without_its_t5_is_refused_naming_the_flag_and_writes_nothing() 
         "{stderr}"
     );
     assert!(sb.outputs().is_empty());
+}
+
+#[test]
+fn submit_gives_a_pixart_job_its_recommended_settings_unless_others_are_chosen() {
+    let sb = sandbox();
+    // No worker: the jobs wait in the queue, where their specs can be read back.
+    let _daemon = start_daemon(&sb, &[]);
+    let submit = |extra: &[&str]| -> serde_json::Value {
+        let mut args = vec![
+            "submit",
+            "--model",
+            "pixart",
+            "--clip",
+            "t5",
+            "--vae",
+            "pixart_vae",
+            "--prompt",
+            "A Lighthouse",
+            "--width",
+            "96",
+            "--height",
+            "64",
+        ];
+        args.extend_from_slice(extra);
+        let id = stdout(&imagelab(&sb, &args)).trim().to_string();
+        let job = stdout(&imagelab(&sb, &["job", &id, "--json"]));
+        serde_json::from_str(&job).unwrap()
+    };
+    let job = submit(&[]);
+    assert_eq!(
+        (job["spec"]["steps"].as_u64(), job["spec"]["cfg"].as_f64()),
+        (Some(20), Some(4.5))
+    );
+    let job = submit(&["--steps", "6"]);
+    assert_eq!(
+        (job["spec"]["steps"].as_u64(), job["spec"]["cfg"].as_f64()),
+        (Some(6), Some(4.5))
+    );
 }
