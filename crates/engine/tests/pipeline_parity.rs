@@ -86,6 +86,30 @@ fn sdxl_matches_diffusers_from_prompt_to_image() {
 }
 
 #[test]
+fn sd1_is_fed_the_nearest_timestep_as_comfyui_does() {
+    // 5 `normal` steps put the timesteps between integers, where ComfyUI (and A1111)
+    // feed the nearest one and diffusers' Euler would interpolate.
+    let io = common::load_tensors(&reference_dir().join("sd1_comfy5_io.safetensors"));
+    let want_sigmas = Vec::<f64>::try_from(&io["sigmas"]).unwrap();
+    let ours = sigmas_for(
+        SamplerName::Euler,
+        SchedulerName::Normal,
+        &ModelSchedule::stable_diffusion(),
+        5,
+        1.0,
+    );
+    assert_eq!(ours.len(), want_sigmas.len());
+    let pipeline = load(&reference_dir().join("sd1.safetensors"));
+    let five = GenerationParams {
+        steps: 5,
+        ..params()
+    };
+    let latents = pipeline.sample_latents(&five, &mut |_| {}).unwrap();
+    // Measured 2.2e-6; the interpolated timestep gives 1.3e-4 on this tiny UNet.
+    common::assert_close("5-step latents", &latents, &io["latents"], 2e-5);
+}
+
+#[test]
 fn sdxl_diffusers_folder_gives_identical_results_to_the_single_file() {
     let dir = reference_dir();
     let single = load(&dir.join("sdxl.safetensors"))

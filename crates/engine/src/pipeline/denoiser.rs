@@ -37,15 +37,6 @@ struct NetInput<'a> {
 }
 
 impl Network<'_> {
-    /// The timestep the network is fed at `sigma`: the SD UNets get the interpolated
-    /// (fractional) one, PixArt the nearest integer step, as ComfyUI feeds it.
-    fn timestep(&self, schedule: &ModelSchedule, sigma: f64) -> f64 {
-        match self {
-            Network::UNet(_) => schedule.sigma_to_t(sigma),
-            Network::PixArt(_) => schedule.nearest_t(sigma),
-        }
-    }
-
     /// The prediction for each input, `[B, 4, H, W]` each (PixArt's learned-sigma half
     /// dropped). Several inputs give the same results as separate calls.
     fn run(&self, inputs: &[NetInput<'_>]) -> Result<Vec<Tensor>> {
@@ -169,7 +160,9 @@ impl Denoiser<'_> {
         let batch = x.size()[0];
         let guided = (self.cfg - 1.0).abs() > f64::EPSILON;
         let c_in = 1.0 / (sigma * sigma + 1.0).sqrt();
-        let timestep = self.net.timestep(self.schedule, sigma);
+        // The nearest integer step, as ComfyUI's ModelSamplingDiscrete feeds every discrete
+        // model (diffusers' Euler interpolates; the two agree at integer timesteps).
+        let timestep = self.schedule.nearest_t(sigma);
         let cond = self.conditioning(batch, guided)?;
         let copies = cond.copies;
         let x_in = if copies == 2 {

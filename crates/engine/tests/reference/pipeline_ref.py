@@ -78,7 +78,7 @@ def comfy_normal_sigmas(steps, betas=None):
     """ComfyUI's `normal` sigmas for a discrete model (SD's scaled-linear betas unless
     others are given)."""
     if betas is None:
-        betas = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=torch.float64) ** 2
+        betas = sd_betas()
     ac = torch.cumprod(1 - betas, 0)
     table = ((1 - ac) / ac) ** 0.5
     log_t = table.log()
@@ -96,6 +96,42 @@ def comfy_normal_sigmas(steps, betas=None):
     start, end = t_of(float(table[-1])), t_of(float(table[0]))
     ts = [start + (end - start) * i / (steps - 1) for i in range(steps)]
     return [sigma_of(t) for t in ts] + [0.0]
+
+
+def sd_betas():
+    return torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=torch.float64) ** 2
+
+
+def comfy_euler(eps_of, noise, sigmas, betas, cfg):
+    """Euler with CFG as ComfyUI runs a discrete eps model: x/√(σ²+1) in, the timestep of
+    the nearest table sigma (ComfyUI's ModelSamplingDiscrete.timestep, for every discrete
+    model), denoised = x − eps·σ, guidance on the denoised images (uncond first).
+    `eps_of(x_in, t)` runs the network on the stacked [uncond; cond] batch."""
+    alphas = torch.cumprod(1 - betas, 0)
+    log_sigmas = (((1 - alphas) / alphas) ** 0.5).log()
+    x = noise * math.sqrt(1 + sigmas[0] ** 2)
+    with torch.no_grad():
+        for sigma, following in zip(sigmas[:-1], sigmas[1:]):
+            t = float((math.log(sigma) - log_sigmas).abs().argmin())
+            both = torch.cat([x, x])
+            denoised = both - eps_of(both / math.sqrt(sigma ** 2 + 1), t) * sigma
+            u, c = denoised.chunk(2)
+            denoised = u + (c - u) * cfg
+            x = x + (x - denoised) / sigma * (following - sigma)
+    return x
+
+
+def sd1_comfy_loop(pipe, noise, out):
+    """SD 1.x through comfy_euler at 5 `normal` steps, whose timesteps fall between
+    integers: ComfyUI feeds the nearest one (diffusers' Euler would interpolate)."""
+    with torch.no_grad():
+        cond, uncond = pipe.encode_prompt(PROMPT, "cpu", 1, True, NEGATIVE)
+    context = torch.cat([uncond, cond])
+    eps_of = lambda x, t: pipe.unet(x, torch.tensor([t, t]), encoder_hidden_states=context).sample
+    sigmas = comfy_normal_sigmas(5)
+    latents = comfy_euler(eps_of, noise, sigmas, sd_betas(), CFG)
+    save_file({"sigmas": torch.tensor(sigmas, dtype=torch.float64), "latents": latents.contiguous()},
+              os.path.join(out, "sd1_comfy5_io.safetensors"))
 
 
 def scheduler(prediction):
@@ -193,6 +229,7 @@ def main():
     save_file({k: v.contiguous() for k, v in hf_layout(text).items()},
               os.path.join(out, "sd1_clip_l.safetensors"))
     run(pipe, sigmas, noise, out, "sd1", vae)
+    sd1_comfy_loop(pipe, noise, out)
 
     with torch.no_grad():
         # SD 2.x: OpenCLIP-H layout, penultimate layer + final norm, linear projections, v.

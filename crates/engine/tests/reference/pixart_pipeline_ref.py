@@ -17,7 +17,7 @@ Writes, under --out:
                           the nearest integer timestep, CFG on the denoised images
 The initial noise is ComfyUI's: torch.manual_seed(SEED), randn in the latent's shape.
 """
-import argparse, math, os, shutil, sys
+import argparse, os, shutil, sys
 
 import torch
 from diffusers import EulerDiscreteScheduler, PixArtSigmaPipeline
@@ -53,24 +53,13 @@ def encode(tokenizer, text_encoder, text):
 
 
 def comfy_loop(pipe, cond, uncond, noise, sigmas):
-    """Euler as ComfyUI runs it: x/√(σ²+1) in, the nearest integer timestep, eps → denoised,
-    CFG on the denoised images (uncond first)."""
-    alphas = torch.cumprod(1 - betas(), 0)
-    log_sigmas = (((1 - alphas) / alphas) ** 0.5).log()
-    x = noise * math.sqrt(1 + sigmas[0] ** 2)
-    with torch.no_grad():
-        for sigma, following in zip(sigmas[:-1], sigmas[1:]):
-            t = float((math.log(sigma) - log_sigmas).abs().argmin())
-            x_in = torch.cat([x, x]) / math.sqrt(sigma ** 2 + 1)
-            out = pipe.transformer(
-                x_in, encoder_hidden_states=torch.cat([uncond[0], cond[0]]),
-                encoder_attention_mask=torch.cat([uncond[1], cond[1]]),
-                timestep=torch.tensor([t, t])).sample[:, :4]
-            denoised = torch.cat([x, x]) - out * sigma
-            u, c = denoised.chunk(2)
-            denoised = u + (c - u) * CFG
-            x = x + (x - denoised) / sigma * (following - sigma)
-    return x
+    """ComfyUI's Euler (pipeline_ref.comfy_euler): the nearest integer timestep fed."""
+    context = torch.cat([uncond[0], cond[0]])
+    mask = torch.cat([uncond[1], cond[1]])
+    eps_of = lambda x, t: pipe.transformer(
+        x, encoder_hidden_states=context, encoder_attention_mask=mask,
+        timestep=torch.tensor([t, t])).sample[:, :4]
+    return pipeline_ref.comfy_euler(eps_of, noise, sigmas, betas(), CFG)
 
 
 def build(out):
