@@ -177,6 +177,7 @@ fn explain_missing_checkpoint(checkpoints: &Path) {
 /// cannot be read.
 fn automatic_memory(
     checkpoint: &Path,
+    parts: [Option<&Path>; 2],
     params: &GenerationParams,
     dtype: DType,
     placement: Placement,
@@ -187,15 +188,20 @@ fn automatic_memory(
     if !placement.is_single() || !checkpoint.is_file() {
         return None;
     }
-    let header = imagelab_core::safetensors_header::read_header(checkpoint).ok()?;
+    let read = imagelab_core::safetensors_header::read_header;
+    let header = read(checkpoint).ok()?;
     let element_bytes = if dtype == DType::Fp32 { 4 } else { 2 };
-    let need = MemoryNeed::of_checkpoint(
-        &header,
-        element_bytes,
-        params.width,
-        params.height,
-        params.batch,
-    );
+    let run = (params.width, params.height, params.batch);
+    let need = if imagelab_engine::checkpoint::is_pixart(checkpoint).unwrap_or(false) {
+        // PixArt-Σ's T5 and VAE are files of their own (--clip, --vae).
+        let [Some(clip), Some(vae)] = parts else {
+            return None;
+        };
+        let others = [read(clip).ok()?, read(vae).ok()?];
+        MemoryNeed::of_parts(&header, &[&others[0], &others[1]], element_bytes, run)
+    } else {
+        MemoryNeed::of_checkpoint(&header, element_bytes, run.0, run.1, run.2)
+    };
     let (free, _total) = imagelab_engine::free_and_total(index)?;
     let chosen = choose_for_free_memory(free, need)?;
     let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
@@ -343,7 +349,13 @@ pub fn run(args: GenerateArgs) -> Result<ExitCode> {
     let placement = pick_placement(&args, device)?;
     let mut memory = args.memory.settings(config.memory)?;
     if config.automatic_memory && args.memory.is_unset() && config.memory.is_default() {
-        if let Some(chosen) = automatic_memory(&checkpoint, &params, dtype, placement) {
+        if let Some(chosen) = automatic_memory(
+            &checkpoint,
+            [clip.as_deref(), vae.as_deref()],
+            &params,
+            dtype,
+            placement,
+        ) {
             memory = chosen;
         }
     }

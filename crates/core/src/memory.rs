@@ -410,12 +410,7 @@ impl MemoryNeed {
         batch: u32,
     ) -> MemoryNeed {
         let (mut unet, mut vae, mut text) = (0u64, 0u64, 0u64);
-        for (name, entry) in &header.tensors {
-            if !matches!(entry.dtype.as_str(), "F32" | "F16" | "BF16" | "F64") {
-                continue;
-            }
-            let count: u64 = entry.shape.iter().map(|&d| d.max(0) as u64).product();
-            let bytes = count * u64::from(element_bytes);
+        for (name, bytes) in float_tensor_bytes(header, element_bytes) {
             if name.starts_with("model.diffusion_model.") {
                 unet += bytes;
             } else if name.starts_with("first_stage_model.") {
@@ -431,6 +426,42 @@ impl MemoryNeed {
             activations: activation_estimate(width, height, batch, element_bytes),
         }
     }
+
+    /// A model kept as separate files (PixArt-Σ: the transformer, T5, the VAE) from their
+    /// headers: every float tensor of `denoiser` is the denoiser (no prefix marks it), each
+    /// of `others` is used on its own under offload. All are counted at `element_bytes`
+    /// (T5 runs in bf16 under fp16: the same width).
+    pub fn of_parts(
+        denoiser: &crate::safetensors_header::SafetensorsHeader,
+        others: &[&crate::safetensors_header::SafetensorsHeader],
+        element_bytes: u32,
+        (width, height, batch): (u32, u32, u32),
+    ) -> MemoryNeed {
+        let total = |h: &crate::safetensors_header::SafetensorsHeader| -> u64 {
+            float_tensor_bytes(h, element_bytes).map(|(_, b)| b).sum()
+        };
+        let parts: Vec<u64> = others.iter().map(|h| total(h)).collect();
+        MemoryNeed {
+            unet: total(denoiser),
+            others: parts.iter().sum(),
+            largest_other: parts.iter().copied().max().unwrap_or(0),
+            activations: activation_estimate(width, height, batch, element_bytes),
+        }
+    }
+}
+
+/// Each float tensor's name and its bytes at `element_bytes` per element.
+fn float_tensor_bytes(
+    header: &crate::safetensors_header::SafetensorsHeader,
+    element_bytes: u32,
+) -> impl Iterator<Item = (&str, u64)> {
+    header.tensors.iter().filter_map(move |(name, entry)| {
+        if !matches!(entry.dtype.as_str(), "F32" | "F16" | "BF16" | "F64") {
+            return None;
+        }
+        let count: u64 = entry.shape.iter().map(|&d| d.max(0) as u64).product();
+        Some((name.as_str(), count * u64::from(element_bytes)))
+    })
 }
 
 /// UNet activation bytes for one image at `width`×`height` with guidance's two halves
@@ -531,5 +562,43 @@ mod choice_tests {
         assert_eq!(six.offload, Offload::Sequential);
         assert_eq!(six.cfg_batching, CfgBatching::Sequential);
         assert!(six.vae_tiling.is_some());
+    }
+
+    fn header(tensors: &[(&str, &str, &[i64])]) -> crate::safetensors_header::SafetensorsHeader {
+        crate::safetensors_header::SafetensorsHeader {
+            tensors: tensors
+                .iter()
+                .map(|(name, dtype, shape)| {
+                    let entry = crate::safetensors_header::TensorEntry {
+                        dtype: dtype.to_string(),
+                        shape: shape.to_vec(),
+                        data_offsets: (0, 0),
+                    };
+                    (name.to_string(), entry)
+                })
+                .collect(),
+            metadata: Default::default(),
+            data_start: 0,
+        }
+    }
+
+    #[test]
+    fn pixart_counts_its_three_files_and_needs_offload_on_a_12_gib_card() {
+        // PixArt-Σ at full size: 0.611 B transformer, 4.762 B T5 (one tensor standing in
+        // for each), the VAE; an integer tensor is not counted.
+        let dit = header(&[("adaln_single.linear.weight", "F16", &[610_856_096])]);
+        let t5 = header(&[
+            ("shared.weight", "F16", &[4_762_310_656]),
+            ("position_ids", "I64", &[300]),
+        ]);
+        let vae = header(&[("decoder.conv_in.weight", "F16", &[83_653_863])]);
+        let need = MemoryNeed::of_parts(&dit, &[&t5, &vae], 2, (1024, 1024, 1));
+        assert_eq!(need.unet, 2 * 610_856_096);
+        assert_eq!(need.others, 2 * (4_762_310_656 + 83_653_863));
+        assert_eq!(need.largest_other, 2 * 4_762_310_656);
+        // Everything resident does not fit in 12 GiB; T5 visiting alone does.
+        let chosen = choose_for_free_memory(12 * GIB, need).expect("a memory mode");
+        assert_eq!(chosen.offload, Offload::Model);
+        assert_eq!(choose_for_free_memory(40 * GIB, need), None);
     }
 }
