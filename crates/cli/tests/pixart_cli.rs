@@ -1,7 +1,8 @@
 //! `imagelab generate` with a tiny PixArt-Σ in ComfyUI's layout (the transformer in
 //! models/checkpoints, T5 and its spiece.model in models/clip, the VAE in models/vae):
 //! the family's recommended steps and CFG when none are chosen, the metadata, and the
-//! missing T5 named; `imagelab submit` applying the same recommendation.
+//! missing T5 named; `imagelab submit` applying the same recommendation, and a daemon's
+//! CPU worker running a PixArt-Σ job to its image.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -154,5 +155,52 @@ fn submit_gives_a_pixart_job_its_recommended_settings_unless_others_are_chosen()
     assert_eq!(
         (job["spec"]["steps"].as_u64(), job["spec"]["cfg"].as_f64()),
         (Some(6), Some(4.5))
+    );
+}
+
+#[test]
+fn a_daemons_worker_runs_a_pixart_job_to_its_image() {
+    let sb = sandbox();
+    let _daemon = start_daemon(&sb, &["--worker", "cpu"]);
+    let args = [
+        "submit",
+        "--model",
+        "pixart",
+        "--clip",
+        "t5",
+        "--vae",
+        "pixart_vae",
+        "--prompt",
+        "A Lighthouse",
+        "--width",
+        "96",
+        "--height",
+        "64",
+        "--steps",
+        "3",
+        "--seed",
+        "4",
+    ];
+    let id = stdout(&imagelab(&sb, &args)).trim().to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let job = loop {
+        let job: serde_json::Value =
+            serde_json::from_str(&stdout(&imagelab(&sb, &["job", &id, "--json"]))).unwrap();
+        if job["state"] != "queued" && job["state"] != "leased" {
+            break job;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never finished: {job}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert_eq!(job["state"], "done", "{job}");
+    let name = job["outputs"][0].as_str().unwrap();
+    let (parameters, spec) = parameters_of(&sb.path("output").join(name));
+    assert_eq!(spec["model"]["family"], "pixart_sigma");
+    assert!(
+        parameters.contains("Steps: 3,") && parameters.contains("CFG scale: 4.5"),
+        "{parameters}"
     );
 }
