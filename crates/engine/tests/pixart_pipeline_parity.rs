@@ -235,3 +235,31 @@ fn a_transformer_alone_without_its_t5_names_the_flag() {
         "{err}"
     );
 }
+
+#[test]
+fn emphasis_weights_t5_tokens_as_comfyui_does() {
+    // ComfyUI's T5 path: the syntax removed, words tokenized one by one, each token's
+    // output weighted against an all-<pad> prompt's; padding and the mask change nothing
+    // for the real tokens.
+    let io = io();
+    let want = &io["weighted_context"];
+    let real = want.size()[1];
+    let pipeline = load(&ModelChoice::new(folder(), DeviceSpec::Cpu, DType::Fp32));
+    let weighted = pipeline
+        .encode_prompt("A (red:1.5) lighthouse at (dusk)", None)
+        .unwrap()
+        .context;
+    assert_eq!(weighted.size()[1], 300);
+    common::assert_close("weighted context", &weighted.narrow(1, 0, real), want, 1e-5);
+    // A weight of 1 is the plain prompt; the weights are what changed it.
+    let plain = pipeline
+        .encode_prompt("A red lighthouse at dusk", None)
+        .unwrap()
+        .context;
+    let unit = pipeline
+        .encode_prompt("A (red:1.0) lighthouse at dusk", None)
+        .unwrap()
+        .context;
+    assert!(plain.equal(&unit));
+    assert!(common::relative_error(&weighted.narrow(1, 0, real), &plain.narrow(1, 0, real)) > 1e-3);
+}

@@ -119,3 +119,23 @@ fn a_broken_or_missing_tokenizer_is_an_error_naming_the_file() {
     let err = T5Tokenizer::find(dir.path(), 300).unwrap_err().to_string();
     assert!(err.contains("tokenizer.json"), "{err}");
 }
+
+#[test]
+fn word_by_word_tokenizing_as_comfyui_gives_the_same_ids_for_plain_prompts() {
+    // The pipeline tokenizes each space-separated word alone (ComfyUI's way, so emphasis
+    // can weight words); for prompts without emphasis syntax that must change nothing.
+    for length in [300, 16] {
+        let tokenizer = T5Tokenizer::find(&reference().join("spm"), length).unwrap();
+        for case in cases(length) {
+            let tokens = tokenizer.encode_weighted(&case.text).unwrap();
+            let ids: Vec<u32> = Vec::<i64>::try_from(tokens.ids.flatten(0, -1))
+                .unwrap()
+                .into_iter()
+                .map(|id| id as u32)
+                .collect();
+            assert_eq!(ids, case.ids, "length {length}: ids of {:?}", case.text);
+            let real = case.mask.iter().filter(|&&m| m == 1).count();
+            assert_eq!(tokens.weights, vec![1.0; real], "{:?}", case.text);
+        }
+    }
+}

@@ -9,6 +9,25 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use tch::{Device, Tensor};
 
+/// ComfyUI's emphasis for T5: each weighted token's output moved away from (or towards)
+/// the output for an all-`<pad>` prompt of the same length, `(z − z_empty)·w + z_empty`.
+fn emphasise(encoder: &T5Encoder, context: &Tensor, weights: &[f32]) -> Result<Tensor> {
+    let real = weights.len() as i64;
+    let empty_ids = Tensor::zeros([1, real], (tch::Kind::Int64, tch::Device::Cpu));
+    let all = empty_ids.ones_like();
+    let empty = encoder
+        .encode(&empty_ids, &all)?
+        .hidden
+        .to_kind(tch::Kind::Float);
+    let w = Tensor::from_slice(weights)
+        .view([1, real, 1])
+        .to_device(context.device());
+    let head = context.narrow(1, 0, real).to_kind(tch::Kind::Float);
+    let weighted = ((head - &empty) * w + &empty).to_kind(context.kind());
+    let rest = context.narrow(1, real, context.size()[1] - real);
+    Ok(Tensor::cat(&[weighted, rest], 1))
+}
+
 /// Prompts kept by default: a night run's negative, a handful of recent prompts.
 pub const DEFAULT_CACHED_PROMPTS: usize = 8;
 
@@ -48,8 +67,9 @@ impl T5Text {
     }
 
     /// The guidance for `prompt` (`[1, tokens, d_model]` context, `[1, tokens]` mask) on
-    /// `device`, from the cache or by running `encoder`. The prompt is encoded as given:
-    /// T5 is cased, and nothing is lower-cased or stripped.
+    /// `device`, from the cache or by running `encoder`. The prompt is encoded as given —
+    /// T5 is cased, and nothing is lower-cased or stripped — but for ComfyUI's emphasis
+    /// syntax, which weights its words as ComfyUI does.
     pub fn guidance(
         &self,
         encoder: &T5Encoder,
@@ -81,7 +101,8 @@ impl T5Text {
     }
 
     fn encode_and_keep(&self, encoder: &T5Encoder, prompt: &str) -> Result<(Tensor, Tensor)> {
-        let (ids, mask) = self.tokenizer.encode(&[prompt])?;
+        let tokens = self.tokenizer.encode_weighted(prompt)?;
+        let (ids, mask) = (&tokens.ids, &tokens.mask);
         let vocab = encoder.config().vocab;
         let largest = ids.max().int64_value(&[]);
         if largest >= vocab {
@@ -93,7 +114,11 @@ impl T5Text {
                 ),
             });
         }
-        let context = tch::no_grad(|| encoder.encode(&ids, &mask))?.hidden;
+        let mut context = tch::no_grad(|| encoder.encode(ids, mask))?.hidden;
+        if tokens.weights.iter().any(|&w| w != 1.0) {
+            context = tch::no_grad(|| emphasise(encoder, &context, &tokens.weights))?;
+        }
+        let mask = mask.shallow_clone();
         if self.capacity > 0 {
             let mut recent = self.recent.borrow_mut();
             if recent.len() == self.capacity {

@@ -5,7 +5,7 @@ mod model;
 mod tokenizer;
 
 pub use model::{T5Encoder, T5Output};
-pub use tokenizer::{write_synthetic_spiece, T5Tokenizer, PIXART_TOKENS};
+pub use tokenizer::{write_synthetic_spiece, T5Tokenizer, WeightedTokens, PIXART_TOKENS};
 
 use crate::error::{EngineError, Result};
 use crate::weights::Weights;

@@ -96,6 +96,17 @@ pub fn write_synthetic_spiece(path: &Path, pieces: usize) -> Result<()> {
     })
 }
 
+/// A prompt's tokens with their emphasis ([`T5Tokenizer::encode_weighted`]).
+#[derive(Debug)]
+pub struct WeightedTokens {
+    /// `[1, length]` ids, padded.
+    pub ids: Tensor,
+    /// `[1, length]`, 1 for the real tokens.
+    pub mask: Tensor,
+    /// One weight per real token, `</s>` (1.0) last.
+    pub weights: Vec<f32>,
+}
+
 /// A loaded T5 tokenizer producing `length` ids per prompt.
 #[derive(Debug, Clone)]
 pub struct T5Tokenizer {
@@ -241,6 +252,49 @@ impl T5Tokenizer {
             encoding.get_ids().to_vec(),
             encoding.get_attention_mask().to_vec(),
         ))
+    }
+
+    /// A prompt with ComfyUI's emphasis syntax (`(word:1.3)`, `(word)`), tokenized as
+    /// ComfyUI does for T5: the syntax removed, each space-separated word tokenized on its
+    /// own, `</s>` appended, then truncated to `length` (keeping `</s>`) and padded. Returns
+    /// `[1, length]` ids and mask and the weight of each real token (`</s>` included).
+    pub fn encode_weighted(&self, prompt: &str) -> Result<WeightedTokens> {
+        let mut ids = Vec::new();
+        let mut weights = Vec::new();
+        for segment in crate::tokenizer::parse_weights(prompt) {
+            let text = segment.text.replace('\n', " ");
+            for word in text.split(' ').filter(|w| !w.is_empty()) {
+                let encoding = self
+                    .inner
+                    .encode(word, false)
+                    .map_err(|e| bad(&self.source, format!("cannot tokenize {word:?}: {e}")))?;
+                // The tokenizer pads every encoding: keep the word's own pieces.
+                let pieces: Vec<u32> = encoding
+                    .get_ids()
+                    .iter()
+                    .zip(encoding.get_attention_mask())
+                    .filter(|(_, &real)| real == 1)
+                    .map(|(&id, _)| id)
+                    .collect();
+                weights.extend(std::iter::repeat_n(segment.weight, pieces.len()));
+                ids.extend(pieces);
+            }
+        }
+        ids.truncate(self.length.saturating_sub(1));
+        weights.truncate(ids.len());
+        ids.push(EOS_ID);
+        weights.push(1.0);
+        let real = ids.len();
+        let mut mask = vec![1i64; real];
+        mask.resize(self.length, 0);
+        let mut padded: Vec<i64> = ids.into_iter().map(i64::from).collect();
+        padded.resize(self.length, i64::from(PAD_ID));
+        let shape = [1, self.length as i64];
+        Ok(WeightedTokens {
+            ids: Tensor::from_slice(&padded).view(shape),
+            mask: Tensor::from_slice(&mask).view(shape),
+            weights,
+        })
     }
 
     /// `[batch, length]` int64 ids and mask for `texts`, on the CPU.

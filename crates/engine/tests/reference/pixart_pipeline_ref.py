@@ -15,6 +15,9 @@ Writes, under --out:
     image4                the VAE decode of latents4
     sigmas5, latents5     5 steps (fractional timesteps) through the ComfyUI-style loop:
                           the nearest integer timestep, CFG on the denoised images
+    weighted_ids, weighted_context   WEIGHTED's tokens and T5 output as ComfyUI weights
+                          them (each word alone, no padding, (z − z_empty)·w + z_empty
+                          against an all-<pad> sequence of the same length)
 The initial noise is ComfyUI's: torch.manual_seed(SEED), randn in the latent's shape.
 """
 import argparse, os, shutil, sys
@@ -37,6 +40,9 @@ PROMPT = "A Lighthouse at Dusk, Volumetric Light"  # cased: T5 sees it verbatim
 NEGATIVE = "blurry, low quality"
 CFG = 4.5
 TOKENS = 300
+# ComfyUI's emphasis: "(red:1.5)" sets 1.5, "(dusk)" multiplies by 1.1.
+WEIGHTED = "A (red:1.5) lighthouse at (dusk)"
+WEIGHTED_WORDS = [("A", 1.0), ("red", 1.5), ("lighthouse", 1.0), ("at", 1.0), ("dusk", 1.1)]
 
 
 def betas():
@@ -50,6 +56,22 @@ def encode(tokenizer, text_encoder, text):
     with torch.no_grad():
         hidden = text_encoder(enc.input_ids, attention_mask=enc.attention_mask)[0]
     return hidden, enc.attention_mask
+
+
+def comfy_weighted(tokenizer, text_encoder):
+    """ComfyUI's T5 path for PixArt: words tokenized one by one, </s> appended, no padding,
+    and each token's output weighted against an all-<pad> prompt's."""
+    ids, weights = [], []
+    for word, weight in WEIGHTED_WORDS:
+        pieces = tokenizer(word, add_special_tokens=False).input_ids
+        ids += pieces
+        weights += [weight] * len(pieces)
+    ids, weights = ids + [1], weights + [1.0]
+    with torch.no_grad():
+        z = text_encoder(torch.tensor([ids]))[0]
+        empty = text_encoder(torch.zeros(1, len(ids), dtype=torch.long))[0]
+    w = torch.tensor(weights).view(1, -1, 1)
+    return torch.tensor(ids), (z - empty) * w + empty
 
 
 def comfy_loop(pipe, cond, uncond, noise, sigmas):
@@ -115,10 +137,12 @@ def main():
         image4 = pipe.vae.decode(latents4 / 0.13025).sample
     sigmas5 = pipeline_ref.comfy_normal_sigmas(5, betas())
     latents5 = comfy_loop(pipe, cond, uncond, noise, sigmas5)
+    weighted_ids, weighted_context = comfy_weighted(pipe.tokenizer, pipe.text_encoder)
     save_file({"sigmas4": torch.tensor(sigmas4, dtype=torch.float64),
                "latents4": latents4.contiguous(), "image4": image4.contiguous(),
                "sigmas5": torch.tensor(sigmas5, dtype=torch.float64),
-               "latents5": latents5.contiguous()},
+               "latents5": latents5.contiguous(), "weighted_ids": weighted_ids,
+               "weighted_context": weighted_context.contiguous()},
               os.path.join(out, "io.safetensors"))
 
 
