@@ -37,6 +37,10 @@ pub struct Catalog {
     pub profiles: ProfileLibrary,
     pub mode: ContentMode,
     pub base: GenerationParams,
+    /// For models whose family has recommended settings (PixArt-Σ: 20 steps, CFG 4.5), the
+    /// base with them in, where the settings file's defaults left steps and CFG as shipped;
+    /// a theme's own settings still win over both.
+    pub family_bases: std::collections::HashMap<String, GenerationParams>,
 }
 
 /// The run's content mode: the settings file's, narrowed by the request. A request may
@@ -157,13 +161,21 @@ impl Catalog {
             });
             weights.push(weight);
         }
-        Ok(Catalog {
+        let mut catalog = Catalog {
             themes,
             theme_cycle: weighted_cycle(&weights),
             profiles,
             mode,
             base: options.base.clone(),
-        })
+            family_bases: Default::default(),
+        };
+        catalog.family_bases = family_bases(&catalog, &checkpoints);
+        Ok(catalog)
+    }
+
+    /// The parameters a job on `model` starts from, before its theme's settings.
+    pub fn base_for(&self, model: &str) -> &GenerationParams {
+        self.family_bases.get(model).unwrap_or(&self.base)
     }
 
     /// Every checkpoint the run may use, each once, in first-use order.
@@ -178,6 +190,35 @@ impl Catalog {
         }
         names
     }
+}
+
+/// The bases of the run's models whose family recommends other steps or CFG (told from
+/// each file's tensors; a file that cannot be read keeps the plain base, and fails when
+/// its job runs, as before).
+fn family_bases(
+    catalog: &Catalog,
+    checkpoints: &Path,
+) -> std::collections::HashMap<String, GenerationParams> {
+    let stock = imagelab_core::config::GenerationDefaults::default();
+    let mut bases = std::collections::HashMap::new();
+    for model in catalog.model_names() {
+        let family = resolve_model_file(checkpoints, &model, "model", false)
+            .ok()
+            .and_then(|path| imagelab_core::family::inspect(&path).ok())
+            .map(|detected| detected.family);
+        let Some(recommended) = family.and_then(|f| f.recommended()) else {
+            continue;
+        };
+        let mut base = catalog.base.clone();
+        if base.steps == stock.steps {
+            base.steps = recommended.steps;
+        }
+        if base.cfg == stock.cfg {
+            base.cfg = recommended.cfg;
+        }
+        bases.insert(model, base);
+    }
+    bases
 }
 
 /// `name` or `name:N` → (name, N).

@@ -117,7 +117,7 @@ pub fn job_at(run: &RunRecord, catalog: &Catalog, index: u64) -> Result<NewJob, 
     let mut params = generated
         // The slot's profile: the request's when it names one, else the theme's own.
         .resolve(
-            &catalog.base,
+            catalog.base_for(model),
             &catalog.profiles,
             catalog.mode,
             slot.profile.as_deref(),

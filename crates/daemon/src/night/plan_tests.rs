@@ -270,3 +270,45 @@ fn a_request_can_name_the_profile_and_narrow_the_content_but_not_widen_it() {
     };
     assert!(Catalog::load(&both, &lab.options, &lab.folders()).is_err());
 }
+
+/// A file the family rules read as a PixArt-Σ transformer (one marker tensor).
+fn write_pixart_marker(path: &std::path::Path) {
+    let header =
+        br#"{"adaln_single.linear.weight":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#;
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(header);
+    bytes.extend_from_slice(&[0; 4]);
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn a_pixart_model_gets_its_recommended_steps_and_cfg_where_nothing_else_set_them() {
+    let lab = TestLab::new();
+    write_pixart_marker(&lab.dir.path().join("models/checkpoints/pix.safetensors"));
+    let on = |model: &str| {
+        let req = NightRequest {
+            models: vec![model.to_string()],
+            ..request(&["castles"])
+        };
+        let catalog = lab.catalog(&req);
+        let job = job_at(&record(req), &catalog, 0).unwrap();
+        (job.spec.params.steps, job.spec.params.cfg)
+    };
+    // castles sets only the size: PixArt-Σ's 20 steps and CFG 4.5 apply.
+    assert_eq!(on("pix"), (20, 4.5));
+    // An SD model (here a file no rule reads) keeps the settings file's defaults.
+    let stock = imagelab_core::config::GenerationDefaults::default();
+    assert_eq!(on("a"), (stock.steps, stock.cfg));
+    // A theme's own steps win: knights draws 20 or 30; CFG still takes the recommendation.
+    let req = NightRequest {
+        models: vec!["pix".into()],
+        ..request(&["knights"])
+    };
+    let catalog = lab.catalog(&req);
+    let run = record(req);
+    for index in 0..6 {
+        let params = job_at(&run, &catalog, index).unwrap().spec.params;
+        assert!([20, 30].contains(&params.steps), "{}", params.steps);
+        assert_eq!(params.cfg, 4.5);
+    }
+}
