@@ -51,7 +51,7 @@ impl App {
                 form.swap_size();
                 ui.left.show_form(&form);
             }
-            AppMsg::ModelPicked => self.model_picked(ui),
+            AppMsg::ModelPicked(before) => self.model_picked(ui, before.as_deref()),
             AppMsg::Preset(w, h) => {
                 let mut form = ui.left.form();
                 (form.width, form.height) = (w, h);
@@ -133,13 +133,12 @@ impl App {
 
     /// A family's recommended steps and CFG when its checkpoint is picked (and the
     /// defaults back when it is left), unless the user typed their own.
-    fn model_picked(&mut self, ui: &Ui) {
+    fn model_picked(&mut self, ui: &Ui, before: Option<&str>) {
         let mut form = ui.left.form();
-        let after = form
-            .model
-            .as_ref()
-            .and_then(|m| self.families.get(m).cloned().flatten());
-        let before = std::mem::replace(&mut self.picked_family, after.clone());
+        let family =
+            |model: Option<&str>| model.and_then(|m| self.families.get(m).cloned().flatten());
+        let after = family(form.model.as_deref());
+        let before = family(before);
         let defaults = &self.config.defaults;
         if let Some(note) = form.follow_family(before.as_deref(), after.as_deref(), defaults) {
             ui.left.show_form(&form);

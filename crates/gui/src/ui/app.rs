@@ -37,8 +37,9 @@ pub enum AppMsg {
     /// The GPU and worker status again (while a new daemon has no worker yet).
     RefreshGpus,
     SwapSize,
-    /// Another checkpoint is selected (its family may bring recommended settings).
-    ModelPicked,
+    /// The user selected another checkpoint (its family may bring recommended settings);
+    /// the one selected before.
+    ModelPicked(Option<String>),
     Preset(u32, u32),
     DiceSeed,
     ReuseSeed,
@@ -183,8 +184,6 @@ pub struct App {
     pub checkpoints: Vec<String>,
     /// Each checkpoint's family as the daemon labels it (`sdxl`, `pixart-sigma`, …).
     pub families: std::collections::HashMap<String, Option<String>>,
-    /// The family of the checkpoint selected last (for [`AppMsg::ModelPicked`]).
-    pub picked_family: Option<String>,
     pub library: PromptLibrary,
     pub status: GpuStatusView,
     pub mine: HashSet<u64>,
@@ -246,7 +245,6 @@ impl Component for App {
             gpu_samples: Vec::new(),
             checkpoints: Vec::new(),
             families: Default::default(),
-            picked_family: None,
             library: PromptLibrary::default(),
             status: GpuStatusView {
                 nvml_error: None,

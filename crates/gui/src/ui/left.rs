@@ -40,6 +40,8 @@ pub struct LeftPanel {
     init_label: gtk::Label,
     init_image: RefCell<Option<String>>,
     strength: gtk::Scale,
+    /// Set while the app itself fills the widgets: selection changes then are not picks.
+    filling: std::rc::Rc<std::cell::Cell<bool>>,
 }
 
 fn names(items: &[String]) -> Vec<String> {
@@ -171,8 +173,24 @@ impl LeftPanel {
         save_defaults.connect_clicked(send(|| AppMsg::SaveDefaults));
         init_open.connect_clicked(send(|| AppMsg::OpenInitImage));
         init_clear.connect_clicked(send(|| AppMsg::ClearInitImage));
-        let s = sender.clone();
-        checkpoint.connect_selected_notify(move |_| s.input(AppMsg::ModelPicked));
+        // The checkpoint selected last, by the user or by the app.
+        let selected_model = std::rc::Rc::new(RefCell::new(None));
+        let filling = std::rc::Rc::new(std::cell::Cell::new(false));
+        let (s, last, busy, list) = (
+            sender.clone(),
+            selected_model.clone(),
+            filling.clone(),
+            checkpoints.clone(),
+        );
+        checkpoint.connect_selected_notify(move |d| {
+            let now = list.string(d.selected()).map(|s| s.to_string());
+            let before = last.replace(now);
+            // Only the user's picks bring a family's settings: a recalled image or the
+            // saved form keeps the steps and CFG it was shown with.
+            if !busy.get() {
+                s.input(AppMsg::ModelPicked(before));
+            }
+        });
         let s = sender.clone();
         preset.connect_selected_notify(move |d| {
             if let Some(&(w, h, _)) = (d.selected() as usize)
@@ -215,16 +233,26 @@ impl LeftPanel {
             init_label,
             init_image: RefCell::new(None),
             strength,
+            filling,
         }
+    }
+
+    /// Runs `fill` with selection changes not taken as the user's picks.
+    fn filling(&self, fill: impl FnOnce()) {
+        let was = self.filling.replace(true);
+        fill();
+        self.filling.set(was);
     }
 
     /// The model lists from the daemon, keeping the current choices where they remain.
     pub fn show_models(&self, checkpoints: &[String], vaes: &[String], clips: &[String]) {
         let form = self.form();
-        set_items(&self.checkpoints, checkpoints);
-        set_items(&self.vaes, &names(vaes));
-        set_items(&self.clips, &names(clips));
-        self.select_models(&form);
+        self.filling(|| {
+            set_items(&self.checkpoints, checkpoints);
+            set_items(&self.vaes, &names(vaes));
+            set_items(&self.clips, &names(clips));
+            self.select_models(&form);
+        });
     }
 
     fn select_models(&self, form: &FormState) {
@@ -349,7 +377,7 @@ impl LeftPanel {
 
     /// Shows `form` (the prompts are the center's).
     pub fn show_form(&self, form: &FormState) {
-        self.select_models(form);
+        self.filling(|| self.select_models(form));
         self.width.set_value(form.width.into());
         self.height.set_value(form.height.into());
         let index =
