@@ -87,8 +87,8 @@ fn sdxl_matches_diffusers_from_prompt_to_image() {
 
 #[test]
 fn sd1_is_fed_the_nearest_timestep_as_comfyui_does() {
-    // 5 `normal` steps put the timesteps between integers, where ComfyUI (and A1111)
-    // feed the nearest one and diffusers' Euler would interpolate.
+    // 5 `normal` steps put the timesteps between integers, where ComfyUI feeds the
+    // nearest one and diffusers' Euler would interpolate.
     let io = common::load_tensors(&reference_dir().join("sd1_comfy5_io.safetensors"));
     let want_sigmas = Vec::<f64>::try_from(&io["sigmas"]).unwrap();
     let ours = sigmas_for(

@@ -152,6 +152,19 @@ fn memory_report_names_transformer_t5_and_vae_and_offload_keeps_t5_off() {
     let a = sample(&resident, &params(2));
     let b = sample(&offloaded, &params(2));
     assert!(a.equal(&b), "{:.3e}", common::relative_error(&b, &a));
+    // Once both prompts are cached, a job does not build the offloaded T5 at all.
+    let built = offloaded.text_encoder_builds();
+    assert!(built >= 1);
+    let again = sample(&offloaded, &params(2));
+    assert!(again.equal(&b));
+    assert_eq!(offloaded.text_encoder_builds(), built);
+    let other = GenerationParams {
+        prompt: "another prompt".into(),
+        ..params(2)
+    };
+    let _ = sample(&offloaded, &other);
+    assert_eq!(offloaded.text_encoder_builds(), built + 1);
+    assert_eq!(resident.text_encoder_builds(), 0);
 }
 
 #[test]
@@ -262,4 +275,48 @@ fn emphasis_weights_t5_tokens_as_comfyui_does() {
         .context;
     assert!(plain.equal(&unit));
     assert!(common::relative_error(&weighted.narrow(1, 0, real), &plain.narrow(1, 0, real)) > 1e-3);
+}
+
+#[test]
+fn sequential_offload_is_reported_as_the_model_offload_it_runs_and_alpha_folders_are_refused() {
+    let pipeline = load(&ModelChoice {
+        memory: MemorySettings {
+            offload: Offload::Sequential,
+            ..MemorySettings::default()
+        },
+        ..ModelChoice::new(folder(), DeviceSpec::Cpu, DType::Fp32)
+    });
+    assert_eq!(pipeline.memory_settings().offload, Offload::Model);
+    // No "Clip skip" for T5 in the PNG's parameters.
+    let skipped = GenerationParams {
+        clip_skip: Some(2),
+        ..params(2)
+    };
+    let images = pipeline.generate(&skipped, &mut |_| {}).unwrap();
+    let png = pipeline.encode_png(&skipped, &images[0]).unwrap();
+    let text = String::from_utf8_lossy(&png).into_owned();
+    assert!(text.contains("Steps: 2") && !text.contains("Clip skip"));
+    // A PixArt-α folder is named, not run as Σ.
+    let alpha = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(alpha.path().join("transformer")).unwrap();
+    std::fs::copy(
+        folder().join("transformer/diffusion_pytorch_model.safetensors"),
+        alpha
+            .path()
+            .join("transformer/diffusion_pytorch_model.safetensors"),
+    )
+    .unwrap();
+    std::fs::write(
+        alpha.path().join("model_index.json"),
+        r#"{"_class_name": "PixArtAlphaPipeline"}"#,
+    )
+    .unwrap();
+    let err = Pipeline::load(&ModelChoice::new(
+        alpha.path(),
+        DeviceSpec::Cpu,
+        DType::Fp32,
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("PixArtAlphaPipeline"), "{err}");
 }

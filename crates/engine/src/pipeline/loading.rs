@@ -435,7 +435,9 @@ pub(super) fn describe(
     if let Some(vae) = &p.info.vae_name {
         fields.push(("VAE", vae.clone()));
     }
-    if let Some(skip) = params.clip_skip {
+    // T5 has no CLIP layers to skip: PixArt-Σ's images do not claim one.
+    let clip_skip = params.clip_skip.filter(|_| p.family != Family::PixArtSigma);
+    if let Some(skip) = clip_skip {
         fields.push(("Clip skip", skip.to_string()));
     }
     if params.init_image.is_some() {

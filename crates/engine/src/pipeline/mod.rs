@@ -355,6 +355,25 @@ impl Pipeline {
         })
     }
 
+    /// Both sides' guidance when T5's prompt cache holds them, without visiting the
+    /// (possibly offloaded) encoder.
+    fn cached_guidance(
+        &self,
+        params: &GenerationParams,
+    ) -> Result<Option<(GuidanceInput, GuidanceInput)>> {
+        let (prompt, _) = imagelab_core::lora::split_prompt(&params.prompt)?;
+        let (negative, _) = imagelab_core::lora::split_prompt(&params.negative)?;
+        self.text
+            .cached_pair([&prompt, &negative], self.device)
+            .transpose()
+    }
+
+    /// How often offloaded text encoders were built for a job (0 when resident): T5's
+    /// prompt cache spares the build when both prompts are known.
+    pub fn text_encoder_builds(&self) -> u64 {
+        self.text.encoder_builds()
+    }
+
     /// The starting latents: pure noise for text-to-image, the encoded init image plus
     /// noise at the first sigma for image-to-image.
     fn initial_latents(
@@ -433,12 +452,15 @@ impl Pipeline {
         );
         // Both prompts in one visit of the (possibly offloaded) text encoders.
         let encode = tracing::info_span!("encode").entered();
-        let (cond, uncond) = self.text.visit(|encoders| {
-            Ok((
-                self.guidance(&encoders, &params.prompt, params)?,
-                self.guidance(&encoders, &params.negative, params)?,
-            ))
-        })?;
+        let (cond, uncond) = match self.cached_guidance(params)? {
+            Some(pair) => pair,
+            None => self.text.visit(|encoders| {
+                Ok((
+                    self.guidance(&encoders, &params.prompt, params)?,
+                    self.guidance(&encoders, &params.negative, params)?,
+                ))
+            })?,
+        };
         drop(encode);
         let x = self.initial_latents(params, &sigmas, init.as_ref())?;
         let model = Denoiser {

@@ -32,7 +32,11 @@ impl Default for Tuning {
 /// memory-mapped weights each time it is used and freed right after.
 pub(super) enum OnDemand<T> {
     Resident(T),
-    Rebuilt(Box<dyn Fn() -> Result<T> + Send>),
+    Rebuilt {
+        build: Box<dyn Fn() -> Result<T> + Send>,
+        /// Builds since the load's check (for tests: a cache should spare them).
+        builds: std::sync::atomic::AtomicU64,
+    },
 }
 
 impl<T> OnDemand<T> {
@@ -40,7 +44,18 @@ impl<T> OnDemand<T> {
     /// keeps only the recipe.
     pub fn offloaded(build: Box<dyn Fn() -> Result<T> + Send>) -> Result<OnDemand<T>> {
         drop(build()?);
-        Ok(OnDemand::Rebuilt(build))
+        Ok(OnDemand::Rebuilt {
+            build,
+            builds: Default::default(),
+        })
+    }
+
+    /// How often an offloaded component was built for a use (0 when resident).
+    pub fn builds(&self) -> u64 {
+        match self {
+            OnDemand::Resident(_) => 0,
+            OnDemand::Rebuilt { builds, .. } => builds.load(std::sync::atomic::Ordering::Relaxed),
+        }
     }
 
     pub fn is_resident(&self) -> bool {
@@ -51,7 +66,8 @@ impl<T> OnDemand<T> {
     pub fn with<R>(&self, f: impl FnOnce(&T) -> Result<R>) -> Result<R> {
         match self {
             OnDemand::Resident(component) => f(component),
-            OnDemand::Rebuilt(build) => {
+            OnDemand::Rebuilt { build, builds } => {
+                builds.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let component = build()?;
                 f(&component)
             }

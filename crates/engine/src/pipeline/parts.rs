@@ -70,6 +70,34 @@ impl TextConditioning {
         }
     }
 
+    /// Both prompts' T5 guidance on `device` when both are cached, so an offloaded T5 is
+    /// not built for nothing; `None` otherwise (and always for CLIP).
+    pub fn cached_pair(
+        &self,
+        prompts: [&str; 2],
+        device: Device,
+    ) -> Option<Result<(GuidanceInput, GuidanceInput)>> {
+        let TextConditioning::T5 { text, .. } = self else {
+            return None;
+        };
+        if !prompts.iter().all(|p| text.contains(p)) {
+            return None;
+        }
+        let [a, b] = prompts.map(|p| text.cached_guidance(p, device));
+        let (Some(a), Some(b)) = (a, b) else {
+            return None;
+        };
+        Some(a.and_then(|a| Ok((a, b?))))
+    }
+
+    /// How often the offloaded text encoders were built for a use (0 when resident).
+    pub fn encoder_builds(&self) -> u64 {
+        match self {
+            TextConditioning::Clip { encoders, .. } => encoders.builds(),
+            TextConditioning::T5 { encoder, .. } => encoder.builds(),
+        }
+    }
+
     /// The CLIP tokenizer, for the families that have one (embeddings are CLIP's).
     pub fn clip_tokenizer(&self) -> Option<&'static ClipTokenizer> {
         match self {

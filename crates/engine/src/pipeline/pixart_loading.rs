@@ -68,6 +68,16 @@ fn load_t5(
     Ok((encoder, entry))
 }
 
+/// The memory modes as this pipeline carries them out: the DiT's blocks are not
+/// streamed (at 1.2 GB it stays), so sequential offload is model offload here, and the
+/// pipeline says so rather than report a mode it does not run.
+fn settings_as_run(mut memory: super::MemorySettings) -> super::MemorySettings {
+    if memory.offload == Offload::Sequential {
+        memory.offload = Offload::Model;
+    }
+    memory
+}
+
 pub(super) fn load(choice: &ModelChoice) -> Result<Pipeline> {
     let family = Family::PixArtSigma;
     let files = PixArtFiles::locate(
@@ -111,7 +121,7 @@ pub(super) fn load(choice: &ModelChoice) -> Result<Pipeline> {
             encoder,
             text: Box::new(T5Text::new(tokenizer, DEFAULT_CACHED_PROMPTS)),
         },
-        settings: std::cell::Cell::new(choice.memory),
+        settings: std::cell::Cell::new(settings_as_run(choice.memory)),
         tuning: choice.tuning,
         cudnn_benchmark: cudnn_benchmark(choice),
         schedule: ModelSchedule::pixart(),

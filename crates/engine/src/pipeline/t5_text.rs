@@ -87,6 +87,23 @@ impl T5Text {
         })
     }
 
+    /// The guidance for `prompt` on `device` if it is cached (no encoder needed).
+    pub fn cached_guidance(&self, prompt: &str, device: Device) -> Option<Result<GuidanceInput>> {
+        let (context, mask) = self.cached(prompt)?;
+        Some((|| {
+            Ok(GuidanceInput {
+                context: context.f_to_device(device)?,
+                vector: None,
+                mask: Some(mask.f_to_device(device)?),
+            })
+        })())
+    }
+
+    /// Whether `prompt`'s encoding is kept (counts neither a hit nor a miss).
+    pub fn contains(&self, prompt: &str) -> bool {
+        self.recent.borrow().iter().any(|e| e.prompt == prompt)
+    }
+
     fn cached(&self, prompt: &str) -> Option<(Tensor, Tensor)> {
         let mut recent = self.recent.borrow_mut();
         let Some(at) = recent.iter().position(|e| e.prompt == prompt) else {

@@ -133,6 +133,14 @@ impl PixArtFiles {
     }
 
     fn from_folder(folder: &Path, clip: Option<&Path>, vae: Option<&Path>) -> Result<PixArtFiles> {
+        let layout = imagelab_core::family::DiffusersLayout::read(folder);
+        if layout.pipeline_class.as_deref() == Some("PixArtAlphaPipeline") {
+            return Err(EngineError::UnknownArchitecture {
+                path: folder.to_path_buf(),
+                reason: "model_index.json names PixArtAlphaPipeline; only PixArt-Σ is supported"
+                    .into(),
+            });
+        }
         let part = |name: &str| {
             let dir = folder.join(name);
             component_file(&dir).ok_or_else(|| {
