@@ -204,16 +204,20 @@ fn imagelab_binary() -> PathBuf {
     beside
 }
 
+/// The venv's Python, which runs the engine's reference scripts.
+fn python() -> PathBuf {
+    std::env::var_os("IMAGELAB_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/imagelab/venv/bin/python")
+        })
+}
+
 /// The engine reference's tiny random SD 1.5 checkpoint, built into `dir`.
 fn tiny_checkpoint(dir: &Path) -> PathBuf {
     let script =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../engine/tests/reference/pipeline_ref.py");
-    let python = std::env::var_os("IMAGELAB_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/imagelab/venv/bin/python")
-        });
-    let out = Command::new(python)
+    let out = Command::new(python())
         .arg(&script)
         .arg("--out")
         .arg(dir)
@@ -221,6 +225,53 @@ fn tiny_checkpoint(dir: &Path) -> PathBuf {
         .unwrap();
     assert!(out.status.success(), "{}", report(&out));
     dir.join("sd1.safetensors")
+}
+
+/// The engine reference's tiny random PixArt-Σ in ComfyUI's layout, copied into `sb`'s
+/// model folders (transformer, T5 with its spiece.model, VAE).
+fn add_tiny_pixart(sb: &Sandbox) {
+    let dir = sb.path("fixtures/pixart");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../engine/tests/reference/pixart_pipeline_ref.py");
+    let out = Command::new(python())
+        .arg(&script)
+        .arg("--out")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", report(&out));
+    for folder in ["models/clip", "models/vae"] {
+        std::fs::create_dir_all(sb.path(folder)).unwrap();
+    }
+    for (from, to) in [
+        (
+            "comfy/pixart.safetensors",
+            "models/checkpoints/tiny-pixart.safetensors",
+        ),
+        ("comfy/clip/t5.safetensors", "models/clip/t5.safetensors"),
+        ("comfy/clip/spiece.model", "models/clip/spiece.model"),
+        ("comfy/vae.safetensors", "models/vae/pixart_vae.safetensors"),
+    ] {
+        std::fs::copy(dir.join(from), sb.path(to)).unwrap();
+    }
+}
+
+#[test]
+fn picking_a_pixart_checkpoint_brings_its_settings_and_makes_an_image() {
+    let sb = Sandbox::new();
+    add_tiny_pixart(&sb);
+    let text = sb.drive(&["pixart"]);
+    let image = text
+        .lines()
+        .find_map(|l| l.strip_prefix("image: "))
+        .unwrap_or_else(|| panic!("no image named:\n{text}"))
+        .to_string();
+    let texts = imagelab_analytics::pngmeta::read_texts(&sb.path("output").join(&image)).unwrap();
+    let parameters = &texts["parameters"];
+    assert!(
+        parameters.contains("CFG scale: 4.5") && parameters.contains("Model: tiny-pixart"),
+        "{parameters}"
+    );
 }
 
 #[test]

@@ -139,12 +139,21 @@ impl Default for FormState {
     }
 }
 
+/// Moves `value` from `from` to `to` when it still holds `from`; says whether it moved.
+fn follow<T: PartialEq + Copy>(value: &mut T, from: T, to: T) -> bool {
+    let moves = *value == from && from != to;
+    if moves {
+        *value = to;
+    }
+    moves
+}
+
 impl FormState {
     /// Follows a change of checkpoint from family `before` to `after` (the daemon's
     /// labels, `sdxl`, `pixart-sigma`, …): a family with recommended settings (PixArt-Σ:
-    /// 20 steps, CFG 4.5) gets them where steps and CFG still hold the saved defaults, and
-    /// leaving it puts the defaults back where its recommendation still stands. Values the
-    /// user typed are never changed. Returns the note to show, if anything changed.
+    /// 20 steps, CFG 4.5) gets them in each of steps and CFG that still holds the saved
+    /// default, and leaving it puts the defaults back where its recommendation still stands.
+    /// Values the user typed are never changed. Returns the note to show, if anything changed.
     pub fn follow_family(
         &mut self,
         before: Option<&str>,
@@ -156,27 +165,22 @@ impl FormState {
                 .and_then(imagelab_core::family::Family::from_label)
                 .and_then(|f| f.recommended().map(|r| (f, r)))
         };
-        let stock = (defaults.steps, defaults.cfg);
+        // Each field on its own, as `imagelab generate` treats them.
+        let (d_steps, d_cfg) = (defaults.steps, defaults.cfg);
         if let Some((family, r)) = recommended(after) {
-            if (self.steps, self.cfg) == stock && stock != (r.steps, r.cfg) {
-                (self.steps, self.cfg) = (r.steps, r.cfg);
-                return Some(format!(
-                    "{}: its recommended {} steps and CFG {}",
-                    family.display_name(),
-                    r.steps,
-                    r.cfg
-                ));
-            }
-        } else if let Some((_, r)) = recommended(before) {
-            if (self.steps, self.cfg) == (r.steps, r.cfg) {
-                (self.steps, self.cfg) = stock;
-                return Some(format!(
-                    "Steps and CFG back to your defaults ({} and {})",
-                    stock.0, stock.1
-                ));
-            }
+            let moved =
+                follow(&mut self.steps, d_steps, r.steps) | follow(&mut self.cfg, d_cfg, r.cfg);
+            return moved.then(|| {
+                let name = family.display_name();
+                format!(
+                    "{name}: its recommended {} steps and CFG {}",
+                    r.steps, r.cfg
+                )
+            });
         }
-        None
+        let (_, r) = recommended(before)?;
+        let moved = follow(&mut self.steps, r.steps, d_steps) | follow(&mut self.cfg, r.cfg, d_cfg);
+        moved.then(|| format!("Steps and CFG back to your defaults ({d_steps} and {d_cfg})"))
     }
 
     /// A fresh form from the saved defaults.
@@ -397,13 +401,18 @@ mod tests {
             .follow_family(Some("pixart-sigma"), Some("sdxl"), &defaults)
             .is_some());
         assert_eq!((form.steps, form.cfg), (defaults.steps, defaults.cfg));
-        // Values the user typed stay, in both directions.
+        // Values the user typed stay, in both directions, each field on its own.
         form.steps = 33;
+        assert!(form
+            .follow_family(Some("sdxl"), Some("pixart-sigma"), &defaults)
+            .is_some());
+        assert_eq!((form.steps, form.cfg), (33, 4.5));
+        form.cfg = 6.0;
         assert_eq!(
             form.follow_family(Some("sdxl"), Some("pixart-sigma"), &defaults),
             None
         );
-        assert_eq!((form.steps, form.cfg), (33, defaults.cfg));
+        assert_eq!((form.steps, form.cfg), (33, 6.0));
         form.steps = 20;
         form.cfg = 4.5;
         form.follow_family(Some("pixart-sigma"), None, &defaults);

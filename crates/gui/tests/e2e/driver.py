@@ -4,7 +4,7 @@ reader would: it finds controls by their accessible names, types, clicks and rea
 what the window shows. The Rust test (tests/e2e.rs) starts it under Xvfb and a D-Bus
 session and checks the files and processes around it.
 
-Usage: driver.py first | second QUEUED_JOB_ID OTHER_JOB_ID | daemon-lost DAEMON_PID
+Usage: driver.py first | second QUEUED_JOB_ID OTHER_JOB_ID | daemon-lost DAEMON_PID | pixart
 Prints one "ok: ..." line per step; any failure exits non-zero naming the step.
 """
 import json
@@ -442,7 +442,7 @@ def daemon_lost(daemon_pid):
 
 
 # X keycodes of Xvfb's default keymap.
-KEYCODES = {"Control_L": 37, "Return": 36, "Escape": 9}
+KEYCODES = {"Control_L": 37, "Return": 36, "Escape": 9, "Home": 110, "Down": 116}
 
 
 def press(key, control=False):
@@ -453,6 +453,54 @@ def press(key, control=False):
     registry.generateKeyboardEvent(KEYCODES[key], None, pyatspi.KEY_PRESSRELEASE)
     if control:
         registry.generateKeyboardEvent(KEYCODES["Control_L"], None, pyatspi.KEY_RELEASE)
+
+
+def choose(dropdown, item):
+    """Picks `item` in the drop-down named `dropdown` as a person does: open its list, go
+    to the entry with the keyboard, press Enter (GTK 4.8's list items offer no action)."""
+    combo = wait_for(f"the {dropdown} drop-down", lambda: find(dropdown, "combo box"))
+    toggle = [n for n in walk(combo) if n.getRoleName() == "push button"][0]
+    click(toggle, f"the {dropdown} drop-down")
+    listed = wait_for(f"the {dropdown} list", lambda: next(
+        (n for n in walk(application()) if n.getRoleName() == "list" and n.name == "GtkListView"
+         and on_screen(n)), None))
+    items = [n.name for n in walk(listed) if n.getRoleName() == "label"]
+    if item not in items:
+        fail(f"{item!r} is not in the {dropdown} list {items}")
+    time.sleep(0.3)
+    press("Home")
+    for _ in range(items.index(item)):
+        press("Down")
+    press("Return")
+    wait_for(f"{item} chosen", lambda: item in [n.name for n in walk(combo) if n.getRoleName() == "label"][:2])
+
+
+def pixart_pick():
+    """Picking a PixArt-Σ checkpoint brings its recommended CFG 4.5 (with a note); an image
+    made with it; leaving it restores the default."""
+    wait_for("the app on the accessibility bus", application, timeout=60)
+    click(wait_for("Save and start", lambda: find("Save and start", "push button")), "Save and start")
+    wait_for("the work screen with a daemon", ready_to_generate, timeout=120)
+    choose("Checkpoint", "tiny.safetensors")
+    if field_text("CFG scale") != "7.0":
+        fail(f"an SD checkpoint changed CFG to {field_text('CFG scale')}")
+    choose("Checkpoint", "tiny-pixart.safetensors")
+    wait_for("the recommended CFG", lambda: field_text("CFG scale") == "4.5")
+    wait_for("the note saying so", lambda: anywhere("its recommended 20 steps and CFG 4.5"))
+    ok("picking PixArt-Σ took its recommended settings and said so")
+    choose("VAE", "pixart_vae.safetensors")
+    choose("CLIP (text encoders)", "t5.safetensors")
+    type_into("Prompt", "A Lighthouse at Dusk, (volumetric light:1.2)")
+    click(ready_to_generate(), "Generate")
+    wait_for("the PixArt image", thumbnails, timeout=300)
+    vram = wait_for("the VRAM panel", lambda: find("VRAM"))
+    wait_for("PixArt's parts in the VRAM panel",
+             lambda: "Transformer" in texts_under(vram) and "T5 (text encoder)" in texts_under(vram))
+    print(f"image: {thumbnails()[0]}", flush=True)
+    choose("Checkpoint", "tiny.safetensors")
+    wait_for("the default CFG back", lambda: field_text("CFG scale") == "7.0")
+    ok("leaving PixArt-Σ restored the default CFG")
+    close_window()
 
 
 def close_window():
@@ -468,6 +516,8 @@ if __name__ == "__main__":
         first_launch()
     elif sys.argv[1:2] == ["second"] and len(sys.argv) == 4:
         second_launch(int(sys.argv[2]), int(sys.argv[3]))
+    elif sys.argv[1:2] == ["pixart"]:
+        pixart_pick()
     elif sys.argv[1:2] == ["daemon-lost"] and len(sys.argv) == 3:
         daemon_lost(int(sys.argv[2]))
     else:
