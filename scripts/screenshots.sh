@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The README's screenshots (docs/setup.png, work.png, queue.png, favorites.png, analytics.png,
-# night.png, gpus.png), taken from the real app under
+# night.png, gpus.png, work-pixart.png), taken from the real app under
 # Xvfb: a fresh settings folder, a tiny random checkpoint built by the engine's reference
 # script (so the image is noise-like: no real model is downloaded), and the app's own daemon
 # on a CPU worker. Usage: bash scripts/screenshots.sh [OUT_DIR]
@@ -39,4 +39,23 @@ IMAGELAB_BIN="$CARGO_TARGET_DIR/debug/imagelab" AIIMAGEGEN_HOME="$sandbox/home" 
   xvfb-run -a -s "-screen 0 1400x900x24" dbus-run-session -- bash -c \
   "'$CARGO_TARGET_DIR/debug/imagelab-gui' & app=\$!; \
    /usr/bin/python3 '$repo/crates/gui/tests/e2e/screenshots.py' '$out'; status=\$?; \
+   kill \$app 2>/dev/null; wait \$app; exit \$status"
+
+# PixArt-Σ's work screen: a second fresh app, a tiny random PixArt-Σ in ComfyUI's layout.
+pixart="$(mktemp -d)"
+trap 'rm -rf "$sandbox" "$pixart"' EXIT
+mkdir -p "$pixart/home" "$pixart/models/checkpoints" "$pixart/models/clip" "$pixart/models/vae"
+"$IMAGELAB_VENV/bin/python" "$repo/crates/engine/tests/reference/pixart_pipeline_ref.py" --out "$pixart/fixtures" >/dev/null 2>&1
+cp "$sandbox/fixtures/sd1.safetensors" "$pixart/models/checkpoints/tiny-sd15.safetensors"
+cp "$pixart/fixtures/comfy/pixart.safetensors" "$pixart/models/checkpoints/tiny-pixart-sigma.safetensors"
+cp "$pixart/fixtures/comfy/clip/t5.safetensors" "$pixart/models/clip/t5xxl.safetensors"
+cp "$pixart/fixtures/comfy/clip/spiece.model" "$pixart/models/clip/spiece.model"
+cp "$pixart/fixtures/comfy/vae.safetensors" "$pixart/models/vae/sdxl_vae.safetensors"
+printf 'form:\n  width: 256\n  height: 256\n' > "$pixart/home/gui.yaml"
+cd "$pixart"
+IMAGELAB_BIN="$CARGO_TARGET_DIR/debug/imagelab" AIIMAGEGEN_HOME="$pixart/home" IMAGELAB_APP_DIR="$pixart" XDG_CACHE_HOME="$pixart/cache" \
+  CUDA_VISIBLE_DEVICES="" GTK_A11Y=atspi PYTHONPATH="$repo/crates/gui/tests/e2e" \
+  xvfb-run -a -s "-screen 0 1400x900x24" dbus-run-session -- bash -c \
+  "'$CARGO_TARGET_DIR/debug/imagelab-gui' & app=\$!; \
+   /usr/bin/python3 '$repo/crates/gui/tests/e2e/screenshots_pixart.py' '$out'; status=\$?; \
    kill \$app 2>/dev/null; wait \$app; exit \$status"
