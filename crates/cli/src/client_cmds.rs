@@ -163,17 +163,7 @@ fn apply_family_recommendation(
     else {
         return;
     };
-    if imagelab_engine::checkpoint::is_pixart(&path).unwrap_or(false) {
-        let family = imagelab_core::family::Family::PixArtSigma;
-        let applied = crate::generate::apply_recommended(spec, family, args, config);
-        if !applied.is_empty() {
-            eprintln!(
-                "{}: its recommended {}",
-                family.as_str(),
-                applied.join(", ")
-            );
-        }
-    }
+    crate::generate::apply_family_recommendation(spec, &path, args, config);
 }
 
 fn request_from_args(args: &SubmitArgs) -> Result<SubmitRequest> {

@@ -133,7 +133,7 @@ pub(crate) fn build_params(args: &GenerateArgs, config: &Config) -> Result<Gener
 
 /// A family's recommended steps and CFG (PixArt-Σ: 20 and 4.5) where neither the flags nor
 /// the saved defaults chose them; returns what it applied, for the log.
-pub(crate) fn apply_recommended(
+fn apply_recommended(
     params: &mut GenerationParams,
     family: imagelab_core::family::Family,
     args: &GenerateArgs,
@@ -153,6 +153,30 @@ pub(crate) fn apply_recommended(
         applied.push(format!("CFG {}", params.cfg));
     }
     applied
+}
+
+/// The checkpoint's family's recommended steps and CFG ([`apply_recommended`]), said on
+/// stderr; returns whether it is a PixArt-Σ model. An unreadable file counts as not: the
+/// load names what is wrong with it.
+pub(crate) fn apply_family_recommendation(
+    params: &mut GenerationParams,
+    checkpoint: &Path,
+    args: &GenerateArgs,
+    config: &Config,
+) -> bool {
+    let pixart = imagelab_engine::checkpoint::is_pixart(checkpoint).unwrap_or(false);
+    if pixart {
+        let family = imagelab_core::family::Family::PixArtSigma;
+        let applied = apply_recommended(params, family, args, config);
+        if !applied.is_empty() {
+            eprintln!(
+                "{}: its recommended {}",
+                family.as_str(),
+                applied.join(", ")
+            );
+        }
+    }
+    pixart
 }
 
 /// Explains where checkpoints go when there is none; not an error, there is nothing to do.
@@ -177,6 +201,7 @@ fn explain_missing_checkpoint(checkpoints: &Path) {
 /// cannot be read.
 fn automatic_memory(
     checkpoint: &Path,
+    pixart: bool,
     parts: [Option<&Path>; 2],
     params: &GenerationParams,
     dtype: DType,
@@ -192,7 +217,7 @@ fn automatic_memory(
     let header = read(checkpoint).ok()?;
     let element_bytes = if dtype == DType::Fp32 { 4 } else { 2 };
     let run = (params.width, params.height, params.batch);
-    let need = if imagelab_engine::checkpoint::is_pixart(checkpoint).unwrap_or(false) {
+    let need = if pixart {
         // PixArt-Σ's T5 and VAE are files of their own (--clip, --vae).
         let [Some(clip), Some(vae)] = parts else {
             return None;
@@ -325,18 +350,7 @@ pub fn run(args: GenerateArgs) -> Result<ExitCode> {
         .map(|n| paths::resolve_model_file(&folders.clip(), n, "clip", false))
         .transpose()?;
     let loras = imagelab_engine::lora::resolve(&folders.loras(), &params.requested_loras()?)?;
-    // An unreadable file is not PixArt here: the load below names what is wrong with it.
-    if imagelab_engine::checkpoint::is_pixart(&checkpoint).unwrap_or(false) {
-        let family = imagelab_core::family::Family::PixArtSigma;
-        let applied = apply_recommended(&mut params, family, &args, &config);
-        if !applied.is_empty() {
-            eprintln!(
-                "{}: its recommended {}",
-                family.as_str(),
-                applied.join(", ")
-            );
-        }
-    }
+    let pixart = apply_family_recommendation(&mut params, &checkpoint, &args, &config);
     if let Some(out) = &args.out {
         if out.exists() {
             bail!(
@@ -351,6 +365,7 @@ pub fn run(args: GenerateArgs) -> Result<ExitCode> {
     if config.automatic_memory && args.memory.is_unset() && config.memory.is_default() {
         if let Some(chosen) = automatic_memory(
             &checkpoint,
+            pixart,
             [clip.as_deref(), vae.as_deref()],
             &params,
             dtype,

@@ -28,23 +28,26 @@ fn load(path: &Path) -> Pipeline {
     Pipeline::load(&ModelChoice::new(path, DeviceSpec::Cpu, DType::Fp32)).unwrap()
 }
 
-fn check_family(name: &str, family: &str, prediction: &str) {
-    let dir = reference_dir();
-    let io = common::load_tensors(&dir.join(format!("{name}_io.safetensors")));
-    let want_sigmas = Vec::<f64>::try_from(&io["sigmas"]).unwrap();
+/// Our `normal` sigmas for `steps` Euler steps are the reference's (`io["sigmas"]`).
+fn check_sigmas(name: &str, steps: usize, io: &std::collections::HashMap<String, tch::Tensor>) {
+    let want = Vec::<f64>::try_from(&io["sigmas"]).unwrap();
     let ours = sigmas_for(
         SamplerName::Euler,
         SchedulerName::Normal,
         &ModelSchedule::stable_diffusion(),
-        4,
+        steps,
         1.0,
     );
-    for (a, b) in ours.iter().zip(&want_sigmas) {
-        assert!(
-            (a - b).abs() < 1e-9,
-            "{name} sigmas {ours:?} vs {want_sigmas:?}"
-        );
+    assert_eq!(ours.len(), want.len(), "{name} sigmas {ours:?} vs {want:?}");
+    for (a, b) in ours.iter().zip(&want) {
+        assert!((a - b).abs() < 1e-9, "{name} sigmas {ours:?} vs {want:?}");
     }
+}
+
+fn check_family(name: &str, family: &str, prediction: &str) {
+    let dir = reference_dir();
+    let io = common::load_tensors(&dir.join(format!("{name}_io.safetensors")));
+    check_sigmas(name, 4, &io);
     let pipeline = load(&dir.join(format!("{name}.safetensors")));
     assert_eq!(pipeline.family.as_str(), family);
     assert_eq!(
@@ -90,15 +93,7 @@ fn sd1_is_fed_the_nearest_timestep_as_comfyui_does() {
     // 5 `normal` steps put the timesteps between integers, where ComfyUI feeds the
     // nearest one and diffusers' Euler would interpolate.
     let io = common::load_tensors(&reference_dir().join("sd1_comfy5_io.safetensors"));
-    let want_sigmas = Vec::<f64>::try_from(&io["sigmas"]).unwrap();
-    let ours = sigmas_for(
-        SamplerName::Euler,
-        SchedulerName::Normal,
-        &ModelSchedule::stable_diffusion(),
-        5,
-        1.0,
-    );
-    assert_eq!(ours.len(), want_sigmas.len());
+    check_sigmas("sd1, 5 steps", 5, &io);
     let pipeline = load(&reference_dir().join("sd1.safetensors"));
     let five = GenerationParams {
         steps: 5,

@@ -31,7 +31,21 @@ pub struct ModelInfo {
     pub family: Family,
 }
 
-pub(super) fn file_label(path: &Path) -> String {
+impl ModelInfo {
+    /// The names and hash `choice`'s files give an image of `family`.
+    pub(super) fn of(choice: &ModelChoice, family: Family) -> Result<ModelInfo> {
+        Ok(ModelInfo {
+            model_name: file_label(&choice.checkpoint),
+            model_path: choice.checkpoint.clone(),
+            model_hash: crate::model_hash::short_sha256(&choice.checkpoint)?,
+            vae_name: choice.vae.as_deref().map(file_label),
+            clip_name: choice.clip.as_deref().map(file_label),
+            family,
+        })
+    }
+}
+
+fn file_label(path: &Path) -> String {
     path.file_stem()
         .or(path.file_name())
         .map(|s| s.to_string_lossy().into_owned())
@@ -342,14 +356,7 @@ pub(super) fn load(choice: &ModelChoice) -> Result<Pipeline> {
         OnDemand::Resident(loaded)
     };
 
-    let info = ModelInfo {
-        model_name: file_label(&choice.checkpoint),
-        model_path: choice.checkpoint.clone(),
-        model_hash: crate::model_hash::short_sha256(&choice.checkpoint)?,
-        vae_name: choice.vae.as_deref().map(file_label),
-        clip_name: choice.clip.as_deref().map(file_label),
-        family,
-    };
+    let info = ModelInfo::of(choice, family)?;
     Ok(Pipeline {
         family,
         prediction: source.prediction,

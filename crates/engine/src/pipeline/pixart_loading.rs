@@ -2,7 +2,7 @@
 //! folder or ComfyUI's transformer + `--clip` T5 + `--vae`), the transformer on the
 //! denoiser's device, T5 on the text device in bf16 (it overflows in fp16), the SDXL VAE.
 
-use super::loading::{component_memory, cudnn_benchmark, file_label, load_vae, vae_kind};
+use super::loading::{component_memory, cudnn_benchmark, load_vae, vae_kind};
 use super::loading::{resident_memory, ModelInfo};
 use super::modes::OnDemand;
 use super::parts::{DenoiserNet, TextConditioning};
@@ -98,14 +98,7 @@ pub(super) fn load(choice: &ModelChoice) -> Result<Pipeline> {
     let (vae, vae_memory) = load_vae(choice, files.vae.clone(), vae_kind)?;
     memory.push(vae_memory);
     let tokenizer = files.tokenizer;
-    let info = ModelInfo {
-        model_name: file_label(&choice.checkpoint),
-        model_path: choice.checkpoint.clone(),
-        model_hash: crate::model_hash::short_sha256(&choice.checkpoint)?,
-        vae_name: choice.vae.as_deref().map(file_label),
-        clip_name: choice.clip.as_deref().map(file_label),
-        family,
-    };
+    let info = ModelInfo::of(choice, family)?;
     let placement = choice.placement;
     Ok(Pipeline {
         family,
