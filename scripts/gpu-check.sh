@@ -33,6 +33,9 @@ for variant in "--no-fused-qkv" "--no-cudnn-benchmark" "--channels-last" "--low-
   ( cd "$out/work" && "$bin/imagelab" bench --model sdxl --work-dir "$bench_dir" $variant \
       --json "$out/imagelab_bench_$name.json" ) 2>&1 | tee "$out/imagelab_bench_$name.txt" || true
 done
+echo "== PixArt-Σ under --low-vram (T5 streamed a block at a time; the 12 GiB target)"
+( cd "$out/work" && "$bin/imagelab" bench --model pixart --work-dir "$bench_dir" --low-vram \
+    --json "$out/imagelab_bench_pixart_lowvram.json" ) 2>&1 | tee "$out/imagelab_bench_pixart_lowvram.txt" || true
 echo "== diffusers reference benchmark"
 OUT="$out" "$py" "$repo/../shared/perf/sdxl_diffusers_bench.py" 2>&1 | tail -3 | tee "$out/diffusers_bench.txt" || true
 echo "== diffusers reference benchmark, PixArt-Σ (transformer fp16, T5 and VAE bf16)"

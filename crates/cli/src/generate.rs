@@ -5,7 +5,7 @@ use crate::logging;
 use crate::memory_args::MemoryArgs;
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use imagelab_core::memory::{choose_for_free_memory, MemoryNeed, MemorySettings};
+use imagelab_core::memory::{choose_for_free_memory, MemorySettings};
 use imagelab_core::{
     config::Config, parse_sampler_label, paths, DType, DeviceSpec, GenerationParams, SchedulerName,
 };
@@ -197,8 +197,8 @@ fn explain_missing_checkpoint(checkpoints: &Path) {
 /// For a run where neither the flags, the environment nor config.yaml chose a memory mode:
 /// what fits the GPU's free memory, as ComfyUI picks its low-VRAM modes on small cards
 /// (`imagelab_core::memory::choose_for_free_memory`). `None` keeps the fastest settings;
-/// so do the CPU, a split placement, a diffusers folder and a GPU whose free memory
-/// cannot be read.
+/// so do the CPU, a split placement, a model whose files cannot be read and a GPU whose
+/// free memory cannot be read.
 fn automatic_memory(
     checkpoint: &Path,
     pixart: bool,
@@ -210,23 +210,12 @@ fn automatic_memory(
     let DeviceSpec::Cuda(index) = placement.unet else {
         return None;
     };
-    if !placement.is_single() || !checkpoint.is_file() {
+    if !placement.is_single() {
         return None;
     }
-    let read = imagelab_core::safetensors_header::read_header;
-    let header = read(checkpoint).ok()?;
     let element_bytes = if dtype == DType::Fp32 { 4 } else { 2 };
     let run = (params.width, params.height, params.batch);
-    let need = if pixart {
-        // PixArt-Σ's T5 and VAE are files of their own (--clip, --vae).
-        let [Some(clip), Some(vae)] = parts else {
-            return None;
-        };
-        let others = [read(clip).ok()?, read(vae).ok()?];
-        MemoryNeed::of_parts(&header, &[&others[0], &others[1]], element_bytes, run)
-    } else {
-        MemoryNeed::of_checkpoint(&header, element_bytes, run.0, run.1, run.2)
-    };
+    let need = crate::memory_need::model_need(checkpoint, pixart, parts, element_bytes, run)?;
     let (free, _total) = imagelab_engine::free_and_total(index)?;
     let chosen = choose_for_free_memory(free, need)?;
     let gib = |b: u64| b as f64 / (1u64 << 30) as f64;

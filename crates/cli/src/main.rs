@@ -12,6 +12,7 @@ mod generate;
 mod gpus;
 mod logging;
 mod memory_args;
+mod memory_need;
 mod models;
 mod night;
 mod prompts;

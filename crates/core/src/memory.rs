@@ -2,6 +2,7 @@
 //! between uses, whether classifier-free guidance runs both halves in one batch, and VAE
 //! tiling. The `memory:` section of config.yaml, `generate`'s flags and `--low-vram`.
 
+use crate::safetensors_header::SafetensorsHeader;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
@@ -427,27 +428,71 @@ impl MemoryNeed {
         }
     }
 
-    /// A model kept as separate files (PixArt-Σ: the transformer, T5, the VAE) from their
-    /// headers: every float tensor of `denoiser` is the denoiser (no prefix marks it), each
-    /// of `others` is used on its own under offload. All are counted at `element_bytes`
-    /// (T5 runs in bf16 under fp16: the same width).
+    /// A model kept as separate parts (PixArt-Σ's transformer, T5 and VAE files, or the
+    /// component folders of a diffusers model), from their headers (shards together):
+    /// every float tensor of `denoiser` is the denoiser (no prefix marks it), each of
+    /// `others` is used on its own under offload. All are counted at `element_bytes` (T5
+    /// runs in bf16 under fp16: the same width).
     pub fn of_parts(
-        denoiser: &crate::safetensors_header::SafetensorsHeader,
-        others: &[&crate::safetensors_header::SafetensorsHeader],
+        denoiser: &[&SafetensorsHeader],
+        others: &[ModelPart<'_>],
         element_bytes: u32,
         (width, height, batch): (u32, u32, u32),
     ) -> MemoryNeed {
-        let total = |h: &crate::safetensors_header::SafetensorsHeader| -> u64 {
-            float_tensor_bytes(h, element_bytes).map(|(_, b)| b).sum()
+        let total = |headers: &[&SafetensorsHeader]| -> u64 {
+            headers
+                .iter()
+                .flat_map(|h| float_tensor_bytes(h, element_bytes))
+                .map(|(_, b)| b)
+                .sum()
         };
-        let parts: Vec<u64> = others.iter().map(|h| total(h)).collect();
+        let peaks: Vec<u64> = others.iter().map(|p| p.peak(element_bytes)).collect();
         MemoryNeed {
             unet: total(denoiser),
-            others: parts.iter().sum(),
-            largest_other: parts.iter().copied().max().unwrap_or(0),
+            others: others.iter().map(|p| total(p.headers)).sum(),
+            largest_other: peaks.iter().copied().max().unwrap_or(0),
             activations: activation_estimate(width, height, batch, element_bytes),
         }
     }
+}
+
+/// One part of a model kept as separate files: its headers (one per shard), and whether
+/// offload streams it to the device a block at a time (T5's `encoder.block.N.`), so that
+/// only its other tensors and its largest block are there at once.
+#[derive(Debug, Clone, Copy)]
+pub struct ModelPart<'a> {
+    pub headers: &'a [&'a SafetensorsHeader],
+    pub streamed: bool,
+}
+
+impl ModelPart<'_> {
+    /// The bytes it holds on the device at once while used under offload.
+    fn peak(&self, element_bytes: u32) -> u64 {
+        let tensors = || {
+            self.headers
+                .iter()
+                .flat_map(move |h| float_tensor_bytes(h, element_bytes))
+        };
+        if !self.streamed {
+            return tensors().map(|(_, b)| b).sum();
+        }
+        let mut blocks = std::collections::BTreeMap::<&str, u64>::new();
+        let mut rest = 0;
+        for (name, bytes) in tensors() {
+            match block_of(name) {
+                Some(block) => *blocks.entry(block).or_default() += bytes,
+                None => rest += bytes,
+            }
+        }
+        rest + blocks.values().copied().max().unwrap_or(0)
+    }
+}
+
+/// `encoder.block.7` for `encoder.block.7.layer.0.SelfAttention.q.weight` (any prefix).
+fn block_of(name: &str) -> Option<&str> {
+    let at = name.find("block.")? + "block.".len();
+    let digits = name[at..].find(|c: char| !c.is_ascii_digit())?;
+    (digits > 0).then(|| &name[..at + digits])
 }
 
 /// Each float tensor's name and its bytes at `element_bytes` per element.
@@ -592,7 +637,18 @@ mod choice_tests {
             ("position_ids", "I64", &[300]),
         ]);
         let vae = header(&[("decoder.conv_in.weight", "F16", &[83_653_863])]);
-        let need = MemoryNeed::of_parts(&dit, &[&t5, &vae], 2, (1024, 1024, 1));
+        let (t5, vae) = ([&t5], [&vae]);
+        let whole = [
+            ModelPart {
+                headers: &t5,
+                streamed: false,
+            },
+            ModelPart {
+                headers: &vae,
+                streamed: false,
+            },
+        ];
+        let need = MemoryNeed::of_parts(&[&dit], &whole, 2, (1024, 1024, 1));
         assert_eq!(need.unet, 2 * 610_856_096);
         assert_eq!(need.others, 2 * (4_762_310_656 + 83_653_863));
         assert_eq!(need.largest_other, 2 * 4_762_310_656);
@@ -600,5 +656,53 @@ mod choice_tests {
         let chosen = choose_for_free_memory(12 * GIB, need).expect("a memory mode");
         assert_eq!(chosen, MemorySettings::low_vram());
         assert_eq!(choose_for_free_memory(40 * GIB, need), None);
+    }
+
+    #[test]
+    fn a_streamed_t5_holds_its_embedding_and_one_block_at_once() {
+        // T5-XXL's encoder as its tensors add up: the embedding, 24 blocks of 192,946,176
+        // parameters (four 4096² projections, three 4096×10240, two norms), the final norm
+        // and the position bias: 4,762,310,656 in all, in two shards.
+        let names: Vec<String> = (0..24)
+            .map(|i| format!("encoder.block.{i}.layer.0.SelfAttention.q.weight"))
+            .collect();
+        let mut first: Vec<(&str, &str, &[i64])> = vec![("shared.weight", "BF16", &[32128, 4096])];
+        let mut second: Vec<(&str, &str, &[i64])> = vec![
+            ("encoder.final_layer_norm.weight", "BF16", &[4096]),
+            (
+                "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight",
+                "BF16",
+                &[32, 64],
+            ),
+        ];
+        for (i, name) in names.iter().enumerate() {
+            let shard = if i < 12 { &mut first } else { &mut second };
+            shard.push((name.as_str(), "BF16", &[192_946_176]));
+        }
+        let shards = [header(&first), header(&second)];
+        let t5 = [&shards[0], &shards[1]];
+        let vae = header(&[("decoder.conv_in.weight", "F16", &[83_653_863])]);
+        let dit = header(&[("adaln_single.linear.weight", "F16", &[610_856_096])]);
+        let parts = [
+            ModelPart {
+                headers: &t5,
+                streamed: true,
+            },
+            ModelPart {
+                headers: &[&vae],
+                streamed: false,
+            },
+        ];
+        let need = MemoryNeed::of_parts(&[&dit], &parts, 2, (1024, 1024, 1));
+        assert_eq!(need.others, 2 * (4_762_310_656 + 83_653_863));
+        // Block 0 carries the position bias: it is the largest block.
+        let peak = 32128 * 4096 + 4096 + 192_946_176 + 32 * 64;
+        assert_eq!(need.largest_other, 2 * peak);
+        assert_eq!(
+            block_of("encoder.block.12.layer.1.DenseReluDense.wo.weight"),
+            Some("encoder.block.12")
+        );
+        assert_eq!(block_of("encoder.final_layer_norm.weight"), None);
+        assert_eq!(block_of("x.block.y"), None);
     }
 }

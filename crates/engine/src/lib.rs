@@ -5,6 +5,7 @@
 
 pub mod checkpoint;
 pub mod clip;
+pub mod cuda_capability;
 pub mod device_memory;
 pub mod diffusers_folder;
 pub mod embedding;

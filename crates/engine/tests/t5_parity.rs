@@ -140,3 +140,61 @@ fn a_sharded_text_encoder_folder_loads_the_same() {
         .to_string();
     assert!(err.contains("model.safetensors.index.json"), "{err}");
 }
+
+/// Cards without native bf16 (V100, T4) run T5 in fp16. In T5-XXL the feed-forward's gated
+/// product outgrows fp16 (65504); here the test model's feed-forward is scaled until it does
+/// (norm weights ×40, `wi` ×4), and fp16 weights must still give float32's output: the
+/// product, `wo` and the residual stream are taken in float32.
+#[test]
+fn fp16_weights_hold_where_the_feed_forward_outgrows_fp16() {
+    let exp = expected();
+    let mut tensors: Vec<(String, Tensor)> =
+        common::load_tensors(&reference().join("gated_hf/model.safetensors"))
+            .into_iter()
+            .collect();
+    for (name, tensor) in &mut tensors {
+        if name.ends_with("layer.1.layer_norm.weight") {
+            *tensor = &*tensor * 40.0;
+        } else if name.contains("DenseReluDense.wi_") {
+            *tensor = &*tensor * 4.0;
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("loud.safetensors");
+    Tensor::write_safetensors(&tensors, &path).unwrap();
+    let file = || Weights::from_file(WeightFile::open(&path).unwrap());
+    let full = load(&file())
+        .encode(&exp["tokens"], &exp["mask"])
+        .unwrap()
+        .hidden;
+    let half = load(&file().to(Device::Cpu, Kind::Half))
+        .encode(&exp["tokens"], &exp["mask"])
+        .unwrap()
+        .hidden;
+    assert_eq!(half.kind(), Kind::Half);
+    let finite = |t: &Tensor| t.isfinite().all().int64_value(&[]) == 1;
+    assert!(finite(&full), "the float32 output is not finite");
+    assert!(finite(&half), "fp16 T5 overflowed");
+    let err = common::relative_error(&half, &full);
+    println!("fp16 vs f32 with a feed-forward past fp16's range: {err:.3e}");
+    assert!(err < 2e-2, "fp16 drifted {err:.3e} from float32");
+}
+
+/// Offloaded T5 reads its blocks one at a time as the encoding reaches each (so T5-XXL's
+/// 9.5 GB are never on the card at once): the output is the loaded encoder's, bit for bit.
+#[test]
+fn streamed_blocks_give_the_loaded_output() {
+    let exp = expected();
+    let view = encoder_view(&open("gated_hf/model.safetensors")).unwrap();
+    let cfg = T5Config::detect(&view).unwrap();
+    let loaded = T5Encoder::load(&view, &cfg).unwrap();
+    let streamed = T5Encoder::streamed(&view, &cfg).unwrap();
+    let a = loaded.encode(&exp["tokens"], &exp["mask"]).unwrap().hidden;
+    let b = streamed
+        .encode(&exp["tokens"], &exp["mask"])
+        .unwrap()
+        .hidden;
+    assert!(a.equal(&b), "streamed blocks changed the output");
+    assert_close("streamed", &b, &exp["gated"], TOL);
+    T5Encoder::check_blocks(&view, &cfg).unwrap();
+}

@@ -272,6 +272,16 @@ fn picking_a_pixart_checkpoint_brings_its_settings_and_makes_an_image() {
         parameters.contains("CFG scale: 4.5") && parameters.contains("Model: tiny-pixart"),
         "{parameters}"
     );
+    // The form the app saved names the SD model it ended on; the next launch is to come
+    // back on PixArt-Σ, which is not the first checkpoint of the list.
+    let saved = std::fs::read_to_string(sb.path("home/gui.yaml")).unwrap();
+    assert!(saved.contains("model: tiny.safetensors"), "{saved}");
+    std::fs::write(
+        sb.path("home/gui.yaml"),
+        saved.replace("model: tiny.safetensors", "model: tiny-pixart.safetensors"),
+    )
+    .unwrap();
+    sb.drive(&["pixart-remembered"]);
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //!
 //! Keyed by what decides the loaded weights: the checkpoint (path, size, modification
 //! time, so a replaced file is reloaded), the VAE and text-encoder overrides (the same),
-//! the placement and the precision. Least recently used goes first.
+//! the tokenizer beside a T5 text encoder, the placement and the precision. Least recently used goes first.
 //!
 //! The cache hands out `Rc<Pipeline>`, not `Arc`: a tch `Tensor` is `Send` but not
 //! `Sync`, so a pipeline cannot be shared between threads anyway; each GPU worker process
@@ -52,6 +52,8 @@ struct ModelIdentity {
     checkpoint: FileStamp,
     vae: Option<FileStamp>,
     clip: Option<FileStamp>,
+    /// The `spiece.model` / `tokenizer.json` read with a T5 `clip` file.
+    tokenizer: Option<FileStamp>,
     placement: Placement,
     dtype: DType,
 }
@@ -76,6 +78,13 @@ impl CacheKey {
                 checkpoint: FileStamp::of(&choice.checkpoint)?,
                 vae: choice.vae.as_deref().map(FileStamp::of).transpose()?,
                 clip: choice.clip.as_deref().map(FileStamp::of).transpose()?,
+                tokenizer: choice
+                    .clip
+                    .as_deref()
+                    .and_then(crate::pixart::tokenizer_file_beside)
+                    .as_deref()
+                    .map(FileStamp::of)
+                    .transpose()?,
                 placement: choice.placement,
                 dtype: choice.dtype,
             },
@@ -268,5 +277,38 @@ fn release_device_memory(placement: Placement, last: bool) {
     }
     if last && on_cuda {
         crate::device_memory::empty_cache();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use imagelab_core::DeviceSpec;
+
+    #[test]
+    fn a_replaced_tokenizer_beside_the_t5_file_is_another_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str, bytes: &[u8]| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, bytes).unwrap();
+            path
+        };
+        let mut choice = ModelChoice::new(
+            file("pixart.safetensors", b"dit"),
+            DeviceSpec::Cpu,
+            DType::Fp32,
+        );
+        choice.clip = Some(file("t5.safetensors", b"t5"));
+        let without = CacheKey::of(&choice).unwrap();
+        file("spiece.model", b"first");
+        let first = CacheKey::of(&choice).unwrap();
+        assert_ne!(without, first, "the tokenizer is part of the key");
+        assert_eq!(first, CacheKey::of(&choice).unwrap());
+        file("spiece.model", b"the second, longer");
+        assert_ne!(
+            first,
+            CacheKey::of(&choice).unwrap(),
+            "a replaced spiece.model"
+        );
     }
 }

@@ -167,15 +167,21 @@ pub(super) fn cudnn_benchmark(choice: &ModelChoice) -> Option<bool> {
         )
 }
 
-/// The VAE's precision: the SDXL VAE (PixArt-Σ's too) overflows in fp16 (NaNs); bf16 has
-/// fp32's range, so it runs there.
-pub(super) fn vae_kind(family: Family, kind: Kind) -> Kind {
+/// The VAE's precision on a device with or without native bf16: the SDXL VAE (PixArt-Σ's
+/// too) overflows in fp16 (NaNs); bf16 has fp32's range, so it runs there, and in fp32 on
+/// cards that only emulate bf16 (V100, T4), as diffusers upcasts it.
+pub(super) fn vae_kind(family: Family, kind: Kind, native_bf16: bool) -> Kind {
     let sdxl_vae = matches!(family, Family::Sdxl | Family::PixArtSigma);
-    if kind == Kind::Half && sdxl_vae {
-        Kind::BFloat16
-    } else {
-        kind
+    match (kind == Kind::Half && sdxl_vae, native_bf16) {
+        (true, true) => Kind::BFloat16,
+        (true, false) => Kind::Float,
+        (false, _) => kind,
     }
+}
+
+/// Whether the device of a component runs bf16 natively (see [`crate::cuda_capability`]).
+pub(super) fn native_bf16(device: imagelab_core::DeviceSpec) -> bool {
+    crate::cuda_capability::native_bf16(super::torch_device(device))
 }
 
 /// The VAE on its device in `vae_kind` (built on demand under offload), and its memory
@@ -248,7 +254,7 @@ pub(super) fn load(choice: &ModelChoice) -> Result<Pipeline> {
     });
     memory.push(component_memory("unet".into(), placement.unet, &unet_bytes));
 
-    let vae_kind = vae_kind(family, kind);
+    let vae_kind = vae_kind(family, kind, native_bf16(placement.vae));
     let vae_weights = match &choice.vae {
         Some(path) => {
             vae::vae_weights_from_file(checkpoint::open_component(path)?).map_err(|e| {

@@ -1,9 +1,10 @@
 //! Assembling a PixArt-Σ [`Pipeline`]: its parts found by [`PixArtFiles`] (a diffusers
 //! folder or ComfyUI's transformer + `--clip` T5 + `--vae`), the transformer on the
-//! denoiser's device, T5 on the text device in bf16 (it overflows in fp16), the SDXL VAE.
+//! denoiser's device, T5 on the text device in bf16 (it overflows in fp16; cards without
+//! native bf16 run it in fp16 with its safeguards), the SDXL VAE.
 
 use super::loading::{component_memory, cudnn_benchmark, load_vae, vae_kind};
-use super::loading::{resident_memory, ModelInfo};
+use super::loading::{native_bf16, resident_memory, ModelInfo};
 use super::modes::OnDemand;
 use super::parts::{DenoiserNet, TextConditioning};
 use super::t5_text::{T5Text, DEFAULT_CACHED_PROMPTS};
@@ -20,10 +21,13 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use tch::Kind;
 
-/// T5's precision for the pipeline's `kind`: fp16 overflows in T5's feed-forward, bf16
-/// has fp32's range (the output projections stay fp32 in every precision).
-fn t5_kind(kind: Kind) -> Kind {
-    if kind == Kind::Half {
+/// T5's precision for the pipeline's `kind` on a device with or without native bf16. T5's
+/// activations outgrow fp16, so under fp16 it runs in bf16 (fp32's range). Cards that only
+/// emulate bf16 (V100, T4) keep fp16 weights: the encoder then relies on its safeguards,
+/// which hold in every precision (the residual stream, the feed-forward's gated product and
+/// `wo` in fp32, see [`crate::t5`]), as transformers keeps `wo` in fp32 for fp16.
+fn t5_kind(kind: Kind, native_bf16: bool) -> Kind {
+    if kind == Kind::Half && native_bf16 {
         Kind::BFloat16
     } else {
         kind
@@ -47,20 +51,22 @@ fn load_transformer(
     Ok((dit, bytes))
 }
 
-/// T5 on the text device: kept there, or (any offload) built there for each encoding and
-/// freed after, so its 9.5 GB share the card with the transformer only while encoding.
+/// T5 on the text device: kept there, or (any offload) streamed there for each encoding,
+/// one block at a time, so its 9.5 GB never share the card with the transformer: the
+/// peak is one 0.39 GB block and the 0.26 GB embedding. That is what lets `--low-vram` run
+/// PixArt-Σ on a 12 GiB card ("T5 encoding on the GPU in parts").
 fn load_t5(
     weights: &Weights,
     choice: &ModelChoice,
 ) -> Result<(OnDemand<T5Encoder>, super::ComponentMemory)> {
     let device = choice.placement.text_encoders;
-    let (weights, bytes) = weights
-        .to(torch_device(device), t5_kind(torch_kind(choice.dtype)))
-        .counted();
+    let kind = t5_kind(torch_kind(choice.dtype), native_bf16(device));
+    let (weights, bytes) = weights.to(torch_device(device), kind).counted();
     let cfg = T5Config::detect(&weights)?;
     let encoder = if choice.memory.offload != Offload::None {
+        T5Encoder::check_blocks(&weights, &cfg)?;
         let weights = weights.uncounted();
-        OnDemand::offloaded(Box::new(move || T5Encoder::load(&weights, &cfg)))?
+        OnDemand::offloaded(Box::new(move || T5Encoder::streamed(&weights, &cfg)))?
     } else {
         OnDemand::Resident(T5Encoder::load(&weights, &cfg)?)
     };
@@ -68,9 +74,9 @@ fn load_t5(
     Ok((encoder, entry))
 }
 
-/// The memory modes as this pipeline carries them out: the DiT's blocks are not
-/// streamed (at 1.2 GB it stays), so sequential offload is model offload here, and the
-/// pipeline says so rather than report a mode it does not run.
+/// The memory modes as this pipeline carries them out: T5's blocks are streamed under
+/// either offload, the DiT's are not (at 1.2 GB it stays), so sequential offload is model
+/// offload here, and the pipeline says so rather than report a mode it does not run.
 fn settings_as_run(mut memory: super::MemorySettings) -> super::MemorySettings {
     if memory.offload == Offload::Sequential {
         memory.offload = Offload::Model;
@@ -86,6 +92,7 @@ pub(super) fn load(choice: &ModelChoice) -> Result<Pipeline> {
         choice.vae.as_deref(),
     )?;
     let kind = torch_kind(choice.dtype);
+    let placement = choice.placement;
     let (dit, dit_bytes) = load_transformer(&files, choice)?;
     let mut memory = vec![component_memory(
         "transformer".into(),
@@ -94,12 +101,11 @@ pub(super) fn load(choice: &ModelChoice) -> Result<Pipeline> {
     )];
     let (encoder, t5_memory) = load_t5(&files.text_encoder, choice)?;
     memory.push(t5_memory);
-    let vae_kind = vae_kind(family, kind);
+    let vae_kind = vae_kind(family, kind, native_bf16(placement.vae));
     let (vae, vae_memory) = load_vae(choice, files.vae.clone(), vae_kind)?;
     memory.push(vae_memory);
     let tokenizer = files.tokenizer;
     let info = ModelInfo::of(choice, family)?;
-    let placement = choice.placement;
     Ok(Pipeline {
         family,
         prediction: Prediction::Eps,
@@ -126,4 +132,23 @@ pub(super) fn load(choice: &ModelChoice) -> Result<Pipeline> {
         vae_kind,
         memory,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::loading::vae_kind;
+
+    #[test]
+    fn cards_without_native_bf16_run_t5_in_fp16_and_the_vae_in_fp32() {
+        assert_eq!(t5_kind(Kind::Half, true), Kind::BFloat16);
+        assert_eq!(t5_kind(Kind::Half, false), Kind::Half);
+        assert_eq!(t5_kind(Kind::Float, false), Kind::Float);
+        let pixart = Family::PixArtSigma;
+        assert_eq!(vae_kind(pixart, Kind::Half, true), Kind::BFloat16);
+        assert_eq!(vae_kind(pixart, Kind::Half, false), Kind::Float);
+        assert_eq!(vae_kind(Family::Sdxl, Kind::Half, false), Kind::Float);
+        assert_eq!(vae_kind(Family::Sd1, Kind::Half, false), Kind::Half);
+        assert_eq!(vae_kind(Family::Sd1, Kind::BFloat16, true), Kind::BFloat16);
+    }
 }

@@ -77,15 +77,30 @@ fn open_t5_file(path: &Path) -> Result<Weights> {
     })
 }
 
-/// The tokenizer beside a T5 file: `spiece.model` / `tokenizer.json` in its folder, or in
-/// a `tokenizer/` folder there.
-fn tokenizer_beside(t5_file: &Path) -> Result<T5Tokenizer> {
+/// The tokenizer file a T5 file is read with: `spiece.model` (else `tokenizer.json`) in
+/// its folder, or in a `tokenizer/` folder there. The pipeline cache stamps it too, so a
+/// replaced tokenizer is loaded again.
+pub fn tokenizer_file_beside(t5_file: &Path) -> Option<PathBuf> {
     let dir = t5_file.parent().unwrap_or(Path::new("."));
-    for candidate in [dir.to_path_buf(), dir.join("tokenizer")] {
-        if candidate.join("spiece.model").is_file() || candidate.join("tokenizer.json").is_file() {
-            return T5Tokenizer::find(&candidate, PIXART_TOKENS);
-        }
+    [dir.to_path_buf(), dir.join("tokenizer")]
+        .into_iter()
+        .flat_map(|candidate| {
+            [
+                candidate.join("spiece.model"),
+                candidate.join("tokenizer.json"),
+            ]
+        })
+        .find(|file| file.is_file())
+}
+
+fn tokenizer_beside(t5_file: &Path) -> Result<T5Tokenizer> {
+    if let Some(dir) = tokenizer_file_beside(t5_file)
+        .as_deref()
+        .and_then(Path::parent)
+    {
+        return T5Tokenizer::find(dir, PIXART_TOKENS);
     }
+    let dir = t5_file.parent().unwrap_or(Path::new("."));
     Err(needs(
         t5_file,
         format!(

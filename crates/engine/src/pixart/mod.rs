@@ -6,7 +6,7 @@ mod files;
 mod model;
 mod names;
 
-pub use files::{transformer_file, PixArtFiles};
+pub use files::{tokenizer_file_beside, transformer_file, PixArtFiles};
 pub use model::PixArtTransformer;
 pub use names::PixArtLayout;
 

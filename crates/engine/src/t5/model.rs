@@ -2,9 +2,11 @@
 //! learned relative-position bias and a feed-forward layer, and a final RMS norm.
 //!
 //! The residual stream is kept in float32 whatever the weights' precision, and each
-//! block's `wo` runs in float32: T5's activations outgrow fp16's range (transformers keeps
-//! `wo` in float32 and clamps for the same reason), and the stream is only
-//! `[batch, 300, 4096]`, so the cost is small.
+//! block's feed-forward takes its gated product and `wo` in float32: T5's activations
+//! outgrow fp16's range (transformers keeps `wo` in float32 and clamps for the same
+//! reason). These are what let T5 run in fp16 on cards without native bf16 (V100, T4).
+//! The stream is only `[batch, 300, 4096]` and the product `[batch, 300, 10240]`, so the
+//! cost is small.
 
 use super::{FeedForward, T5Config};
 use crate::error::Result;
@@ -43,6 +45,14 @@ struct Block {
     dense: Dense,
 }
 
+/// The encoder's blocks: loaded, or read from the weights one at a time as an encoding
+/// reaches each (so only one of T5-XXL's 24 blocks, 0.39 GB in bf16, is on the device).
+#[derive(Debug)]
+enum Blocks {
+    Loaded(Vec<Block>),
+    Streamed(Weights),
+}
+
 /// A loaded T5 encoder; tensors live on the device and dtype of the [`Weights`] view.
 #[derive(Debug)]
 pub struct T5Encoder {
@@ -50,7 +60,7 @@ pub struct T5Encoder {
     embed: Tensor,
     /// `[buckets, heads]`: the first block's table, which every block uses.
     relative_bias: Tensor,
-    blocks: Vec<Block>,
+    blocks: Blocks,
     final_norm: Tensor,
 }
 
@@ -95,14 +105,31 @@ fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Tensor {
 impl T5Encoder {
     /// Loads every tensor of a view found by [`super::encoder_view`].
     pub fn load(w: &Weights, cfg: &T5Config) -> Result<T5Encoder> {
+        let blocks = (0..cfg.layers)
+            .map(|i| load_block(w, i, cfg))
+            .collect::<Result<Vec<_>>>()?;
+        T5Encoder::with_blocks(w, cfg, Blocks::Loaded(blocks))
+    }
+
+    /// Loads the embedding, position bias and final norm only; each encoding then reads
+    /// the blocks from `w` one at a time and frees each after use. The output is the same
+    /// as [`T5Encoder::load`]'s; the peak on the device is one block instead of all.
+    pub fn streamed(w: &Weights, cfg: &T5Config) -> Result<T5Encoder> {
+        T5Encoder::with_blocks(w, cfg, Blocks::Streamed(w.clone()))
+    }
+
+    /// Reads every block once (one at a time), so that a broken file fails now rather
+    /// than in the first streamed encoding.
+    pub fn check_blocks(w: &Weights, cfg: &T5Config) -> Result<()> {
+        (0..cfg.layers).try_for_each(|i| load_block(w, i, cfg).map(drop))
+    }
+
+    fn with_blocks(w: &Weights, cfg: &T5Config, blocks: Blocks) -> Result<T5Encoder> {
         let embed_name = if w.contains("shared.weight") {
             "shared.weight"
         } else {
             "encoder.embed_tokens.weight"
         };
-        let blocks = (0..cfg.layers)
-            .map(|i| load_block(w, i, cfg))
-            .collect::<Result<Vec<_>>>()?;
         Ok(T5Encoder {
             embed: w.get_shaped(embed_name, &[cfg.vocab, cfg.d_model])?,
             relative_bias: w.get_shaped(
@@ -131,8 +158,18 @@ impl T5Encoder {
             .view([-1, length, self.cfg.d_model])
             .to_kind(Kind::Float);
         let bias = self.attention_bias(length, mask)?;
-        for block in &self.blocks {
-            hidden = self.block_forward(block, &hidden, &bias);
+        match &self.blocks {
+            Blocks::Loaded(blocks) => {
+                for block in blocks {
+                    hidden = self.block_forward(block, &hidden, &bias);
+                }
+            }
+            Blocks::Streamed(w) => {
+                for i in 0..self.cfg.layers {
+                    let block = load_block(w, i, &self.cfg)?;
+                    hidden = self.block_forward(&block, &hidden, &bias);
+                }
+            }
         }
         Ok(T5Output {
             hidden: rms_norm(&hidden, &self.final_norm, self.cfg.eps),
@@ -165,8 +202,9 @@ impl T5Encoder {
         let out = match &block.dense {
             Dense::Relu { wi, wo } => wo.forward(&wi.forward(&x).relu().to_kind(Kind::Float)),
             Dense::GatedGelu { wi_0, wi_1, wo } => {
-                let gate = wi_0.forward(&x).gelu("tanh");
-                wo.forward(&(gate * wi_1.forward(&x)).to_kind(Kind::Float))
+                // In fp16 the product overflows before `wo` could bring it back down.
+                let gate = wi_0.forward(&x).to_kind(Kind::Float).gelu("tanh");
+                wo.forward(&(gate * wi_1.forward(&x).to_kind(Kind::Float)))
             }
         };
         hidden + out

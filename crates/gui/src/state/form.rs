@@ -148,6 +148,16 @@ fn follow<T: PartialEq + Copy>(value: &mut T, from: T, to: T) -> bool {
     moves
 }
 
+/// "a and b", "a" or "b" for the fields that moved; `None` when neither did.
+fn moved_fields(first: bool, second: bool, a: String, b: String) -> Option<String> {
+    match (first, second) {
+        (true, true) => Some(format!("{a} and {b}")),
+        (true, false) => Some(a),
+        (false, true) => Some(b),
+        (false, false) => None,
+    }
+}
+
 impl FormState {
     /// Follows a change of checkpoint from family `before` to `after` (the daemon's
     /// labels, `sdxl`, `pixart-sigma`, …): a family with recommended settings (PixArt-Σ:
@@ -165,22 +175,30 @@ impl FormState {
                 .and_then(imagelab_core::family::Family::from_label)
                 .and_then(|f| f.recommended().map(|r| (f, r)))
         };
-        // Each field on its own, as `imagelab generate` treats them.
+        // Each field on its own, as `imagelab generate` treats them; the note names only
+        // what moved.
         let (d_steps, d_cfg) = (defaults.steps, defaults.cfg);
         if let Some((family, r)) = recommended(after) {
-            let moved =
-                follow(&mut self.steps, d_steps, r.steps) | follow(&mut self.cfg, d_cfg, r.cfg);
-            return moved.then(|| {
-                let name = family.display_name();
-                format!(
-                    "{name}: its recommended {} steps and CFG {}",
-                    r.steps, r.cfg
-                )
-            });
+            let steps = follow(&mut self.steps, d_steps, r.steps);
+            let cfg = follow(&mut self.cfg, d_cfg, r.cfg);
+            let what = moved_fields(
+                steps,
+                cfg,
+                format!("{} steps", r.steps),
+                format!("CFG {}", r.cfg),
+            )?;
+            return Some(format!("{}: its recommended {what}", family.display_name()));
         }
         let (_, r) = recommended(before)?;
-        let moved = follow(&mut self.steps, r.steps, d_steps) | follow(&mut self.cfg, r.cfg, d_cfg);
-        moved.then(|| format!("Steps and CFG back to your defaults ({d_steps} and {d_cfg})"))
+        let steps = follow(&mut self.steps, r.steps, d_steps);
+        let cfg = follow(&mut self.cfg, r.cfg, d_cfg);
+        let what = moved_fields(
+            steps,
+            cfg,
+            format!("steps ({d_steps})"),
+            format!("CFG ({d_cfg})"),
+        )?;
+        Some(format!("Back to your default {what}"))
     }
 
     /// A fresh form from the saved defaults.
@@ -238,6 +256,34 @@ impl FormState {
             return Err(bad());
         }
         Ok(seed)
+    }
+
+    /// The parts a checkpoint of `family` (the daemon's label) cannot run without. A
+    /// PixArt-Σ file in ComfyUI's layout is the transformer alone: "Embedded" would fail
+    /// the job, so the form names the drop-down to fill instead. A diffusers folder (no
+    /// `.safetensors` name) brings its own T5 and VAE.
+    pub fn check_parts(&self, family: Option<&str>) -> Result<(), FieldError> {
+        let lone_file = self
+            .model
+            .as_deref()
+            .is_some_and(|m| m.ends_with(".safetensors"));
+        if family != Some("pixart-sigma") || !lone_file {
+            return Ok(());
+        }
+        if self.clip.is_none() {
+            return Err(FieldError::new(
+                Field::Clip,
+                "PixArt-Σ needs its T5 text encoder: choose it under Text encoder \
+                 (a T5 file in models/clip, with spiece.model beside it)",
+            ));
+        }
+        if self.vae.is_none() {
+            return Err(FieldError::new(
+                Field::Vae,
+                "PixArt-Σ needs the SDXL VAE: choose it under VAE (a file in models/vae)",
+            ));
+        }
+        Ok(())
     }
 
     /// The generation parameters of one job, checked as the daemon checks them.
@@ -380,7 +426,19 @@ pub fn random_seed() -> i64 {
 mod tests {
     #[test]
     fn picking_pixart_takes_its_recommended_settings_and_leaving_it_restores_the_defaults() {
-        let defaults = GenerationDefaults::default();
+        // The shipped defaults already have 20 steps: only CFG moves, and the note says so.
+        let shipped = GenerationDefaults::default();
+        let mut form = FormState::from_defaults(&shipped);
+        assert_eq!(
+            form.follow_family(None, Some("pixart-sigma"), &shipped)
+                .as_deref(),
+            Some("PixArt-Σ: its recommended CFG 4.5")
+        );
+        assert_eq!((form.steps, form.cfg), (shipped.steps, 4.5));
+        let defaults = GenerationDefaults {
+            steps: 30,
+            ..shipped
+        };
         let mut form = FormState {
             steps: defaults.steps,
             cfg: defaults.cfg,
@@ -397,16 +455,27 @@ mod tests {
             form.follow_family(Some("pixart-sigma"), Some("pixart-sigma"), &defaults),
             None
         );
-        assert!(form
-            .follow_family(Some("pixart-sigma"), Some("sdxl"), &defaults)
-            .is_some());
+        assert_eq!(
+            form.follow_family(Some("pixart-sigma"), Some("sdxl"), &defaults),
+            Some(format!(
+                "Back to your default steps ({}) and CFG ({})",
+                defaults.steps, defaults.cfg
+            ))
+        );
         assert_eq!((form.steps, form.cfg), (defaults.steps, defaults.cfg));
-        // Values the user typed stay, in both directions, each field on its own.
+        // Values the user typed stay, in both directions, each field on its own, and the
+        // note names only what moved.
         form.steps = 33;
-        assert!(form
-            .follow_family(Some("sdxl"), Some("pixart-sigma"), &defaults)
-            .is_some());
+        assert_eq!(
+            form.follow_family(Some("sdxl"), Some("pixart-sigma"), &defaults)
+                .as_deref(),
+            Some("PixArt-Σ: its recommended CFG 4.5")
+        );
         assert_eq!((form.steps, form.cfg), (33, 4.5));
+        assert_eq!(
+            form.follow_family(Some("pixart-sigma"), Some("sdxl"), &defaults),
+            Some(format!("Back to your default CFG ({})", defaults.cfg))
+        );
         form.cfg = 6.0;
         assert_eq!(
             form.follow_family(Some("sdxl"), Some("pixart-sigma"), &defaults),
@@ -420,6 +489,29 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn a_pixart_transformer_file_needs_t5_and_a_vae_chosen() {
+        let mut form = FormState {
+            model: Some("pixart-sigma-1024.safetensors".into()),
+            ..ready()
+        };
+        let field = |f: &FormState, family| f.check_parts(family).err().and_then(|e| e.field);
+        assert_eq!(field(&form, Some("pixart-sigma")), Some(Field::Clip));
+        assert_eq!(field(&form, Some("sdxl")), None, "an SDXL file has its own");
+        form.clip = Some("t5xxl_fp16.safetensors".into());
+        assert_eq!(field(&form, Some("pixart-sigma")), Some(Field::Vae));
+        form.vae = Some("sdxl_vae.safetensors".into());
+        assert!(form.check_parts(Some("pixart-sigma")).is_ok());
+        let folder = FormState {
+            model: Some("PixArt-Sigma-XL-2-1024-MS".into()),
+            ..ready()
+        };
+        assert!(
+            folder.check_parts(Some("pixart-sigma")).is_ok(),
+            "a diffusers folder has both"
+        );
+    }
 
     fn ready() -> FormState {
         FormState {

@@ -331,7 +331,14 @@ impl App {
             return;
         };
         let form = self.form(ui);
-        let batch = match build_submission(&form, &self.library, rand::random()) {
+        let family = form
+            .model
+            .as_ref()
+            .and_then(|m| self.families.get(m).cloned().flatten());
+        let batch = match form
+            .check_parts(family.as_deref())
+            .and_then(|()| build_submission(&form, &self.library, rand::random()))
+        {
             Ok(batch) => batch,
             Err(e) => {
                 let field = e.field.map(field_name);

@@ -1,4 +1,4 @@
-//! The work screen's left panel: checkpoint, VAE and CLIP choice, the VRAM display, the
+//! The work screen's left panel: checkpoint, VAE and text-encoder choice, the VRAM display, the
 //! generation parameters, the style and safety choice and the init image. It shows a
 //! [`FormState`] and reads one back; its buttons send intents to the app.
 
@@ -35,6 +35,9 @@ pub struct LeftPanel {
     style: gtk::DropDown,
     styles: gtk::StringList,
     style_ids: RefCell<Vec<Option<String>>>,
+    /// The style a shown form asked for before the profiles were listed (taken by the next
+    /// [`LeftPanel::show_styles`], as the launch's saved form comes before the profiles).
+    pending_style: RefCell<Option<Option<String>>>,
     safe: gtk::CheckButton,
     mature: gtk::CheckButton,
     init_label: gtk::Label,
@@ -42,6 +45,36 @@ pub struct LeftPanel {
     strength: gtk::Scale,
     /// Set while the app itself fills the widgets: selection changes then are not picks.
     filling: std::rc::Rc<std::cell::Cell<bool>>,
+    /// The models the form asks for, kept while the lists lack them (see [`WantedModels`]).
+    wanted: std::rc::Rc<RefCell<WantedModels>>,
+}
+
+/// The checkpoint, VAE and text encoder asked for by the form shown last or by the user's
+/// own picks since. On a launch the saved form is shown before the daemon's model lists
+/// arrive; the lists then select these, not whatever the empty drop-downs held.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct WantedModels {
+    model: Option<String>,
+    vae: Option<String>,
+    clip: Option<String>,
+}
+
+impl WantedModels {
+    fn of(form: &FormState) -> WantedModels {
+        WantedModels {
+            model: form.model.clone(),
+            vae: form.vae.clone(),
+            clip: form.clip.clone(),
+        }
+    }
+}
+
+/// The drop-down's selected entry, `None` for [`EMBEDDED`] or an empty list.
+fn picked(drop: &gtk::DropDown) -> Option<String> {
+    drop.selected_item()
+        .and_downcast::<gtk::StringObject>()
+        .map(|s| s.string().to_string())
+        .filter(|s| s != EMBEDDED)
 }
 
 fn names(items: &[String]) -> Vec<String> {
@@ -68,8 +101,9 @@ impl LeftPanel {
         column.append(&line);
         let (vae, vaes) = dropdown(&[EMBEDDED], "VAE");
         column.append(&row("VAE", &vae));
-        let (clip, clips) = dropdown(&[EMBEDDED], "CLIP (text encoders)");
-        column.append(&row("CLIP", &clip));
+        // ComfyUI's models/clip holds CLIP and T5 files alike (PixArt-Σ's T5 goes there).
+        let (clip, clips) = dropdown(&[EMBEDDED], "Text encoder (CLIP or T5)");
+        column.append(&row("Text encoder", &clip));
         let split =
             gtk::CheckButton::with_label("Split over GPUs 0 and 1 (UNet | text encoders + VAE)");
         name(&split, "Split the model over two GPUs");
@@ -176,6 +210,19 @@ impl LeftPanel {
         // The checkpoint selected last, by the user or by the app.
         let selected_model = std::rc::Rc::new(RefCell::new(None));
         let filling = std::rc::Rc::new(std::cell::Cell::new(false));
+        let wanted = std::rc::Rc::new(RefCell::new(WantedModels::default()));
+        let follow_pick =
+            |drop: &gtk::DropDown, field: fn(&mut WantedModels) -> &mut Option<String>| {
+                let (busy, wanted) = (filling.clone(), wanted.clone());
+                drop.connect_selected_notify(move |d| {
+                    if !busy.get() {
+                        *field(&mut wanted.borrow_mut()) = picked(d);
+                    }
+                });
+            };
+        follow_pick(&checkpoint, |w| &mut w.model);
+        follow_pick(&vae, |w| &mut w.vae);
+        follow_pick(&clip, |w| &mut w.clip);
         let (s, last, busy, list) = (
             sender.clone(),
             selected_model.clone(),
@@ -228,12 +275,14 @@ impl LeftPanel {
             style,
             styles,
             style_ids: RefCell::new(vec![None]),
+            pending_style: RefCell::new(None),
             safe,
             mature,
             init_label,
             init_image: RefCell::new(None),
             strength,
             filling,
+            wanted,
         }
     }
 
@@ -244,9 +293,16 @@ impl LeftPanel {
         self.filling.set(was);
     }
 
-    /// The model lists from the daemon, keeping the current choices where they remain.
+    /// The model lists from the daemon, selecting the models the form asks for where the
+    /// lists have them.
     pub fn show_models(&self, checkpoints: &[String], vaes: &[String], clips: &[String]) {
-        let form = self.form();
+        let wanted = self.wanted.borrow().clone();
+        let form = FormState {
+            model: wanted.model,
+            vae: wanted.vae,
+            clip: wanted.clip,
+            ..self.form()
+        };
         self.filling(|| {
             set_items(&self.checkpoints, checkpoints);
             set_items(&self.vaes, &names(vaes));
@@ -277,7 +333,10 @@ impl LeftPanel {
 
     /// The style profiles the current safety mode lets the user see: (id, name).
     pub fn show_styles(&self, profiles: &[(String, String)]) {
-        let current = self.selected_style();
+        let current = self
+            .pending_style
+            .take()
+            .unwrap_or_else(|| self.selected_style());
         let mut labels = vec!["None".to_string()];
         let mut ids = vec![None];
         for (id, label) in profiles {
@@ -347,15 +406,10 @@ impl LeftPanel {
 
     /// The form as the widgets hold it now.
     pub fn form(&self) -> FormState {
-        let pick = |drop: &gtk::DropDown, list: &gtk::StringList| -> Option<String> {
-            list.string(drop.selected())
-                .map(|s| s.to_string())
-                .filter(|s| s != EMBEDDED)
-        };
         FormState {
-            model: pick(&self.checkpoint, &self.checkpoints),
-            vae: pick(&self.vae, &self.vaes),
-            clip: pick(&self.clip, &self.clips),
+            model: picked(&self.checkpoint),
+            vae: picked(&self.vae),
+            clip: picked(&self.clip),
             width: self.width.value_as_int() as u32,
             height: self.height.value_as_int() as u32,
             sampler: SamplerName::ALL[self.sampler.selected() as usize % SamplerName::ALL.len()],
@@ -377,6 +431,7 @@ impl LeftPanel {
 
     /// Shows `form` (the prompts are the center's).
     pub fn show_form(&self, form: &FormState) {
+        *self.wanted.borrow_mut() = WantedModels::of(form);
         self.filling(|| self.select_models(form));
         self.width.set_value(form.width.into());
         self.height.set_value(form.height.into());
@@ -401,8 +456,9 @@ impl LeftPanel {
         self.show_init_image(form.init_image.as_deref());
         self.strength.set_value(form.strength);
         let ids = self.style_ids.borrow().clone();
-        let style = ids.iter().position(|i| *i == form.style).unwrap_or(0);
-        self.style.set_selected(style as u32);
+        let style = ids.iter().position(|i| *i == form.style);
+        *self.pending_style.borrow_mut() = style.is_none().then(|| form.style.clone());
+        self.style.set_selected(style.unwrap_or(0) as u32);
     }
 
     pub fn show_init_image(&self, image: Option<&str>) {

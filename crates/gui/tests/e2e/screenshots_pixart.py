@@ -19,7 +19,7 @@ def main(out):
     driver.choose("Checkpoint", "tiny-pixart-sigma.safetensors")
     driver.wait_for("the recommended CFG", lambda: driver.field_text("CFG scale") == "4.5")
     driver.choose("VAE", "sdxl_vae.safetensors")
-    driver.choose("CLIP (text encoders)", "t5xxl.safetensors")
+    driver.choose("Text encoder (CLIP or T5)", "t5xxl.safetensors")
     driver.type_into("Prompt", "A Lighthouse at Dusk, (volumetric light:1.2)")
     driver.type_into("Seed", "42")
     driver.click(driver.ready_to_generate(), "Generate")
